@@ -1,1 +1,379 @@
-//! weft-telemetry (placeholder)
+//! weft's metrics: one Prometheus registry per process, the metric names and labels, and
+//! cheap per-request recording handles.
+//!
+//! This crate owns what is measured and how it is named (see `docs/metrics.md`); it does not
+//! own the admin HTTP server that serves the text (that is `weft-admin`) nor the request path
+//! that records (that is `weft-proxy`). Names follow Prometheus conventions: base units
+//! (seconds), `_total` counters. Label cardinality is bounded: `service` and `client` come from
+//! the router's bounded binding cache, `endpoint` from discovery (series are removed when an
+//! endpoint leaves), `error` from a fixed set of reasons.
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+mod process;
+
+/// Latency buckets in seconds: 100µs to 60s, fine enough for sub-millisecond p50 on loopback
+/// and for multi-second tails.
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015,
+    0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+
+/// Whether a response counts as a success or a failure for success-rate metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are lower case in the Prometheus text
+pub enum Classification {
+    /// The request succeeded (by the router's response classifier).
+    success,
+    /// The request failed: a proxy error, or an upstream response the classifier calls a failure.
+    failure,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct RouterLabels {
+    router: Arc<str>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ServiceLabels {
+    router: Arc<str>,
+    service: Arc<str>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ResponseLabels {
+    router: Arc<str>,
+    service: Arc<str>,
+    status_code: u16,
+    classification: Classification,
+    error: &'static str,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ClientLabels {
+    router: Arc<str>,
+    client: Arc<str>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct EndpointLabels {
+    router: Arc<str>,
+    client: Arc<str>,
+    endpoint: Arc<str>,
+}
+
+#[derive(Clone)]
+struct LatencyHistogram;
+
+impl MetricConstructor<Histogram> for LatencyHistogram {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(LATENCY_BUCKETS.iter().copied())
+    }
+}
+
+/// The process-wide metrics registry. Cheap to clone (an `Arc` inside).
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    requests: Family<ServiceLabels, Counter>,
+    responses: Family<ResponseLabels, Counter>,
+    latency: Family<ServiceLabels, Histogram, LatencyHistogram>,
+    open_connections: Family<RouterLabels, Gauge>,
+    connections: Family<RouterLabels, Counter>,
+    endpoints: Family<ClientLabels, Gauge>,
+    endpoint_requests: Family<EndpointLabels, Counter>,
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Creates the registry with every weft metric registered under the `weft_` prefix, and
+    /// `weft_build_info{version}` set to `version`.
+    pub fn new(version: &str) -> Metrics {
+        let mut registry = Registry::with_prefix("weft");
+        let requests = Family::default();
+        let responses = Family::default();
+        let latency = Family::new_with_constructor(LatencyHistogram);
+        let open_connections = Family::default();
+        let connections = Family::default();
+        let endpoints = Family::default();
+        let endpoint_requests = Family::default();
+        registry.register(
+            "requests",
+            "Requests received, by router and logical service name",
+            requests.clone(),
+        );
+        registry.register(
+            "responses",
+            "Responses sent downstream, by status code, classification and proxy error reason",
+            responses.clone(),
+        );
+        registry.register_with_unit(
+            "response_latency",
+            "Time from receiving the request to sending the response head downstream",
+            prometheus_client::registry::Unit::Seconds,
+            latency.clone(),
+        );
+        registry.register(
+            "open_connections",
+            "Downstream connections currently open, by router",
+            open_connections.clone(),
+        );
+        registry.register(
+            "connections",
+            "Downstream connections accepted, by router",
+            connections.clone(),
+        );
+        registry.register(
+            "endpoints",
+            "Endpoints known to the load balancer of a bound client",
+            endpoints.clone(),
+        );
+        registry.register(
+            "endpoint_requests",
+            "Requests sent to one endpoint of a bound client",
+            endpoint_requests.clone(),
+        );
+        registry.register(
+            "build",
+            "weft build information",
+            Info::new(vec![("version".to_string(), version.to_string())]),
+        );
+        process::register(&mut registry);
+        Metrics {
+            inner: Arc::new(Inner {
+                registry,
+                requests,
+                responses,
+                latency,
+                open_connections,
+                connections,
+                endpoints,
+                endpoint_requests,
+            }),
+        }
+    }
+
+    /// Renders every metric in the Prometheus text exposition format (OpenMetrics-compatible,
+    /// ending with `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail; an error here would be a bug in the encoder.
+        if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {
+            out.push_str("# encoding error\n");
+        }
+        out
+    }
+
+    /// Recording handles for one router (`router` label).
+    pub fn router(&self, router: &str) -> RouterMetrics {
+        RouterMetrics {
+            metrics: self.clone(),
+            router: Arc::from(router),
+        }
+    }
+}
+
+/// Recording handles for one router. Cheap to clone.
+#[derive(Clone)]
+pub struct RouterMetrics {
+    metrics: Metrics,
+    router: Arc<str>,
+}
+
+// === impl RouterMetrics ===
+
+impl RouterMetrics {
+    /// The router's label.
+    pub fn label(&self) -> &str {
+        &self.router
+    }
+
+    /// Counts an accepted downstream connection; the returned guard keeps it in
+    /// `weft_open_connections` until dropped.
+    pub fn connection_opened(&self) -> ConnectionGuard {
+        let labels = RouterLabels {
+            router: self.router.clone(),
+        };
+        let inner = &self.metrics.inner;
+        inner.connections.get_or_create(&labels).inc();
+        let open = inner.open_connections.get_or_create_owned(&labels);
+        open.inc();
+        ConnectionGuard { open }
+    }
+
+    /// Handles for one logical service (`service` label, e.g. `/svc/books`).
+    pub fn service(&self, service: &str) -> ServiceMetrics {
+        let labels = ServiceLabels {
+            router: self.router.clone(),
+            service: Arc::from(service),
+        };
+        let inner = &self.metrics.inner;
+        ServiceMetrics {
+            requests: inner.requests.get_or_create_owned(&labels),
+            latency: inner.latency.get_or_create_owned(&labels),
+            responses: inner.responses.clone(),
+            labels,
+        }
+    }
+
+    /// Handles for one bound client (`client` label, the bound id such as `/#/fs/books`).
+    pub fn client(&self, client: &str) -> ClientMetrics {
+        ClientMetrics {
+            router: self.router.clone(),
+            client: Arc::from(client),
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// Keeps one connection counted in `weft_open_connections` while alive.
+pub struct ConnectionGuard {
+    open: Gauge,
+}
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.open.dec();
+    }
+}
+
+/// Recording handles for one logical service of one router. Cheap to clone.
+#[derive(Clone)]
+pub struct ServiceMetrics {
+    labels: ServiceLabels,
+    requests: Counter,
+    latency: Histogram,
+    responses: Family<ResponseLabels, Counter>,
+}
+
+// === impl ServiceMetrics ===
+
+impl ServiceMetrics {
+    /// Counts one received request.
+    pub fn request(&self) {
+        self.requests.inc();
+    }
+
+    /// Records one response: its status, classification, the proxy error reason (`""` when
+    /// the upstream answered), and the latency in seconds until the response head.
+    pub fn response(
+        &self,
+        status_code: u16,
+        classification: Classification,
+        error: &'static str,
+        latency_secs: f64,
+    ) {
+        self.latency.observe(latency_secs);
+        let labels = ResponseLabels {
+            router: self.labels.router.clone(),
+            service: self.labels.service.clone(),
+            status_code,
+            classification,
+            error,
+        };
+        self.responses.get_or_create(&labels).inc();
+    }
+}
+
+/// Recording handles for one bound client: its endpoint count and per-endpoint requests.
+#[derive(Clone)]
+pub struct ClientMetrics {
+    router: Arc<str>,
+    client: Arc<str>,
+    metrics: Metrics,
+}
+
+// === impl ClientMetrics ===
+
+impl ClientMetrics {
+    /// Sets `weft_endpoints` for this client.
+    pub fn set_endpoints(&self, n: usize) {
+        let labels = ClientLabels {
+            router: self.router.clone(),
+            client: self.client.clone(),
+        };
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.metrics.inner.endpoints.get_or_create(&labels).set(n);
+    }
+
+    /// The request counter of one endpoint (`endpoint` label: `ip:port`).
+    pub fn endpoint_requests(&self, endpoint: &str) -> Counter {
+        self.metrics
+            .inner
+            .endpoint_requests
+            .get_or_create_owned(&self.endpoint_labels(endpoint))
+    }
+
+    /// Removes the series of an endpoint that left discovery, so cardinality stays bounded.
+    pub fn remove_endpoint(&self, endpoint: &str) {
+        self.metrics
+            .inner
+            .endpoint_requests
+            .remove(&self.endpoint_labels(endpoint));
+    }
+
+    /// Removes this client's series (the client was evicted from the router's cache).
+    pub fn remove(&self) {
+        let labels = ClientLabels {
+            router: self.router.clone(),
+            client: self.client.clone(),
+        };
+        self.metrics.inner.endpoints.remove(&labels);
+    }
+
+    fn endpoint_labels(&self, endpoint: &str) -> EndpointLabels {
+        EndpointLabels {
+            router: self.router.clone(),
+            client: self.client.clone(),
+            endpoint: Arc::from(endpoint),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodes_recorded_series_with_labels() {
+        let metrics = Metrics::new("1.2.3");
+        let router = metrics.router("outbound");
+        let svc = router.service("/svc/books");
+        svc.request();
+        svc.response(502, Classification::failure, "connection-refused", 0.0004);
+        let _conn = router.connection_opened();
+        router.client("/#/fs/books").set_endpoints(3);
+        let text = metrics.encode();
+        assert!(text.contains(r#"weft_requests_total{router="outbound",service="/svc/books"} 1"#));
+        assert!(text.contains(
+            r#"weft_responses_total{router="outbound",service="/svc/books",status_code="502",classification="failure",error="connection-refused"} 1"#
+        ));
+        assert!(text.contains(r#"weft_open_connections{router="outbound"} 1"#));
+        assert!(text.contains(r#"weft_endpoints{router="outbound",client="/#/fs/books"} 3"#));
+        assert!(text.contains(r#"weft_build_info{version="1.2.3"} 1"#));
+        assert!(text.contains("weft_response_latency_seconds_bucket"));
+    }
+
+    #[test]
+    fn connection_guard_decrements_open_connections() {
+        let metrics = Metrics::new("0");
+        let router = metrics.router("in");
+        drop(router.connection_opened());
+        assert!(metrics
+            .encode()
+            .contains(r#"weft_open_connections{router="in"} 0"#));
+    }
+}
