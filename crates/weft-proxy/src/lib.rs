@@ -1,1 +1,99 @@
-//! weft-proxy (placeholder)
+//! weft's data plane: listeners, the HTTP server and client, routing through dtabs and
+//! namers, load balancing, proxy errors and graceful drain.
+//!
+//! This crate owns the request path from accept to upstream and back. It does not own
+//! configuration parsing (`weft-config`), naming semantics (`weft-naming`), metric names
+//! (`weft-telemetry`) or the admin server (`weft-admin`).
+
+mod balance;
+mod body;
+mod client;
+mod error;
+mod headers;
+mod identify;
+mod namers;
+mod router;
+mod server;
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use weft_config::Config;
+use weft_telemetry::Metrics;
+
+pub use body::ProxyBody;
+pub use error::{ErrorKind, Fault, ProxyError};
+pub use router::Router;
+
+/// All routers of one configuration with their listeners bound, ready to serve.
+pub struct Proxy {
+    routers: Vec<Arc<Router>>,
+    listeners: Vec<(Arc<Router>, TcpListener)>,
+}
+
+// === impl Proxy ===
+
+impl Proxy {
+    /// Builds the namers and routers of `config` and binds every server's listener. Must run
+    /// inside a tokio runtime (namers start watching at once).
+    ///
+    /// Errors: a listener that cannot be bound (address in use, permission), naming the
+    /// router and address.
+    pub async fn bind(config: &Config, metrics: &Metrics) -> io::Result<Proxy> {
+        let interpreter = namers::interpreter(&config.namers);
+        let mut routers = Vec::new();
+        let mut listeners = Vec::new();
+        for rc in &config.routers {
+            let router = Arc::new(Router::new(
+                rc.clone(),
+                interpreter.clone(),
+                metrics.router(&rc.label),
+            ));
+            for server in &rc.servers {
+                let listener = TcpListener::bind(server.addr).await.map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("router {}: cannot listen on {}: {e}", rc.label, server.addr),
+                    )
+                })?;
+                listeners.push((router.clone(), listener));
+            }
+            routers.push(router);
+        }
+        Ok(Proxy { routers, listeners })
+    }
+
+    /// Every router with the addresses its servers actually listen on (port 0 resolved).
+    pub fn listening(&self) -> Vec<(String, SocketAddr)> {
+        self.listeners
+            .iter()
+            .filter_map(|(r, l)| Some((r.label().to_string(), l.local_addr().ok()?)))
+            .collect()
+    }
+
+    /// The routers, in config order (shared with the admin server).
+    pub fn routers(&self) -> Vec<Arc<Router>> {
+        self.routers.clone()
+    }
+
+    /// Serves until `shutdown` fires, then stops accepting and drains connections for at
+    /// most `grace`. Returns true if every connection finished in time.
+    pub async fn serve(self, shutdown: CancellationToken, grace: Duration) -> bool {
+        let tasks: Vec<_> = self
+            .listeners
+            .into_iter()
+            .map(|(router, listener)| {
+                tokio::spawn(server::serve(listener, router, shutdown.clone(), grace))
+            })
+            .collect();
+        let mut clean = true;
+        for task in tasks {
+            clean &= task.await.unwrap_or(false);
+        }
+        clean
+    }
+}

@@ -1,0 +1,216 @@
+//! Load balancing for one bound client: power of two choices (P2C) over peak-EWMA load
+//! (Finagle's `P2CPeakEwma`; tower's `load::PeakEwma` measures each endpoint).
+//!
+//! tower's `balance::p2c::Balance` needs `&mut self` and therefore a `Buffer` task in front of
+//! it, which funnels every request of a client through one task and channel. Here each request
+//! picks on its own task: the endpoint set is an immutable snapshot swapped on discovery
+//! updates, and each endpoint's peak-EWMA estimate sits behind its own short lock.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+use prometheus_client::metrics::counter::Counter;
+use tower::load::peak_ewma::{Cost, PeakEwma};
+use tower::load::{CompleteOnResponse, Load};
+use tower::Service;
+use weft_naming::AddrSet;
+use weft_telemetry::ClientMetrics;
+
+use crate::client::{ClientParams, Upstream};
+
+/// Load assumed for an endpoint with no measurement yet: optimistic, so new endpoints get
+/// tried (Finagle uses the same idea).
+const DEFAULT_RTT: Duration = Duration::from_millis(1);
+
+/// One endpoint of a client: its address, discovery weight, client and load estimate.
+pub(crate) struct Endpoint {
+    pub(crate) addr: SocketAddr,
+    weight: f64,
+    service: Mutex<PeakEwma<Upstream, CompleteOnResponse>>,
+    requests: Counter,
+}
+
+impl Endpoint {
+    fn load(&self) -> Cost {
+        self.service
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .load()
+    }
+
+    /// Sends `req`; the load estimate counts it as pending until the response head arrives.
+    pub(crate) fn call(
+        &self,
+        req: Request<Incoming>,
+    ) -> impl std::future::Future<
+        Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>,
+    > + Send
+           + 'static {
+        self.requests.inc();
+        self.service
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .call(req)
+    }
+}
+
+/// The current endpoints, replaced as a whole when discovery changes.
+struct EndpointSet {
+    addrs: AddrSet,
+    endpoints: Vec<Arc<Endpoint>>,
+    /// Cumulative weights for a weighted draw; `None` when every weight is equal.
+    cumulative: Option<Vec<f64>>,
+}
+
+/// P2C over peak-EWMA for one bound name (its `client`).
+pub(crate) struct Balancer {
+    set: RwLock<Arc<EndpointSet>>,
+    params: ClientParams,
+    decay: Duration,
+    metrics: ClientMetrics,
+}
+
+// === impl Balancer ===
+
+impl Balancer {
+    pub(crate) fn new(params: ClientParams, decay: Duration, metrics: ClientMetrics) -> Balancer {
+        metrics.set_endpoints(0);
+        Balancer {
+            set: RwLock::new(Arc::new(EndpointSet {
+                addrs: Arc::from(Vec::new()),
+                endpoints: Vec::new(),
+                cumulative: None,
+            })),
+            params,
+            decay,
+            metrics,
+        }
+    }
+
+    /// Applies a discovery update if `addrs` differs from the current set. Endpoints that stay
+    /// keep their connections and load estimates; those that left are dropped (their requests
+    /// in flight finish on the connections they hold).
+    pub(crate) fn update(&self, addrs: &AddrSet) {
+        {
+            let current = self.set.read().unwrap_or_else(PoisonError::into_inner);
+            if Arc::ptr_eq(&current.addrs, addrs) || current.addrs[..] == addrs[..] {
+                return;
+            }
+        }
+        let mut guard = self.set.write().unwrap_or_else(PoisonError::into_inner);
+        let old = guard.clone();
+        let endpoints: Vec<Arc<Endpoint>> = addrs
+            .iter()
+            .map(|a| {
+                old.endpoints
+                    .iter()
+                    .find(|e| e.addr == a.addr && e.weight == a.weight)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(self.endpoint(a.addr, a.weight)))
+            })
+            .collect();
+        for gone in old.endpoints.iter().filter(|e| !addrs.iter().any(|a| a.addr == e.addr)) {
+            self.metrics.remove_endpoint(&gone.addr.to_string());
+        }
+        self.metrics.set_endpoints(endpoints.len());
+        let cumulative = weights(&endpoints);
+        *guard = Arc::new(EndpointSet {
+            addrs: addrs.clone(),
+            endpoints,
+            cumulative,
+        });
+    }
+
+    /// Picks an endpoint: two candidates drawn at random in proportion to their weights, the
+    /// one with the lower peak-EWMA load wins. `None` when there are no endpoints.
+    pub(crate) fn pick(&self) -> Option<Arc<Endpoint>> {
+        let set = self
+            .set
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        match set.endpoints.len() {
+            0 => None,
+            1 => Some(set.endpoints[0].clone()),
+            n => {
+                let a = draw(n, set.cumulative.as_deref());
+                let mut b = draw(n, set.cumulative.as_deref());
+                if a == b {
+                    // A second distinct candidate, so P2C always compares two.
+                    b = (a + 1 + fastrand::usize(..n - 1)) % n;
+                }
+                let (ea, eb) = (&set.endpoints[a], &set.endpoints[b]);
+                let pick = if eb.load() < ea.load() { eb } else { ea };
+                Some(pick.clone())
+            }
+        }
+    }
+
+    fn endpoint(&self, addr: SocketAddr, weight: f64) -> Endpoint {
+        let decay_ns = self.decay.as_nanos() as f64;
+        Endpoint {
+            addr,
+            weight,
+            service: Mutex::new(PeakEwma::new(
+                Upstream::new(addr, self.params),
+                DEFAULT_RTT,
+                decay_ns,
+                CompleteOnResponse::default(),
+            )),
+            requests: self.metrics.endpoint_requests(&addr.to_string()),
+        }
+    }
+}
+
+/// Cumulative weights for a weighted draw, or `None` if all weights are equal.
+fn weights(endpoints: &[Arc<Endpoint>]) -> Option<Vec<f64>> {
+    let first = endpoints.first()?.weight;
+    if endpoints.iter().all(|e| e.weight == first) {
+        return None;
+    }
+    let mut total = 0.0;
+    Some(
+        endpoints
+            .iter()
+            .map(|e| {
+                total += e.weight.max(0.0);
+                total
+            })
+            .collect(),
+    )
+}
+
+/// Draws an index in `0..n`, uniformly or by cumulative weight.
+fn draw(n: usize, cumulative: Option<&[f64]>) -> usize {
+    match cumulative {
+        Some(c) if c.last().is_some_and(|t| *t > 0.0) => {
+            let x = fastrand::f64() * c[c.len() - 1];
+            c.partition_point(|w| *w <= x).min(n - 1)
+        }
+        _ => fastrand::usize(..n),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weighted_draw_follows_weights() {
+        let cumulative = [1.0, 10.0]; // weights 1 and 9
+        let hits = (0..10_000).filter(|_| draw(2, Some(&cumulative)) == 1).count();
+        assert!((8_500..9_500).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn uniform_draw_covers_all() {
+        let mut seen = [false; 3];
+        for _ in 0..1_000 {
+            seen[draw(3, None)] = true;
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+}

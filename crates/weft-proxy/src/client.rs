@@ -1,0 +1,146 @@
+//! The HTTP client towards one endpoint: an HTTP/1 connection pool with an idle timeout and one
+//! multiplexed HTTP/2 connection, both over a connector pinned to the endpoint's address.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{Request, Response, Uri, Version};
+use hyper::body::Incoming;
+use hyper_util::client::legacy::{Client, ResponseFuture};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use tokio::net::TcpStream;
+
+use crate::error::{ErrorKind, ProxyError};
+
+/// Client settings shared by every endpoint of a router.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClientParams {
+    /// Bound on establishing a TCP connection.
+    pub(crate) connect_timeout: Duration,
+    /// Idle HTTP/1 connections are closed after this long. Shorter than common server
+    /// keep-alive timeouts (nginx 75s, Node 5s) so the proxy, not the app, closes first.
+    pub(crate) pool_idle_timeout: Duration,
+}
+
+/// Connects to one fixed address whatever the request URI says, so that the URI (and with it
+/// Host and `:authority`) keeps the name the client used.
+#[derive(Clone, Debug)]
+pub(crate) struct Connector {
+    addr: SocketAddr,
+    timeout: Duration,
+}
+
+impl tower::Service<Uri> for Connector {
+    type Response = TokioIo<TcpStream>;
+    type Error = io::Error;
+    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<TcpStream>>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _: Uri) -> Self::Future {
+        let (addr, timeout) = (self.addr, self.timeout);
+        Box::pin(async move {
+            let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
+            // Latency over throughput: requests are small and interactive.
+            stream.set_nodelay(true)?;
+            Ok(TokioIo::new(stream))
+        })
+    }
+}
+
+/// Sends requests to one endpoint: HTTP/2 requests over one multiplexed connection, others
+/// over a pool of HTTP/1.1 connections.
+#[derive(Clone, Debug)]
+pub(crate) struct Upstream {
+    h1: Client<Connector, Incoming>,
+    h2: Client<Connector, Incoming>,
+}
+
+impl Upstream {
+    pub(crate) fn new(addr: SocketAddr, params: ClientParams) -> Upstream {
+        let connector = Connector {
+            addr,
+            timeout: params.connect_timeout,
+        };
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(params.pool_idle_timeout)
+            // A pooled connection that closed before the request was written is retried on a
+            // new one: the usual keep-alive race, where the request provably never left.
+            .retry_canceled_requests(true);
+        let h1 = builder.build(connector.clone());
+        let h2 = builder.http2_only(true).build(connector);
+        Upstream { h1, h2 }
+    }
+}
+
+impl tower::Service<Request<Incoming>> for Upstream {
+    type Response = Response<Incoming>;
+    type Error = hyper_util::client::legacy::Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut req: Request<Incoming>) -> ResponseFuture {
+        if req.version() == Version::HTTP_2 {
+            self.h2.request(req)
+        } else {
+            *req.version_mut() = Version::HTTP_11;
+            self.h1.request(req)
+        }
+    }
+}
+
+/// Maps a client failure to a proxy error kind: connect failures are retryable (the request
+/// never left), anything after that is an upstream reset or protocol error.
+pub(crate) fn classify_client_error(
+    err: hyper_util::client::legacy::Error,
+    endpoint: SocketAddr,
+) -> ProxyError {
+    let kind = if err.is_connect() {
+        match find_io_kind(&err) {
+            Some(io::ErrorKind::ConnectionRefused) => ErrorKind::ConnectionRefused,
+            Some(io::ErrorKind::TimedOut) => ErrorKind::ConnectTimeout,
+            _ => ErrorKind::ConnectFailed,
+        }
+    } else if find_hyper(&err).is_some_and(|e| e.is_parse() || e.is_parse_status()) {
+        ErrorKind::UpstreamProtocol
+    } else {
+        ErrorKind::UpstreamReset
+    };
+    ProxyError::new(kind, format!("endpoint {endpoint}")).with_source(err)
+}
+
+fn find_io_kind(err: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(io) = e.downcast_ref::<io::Error>() {
+            return Some(io.kind());
+        }
+        cur = e.source();
+    }
+    None
+}
+
+fn find_hyper(err: &(dyn std::error::Error + 'static)) -> Option<&hyper::Error> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(h) = e.downcast_ref::<hyper::Error>() {
+            return Some(h);
+        }
+        cur = e.source();
+    }
+    None
+}

@@ -1,0 +1,110 @@
+//! Header rewriting between hops: hop-by-hop headers (RFC 9110 section 7.6.1) and `Via`
+//! (RFC 9110 section 7.6.3), which also detects routing loops.
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::Version;
+
+/// Headers that describe one connection, never the message (RFC 9110 section 7.6.1, plus the
+/// legacy `Proxy-Connection` and `Keep-Alive` that HTTP/1.0 peers still send).
+const HOP_BY_HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// Removes hop-by-hop headers: the fixed set, every header named in `Connection`, and `TE`
+/// unless it is exactly `trailers` (the one value HTTP/2 and gRPC allow end to end, RFC 9113
+/// section 8.2.2).
+pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    let named: Vec<HeaderName> = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .collect();
+    for name in named {
+        headers.remove(name);
+    }
+    for name in &HOP_BY_HOP {
+        headers.remove(name);
+    }
+    let te_is_trailers = headers
+        .get(header::TE)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if !te_is_trailers {
+        headers.remove(header::TE);
+    }
+}
+
+/// Counts the hops already recorded in `Via` (comma-separated entries over all `Via` lines).
+pub(crate) fn via_hops(headers: &HeaderMap) -> usize {
+    headers
+        .get_all(header::VIA)
+        .iter()
+        .map(|v| {
+            v.as_bytes()
+                .split(|b| *b == b',')
+                .filter(|e| e.iter().any(|b| !b.is_ascii_whitespace()))
+                .count()
+        })
+        .sum()
+}
+
+/// Appends this proxy to `Via` for a message received with `version`.
+pub(crate) fn append_via(headers: &mut HeaderMap, version: Version) {
+    let entry = match version {
+        Version::HTTP_2 => "2 weft",
+        Version::HTTP_10 => "1.0 weft",
+        _ => "1.1 weft",
+    };
+    headers.append(header::VIA, HeaderValue::from_static(entry));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(*k, HeaderValue::from_static(v));
+        }
+        h
+    }
+
+    #[test]
+    fn strips_fixed_and_connection_named_headers() {
+        let mut h = map(&[
+            ("connection", "keep-alive, x-secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("te", "gzip"),
+            ("upgrade", "h2c"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn keeps_te_trailers_for_grpc() {
+        let mut h = map(&[("te", "trailers")]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn counts_via_hops_across_lines() {
+        let h = map(&[("via", "1.1 a, 1.1 b"), ("via", "2 c"), ("via", " ")]);
+        assert_eq!(via_hops(&h), 3);
+        let mut h = HeaderMap::new();
+        append_via(&mut h, Version::HTTP_2);
+        assert_eq!(h["via"], "2 weft");
+    }
+}
