@@ -1,0 +1,171 @@
+//! The first stage: the file's shape as serde structs, every field optional so the second
+//! stage (`validate`) can tell "absent" from "given" and apply defaults. Unknown keys are
+//! rejected here (`deny_unknown_fields`) with the position of the key.
+//!
+//! Kinds (`kind: ...`) are flat structs holding the fields of every kind rather than serde's
+//! internally tagged enums: those buffer their input and would lose line and column.
+
+use serde::Deserialize;
+
+use crate::values::{Dur, Header, Ip, NamePath, Port};
+use crate::{Protocol, ResponseClassifier};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawConfig {
+    pub(crate) admin: Option<RawAdmin>,
+    pub(crate) namers: Option<Vec<RawNamer>>,
+    pub(crate) routers: Option<Vec<RawRouter>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawAdmin {
+    pub(crate) ip: Option<Ip>,
+    pub(crate) port: Option<Port>,
+    pub(crate) shutdown_grace: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawNamer {
+    pub(crate) kind: Option<NamerKindName>,
+    pub(crate) prefix: Option<NamePath>,
+    pub(crate) root_dir: Option<String>,
+    pub(crate) transformers: Option<Vec<RawTransformer>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) enum NamerKindName {
+    #[serde(rename = "fs")]
+    Fs,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawTransformer {
+    pub(crate) kind: Option<TransformerKindName>,
+    pub(crate) port: Option<Port>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) enum TransformerKindName {
+    #[serde(rename = "port")]
+    Port,
+    #[serde(rename = "localhost")]
+    Localhost,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawRouter {
+    pub(crate) label: Option<String>,
+    pub(crate) protocol: Option<Protocol>,
+    pub(crate) servers: Option<Vec<RawServer>>,
+    pub(crate) identifier: Option<RawIdentifier>,
+    pub(crate) dtab: Option<String>,
+    pub(crate) dst_prefix: Option<NamePath>,
+    pub(crate) binding_timeout: Option<Dur>,
+    pub(crate) max_hops: Option<u32>,
+    pub(crate) max_header_bytes: Option<usize>,
+    pub(crate) client: Option<RawClient>,
+    pub(crate) service: Option<RawService>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawServer {
+    pub(crate) ip: Option<Ip>,
+    pub(crate) port: Option<Port>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawIdentifier {
+    pub(crate) kind: Option<IdentifierKindName>,
+    pub(crate) header: Option<Header>,
+    pub(crate) segments: Option<usize>,
+    pub(crate) consume: Option<bool>,
+    pub(crate) path: Option<NamePath>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) enum IdentifierKindName {
+    #[serde(rename = "header.token")]
+    HeaderToken,
+    #[serde(rename = "methodAndHost")]
+    MethodAndHost,
+    #[serde(rename = "path")]
+    Path,
+    #[serde(rename = "header")]
+    Header,
+    #[serde(rename = "static")]
+    Static,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawClient {
+    pub(crate) load_balancer: Option<RawLoadBalancer>,
+    pub(crate) failure_accrual: Option<RawFailureAccrual>,
+    pub(crate) connect_timeout: Option<Dur>,
+    pub(crate) pool_idle_timeout: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawLoadBalancer {
+    pub(crate) kind: Option<LoadBalancerKindName>,
+    pub(crate) decay: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) enum LoadBalancerKindName {
+    #[serde(rename = "ewma")]
+    Ewma,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawFailureAccrual {
+    pub(crate) kind: Option<FailureAccrualKindName>,
+    pub(crate) failures: Option<u32>,
+    pub(crate) backoff: Option<RawBackoff>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) enum FailureAccrualKindName {
+    #[serde(rename = "consecutiveFailures")]
+    ConsecutiveFailures,
+    #[serde(rename = "none")]
+    None,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawBackoff {
+    pub(crate) min: Option<Dur>,
+    pub(crate) max: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawService {
+    pub(crate) total_timeout: Option<Dur>,
+    pub(crate) retries: Option<RawRetries>,
+    pub(crate) response_classifier: Option<ResponseClassifier>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawRetries {
+    pub(crate) budget: Option<RawBudget>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawBudget {
+    pub(crate) percent_can_retry: Option<f64>,
+    pub(crate) min_retries_per_sec: Option<u32>,
+    pub(crate) ttl: Option<Dur>,
+}

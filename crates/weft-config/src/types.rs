@@ -1,0 +1,231 @@
+//! The second stage: validated runtime types. Each one can only be built from a file that
+//! passed validation (or from its `Default`), so code holding one need not check it again.
+//!
+//! All of them serialize (for the admin's `/config.json`) in the file's own shape: camelCase
+//! keys, durations as strings with units (`"10s"`), so the output parses back.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::naming;
+use crate::values::{ser_display, ser_duration, ser_header};
+use crate::{ClientConfig, ServiceConfig};
+
+/// The admin server: where it listens and how long shutdown may take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    /// Listen address (yaml `ip` and `port`); default `127.0.0.1:9990`. Never a public
+    /// address unless configured.
+    pub addr: SocketAddr,
+    /// How long a graceful shutdown waits for in-flight requests to finish (yaml
+    /// `shutdownGrace`, a duration); default 10s.
+    pub shutdown_grace: Duration,
+}
+
+impl AdminConfig {
+    /// The default admin address, `127.0.0.1:9990`.
+    pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9990);
+    /// The default shutdown grace, 10 seconds.
+    pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            addr: Self::DEFAULT_ADDR,
+            shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
+        }
+    }
+}
+
+impl Serialize for AdminConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Out {
+            ip: IpAddr,
+            port: u16,
+            #[serde(serialize_with = "ser_duration")]
+            shutdown_grace: Duration,
+        }
+        let out = Out {
+            ip: self.addr.ip(),
+            port: self.addr.port(),
+            shutdown_grace: self.shutdown_grace,
+        };
+        out.serialize(s)
+    }
+}
+
+/// A namer: serves the names under `prefix` (yaml `{kind: fs, prefix: /#/fs, rootDir: ...}`).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NamerConfig {
+    /// The names this namer serves; always starts with `/#/` and is unique among namers.
+    pub prefix: naming::Path,
+    /// Which namer, with its own settings (yaml `kind` and the kind's keys).
+    #[serde(flatten)]
+    pub kind: NamerKind,
+    /// Applied in order to every address set the namer yields; default none.
+    pub transformers: Vec<TransformerConfig>,
+}
+
+/// The kinds of namer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+#[non_exhaustive]
+pub enum NamerKind {
+    /// `kind: fs`: one file per service under `root_dir`, named after the path segment after
+    /// the prefix; each line `host port [weight]`. Files are watched for changes.
+    Fs {
+        /// The directory (yaml `rootDir`, required). A relative path in the file is taken
+        /// relative to the config file's directory; here it is already joined.
+        root_dir: PathBuf,
+    },
+}
+
+/// A transformer rewrites the addresses a namer yields (yaml `{kind: port, port: 4143}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+#[non_exhaustive]
+pub enum TransformerConfig {
+    /// `kind: port`: replaces every address's port with `port` (1..=65535), to send to the
+    /// peer proxy's inbound listener rather than to the app (linker-to-linker).
+    Port {
+        /// The port to use (required, not 0).
+        port: u16,
+    },
+    /// `kind: localhost`: keeps only the addresses that are local to this host.
+    Localhost,
+}
+
+/// A router: listeners, how requests are named, and how names are bound and called.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RouterConfig {
+    /// The router's name (required), unique among routers; letters, digits, `.`, `_`, `-`.
+    /// Used in metrics (`router` label) and logs.
+    pub label: String,
+    /// The protocol spoken on its listeners; default `http`.
+    pub protocol: Protocol,
+    /// Listen addresses (yaml `[{ip, port}]`, at least one). Port 0 picks an ephemeral port.
+    pub servers: Vec<ServerConfig>,
+    /// How a request is turned into a logical name; default `{kind: header.token, header: host}`.
+    pub identifier: IdentifierConfig,
+    /// The delegation table used to bind names (yaml: a string, usually a `|` block).
+    #[serde(serialize_with = "ser_display")]
+    pub dtab: naming::Dtab,
+    /// The prefix of the logical names the identifier produces (yaml `dstPrefix`); default `/svc`.
+    pub dst_prefix: naming::Path,
+    /// How long a request waits for its name to bind before failing with 504 (yaml
+    /// `bindingTimeout`, a duration); default 10s.
+    #[serde(serialize_with = "ser_duration")]
+    pub binding_timeout: Duration,
+    /// The most `Via` hops a request may carry; more is a routing loop and gets 400 (yaml
+    /// `maxHops`, at least 1); default 16.
+    pub max_hops: u32,
+    /// The largest request header block accepted, in bytes; bigger gets 431 (yaml
+    /// `maxHeaderBytes`, at least 1); default 65536.
+    pub max_header_bytes: usize,
+    /// Settings of each bound client (one per bound name).
+    pub client: ClientConfig,
+    /// Settings of each logical service (one per logical name).
+    pub service: ServiceConfig,
+}
+
+impl RouterConfig {
+    /// Default `dstPrefix`, `/svc`.
+    pub const DEFAULT_DST_PREFIX: &'static str = "/svc";
+    /// Default `bindingTimeout`, 10 seconds.
+    pub const DEFAULT_BINDING_TIMEOUT: Duration = Duration::from_secs(10);
+    /// Default `maxHops`, 16.
+    pub const DEFAULT_MAX_HOPS: u32 = 16;
+    /// Default `maxHeaderBytes`, 65536 bytes.
+    pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+}
+
+/// The protocol of a router.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum Protocol {
+    /// `http`: HTTP/1.1 and HTTP/2 (including gRPC), detected per connection.
+    #[default]
+    #[serde(rename = "http")]
+    Http,
+}
+
+/// One listener of a router (yaml `{ip: 127.0.0.1, port: 4140}`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Listen address: yaml `ip` (default `127.0.0.1`) and `port` (required; 0 = ephemeral).
+    pub addr: SocketAddr,
+}
+
+impl Serialize for ServerConfig {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct Out {
+            ip: IpAddr,
+            port: u16,
+        }
+        Out {
+            ip: self.addr.ip(),
+            port: self.addr.port(),
+        }
+        .serialize(s)
+    }
+}
+
+/// How a request becomes a logical name (appended to the router's `dstPrefix`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind")]
+#[non_exhaustive]
+pub enum IdentifierConfig {
+    /// `kind: header.token`: the value of `header` (default `host`) as one segment, port
+    /// stripped from an authority; `l5d-dst-override` wins over Host.
+    #[serde(rename = "header.token")]
+    HeaderToken {
+        /// The header to read; default `host`.
+        #[serde(serialize_with = "ser_header")]
+        header: http::HeaderName,
+    },
+    /// `kind: methodAndHost`: `/<version>/<method>/<host>` (Linkerd 1's default).
+    #[serde(rename = "methodAndHost")]
+    MethodAndHost,
+    /// `kind: path`: the first `segments` segments of the URL path.
+    #[serde(rename = "path")]
+    Path {
+        /// How many path segments name the service (at least 1); default 1.
+        segments: usize,
+        /// Whether to strip those segments from the request before forwarding; default false.
+        consume: bool,
+    },
+    /// `kind: header`: the value of `header` (default `l5d-name`) is itself a path.
+    #[serde(rename = "header")]
+    Header {
+        /// The header to read; default `l5d-name`.
+        #[serde(serialize_with = "ser_header")]
+        header: http::HeaderName,
+    },
+    /// `kind: static`: every request gets the same name `path` (required).
+    #[serde(rename = "static")]
+    Static {
+        /// The name, e.g. `/foo` (not prefixed with `dstPrefix`).
+        path: naming::Path,
+    },
+}
+
+impl Default for IdentifierConfig {
+    fn default() -> Self {
+        IdentifierConfig::HeaderToken {
+            header: http::header::HOST,
+        }
+    }
+}

@@ -1,0 +1,459 @@
+//! Raw structs to validated types: defaults, cross-field and cross-router checks.
+//!
+//! Every check reports the key path of the offending value; `lib.rs` turns it into a
+//! position with [`crate::locate`].
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path as FsPath;
+use std::time::Duration;
+
+use crate::locate::KeyPath;
+use crate::naming;
+use crate::raw::*;
+use crate::values::Dur;
+use crate::*;
+
+/// A validation failure: the key path, the message, and for a dtab the 1-based line and
+/// column of the error inside the dtab text.
+#[derive(Debug)]
+pub(crate) struct Invalid {
+    pub(crate) path: KeyPath,
+    pub(crate) message: String,
+    pub(crate) within: Option<(usize, usize)>,
+}
+
+type Result<T> = std::result::Result<T, Invalid>;
+
+fn invalid<T>(path: &KeyPath, message: impl Into<String>) -> Result<T> {
+    Err(Invalid {
+        path: path.clone(),
+        message: message.into(),
+        within: None,
+    })
+}
+
+/// `base_dir` is the config file's directory; relative `rootDir`s are joined to it.
+pub(crate) fn config(raw: RawConfig, base_dir: &FsPath) -> Result<Config> {
+    let root = KeyPath::default();
+    let admin = admin(raw.admin.unwrap_or_default(), &root.key("admin"))?;
+
+    let mut namers = Vec::new();
+    let mut prefixes = HashSet::new();
+    for (i, n) in raw.namers.unwrap_or_default().into_iter().enumerate() {
+        let p = root.key("namers").index(i);
+        let namer = namer(n, &p, base_dir)?;
+        if !prefixes.insert(namer.prefix.clone()) {
+            return invalid(
+                &p.key("prefix"),
+                format!("duplicate namer prefix {}", namer.prefix),
+            );
+        }
+        namers.push(namer);
+    }
+
+    let Some(raw_routers) = raw.routers.filter(|r| !r.is_empty()) else {
+        return invalid(
+            &root.key("routers"),
+            "no routers: the file must define at least one router under `routers`",
+        );
+    };
+    let mut routers = Vec::new();
+    let mut labels = HashMap::new();
+    let mut listeners = vec![(admin.addr, root.key("admin"))];
+    for (i, r) in raw_routers.into_iter().enumerate() {
+        let p = root.key("routers").index(i);
+        let router = router(r, &p)?;
+        if let Some(first) = labels.insert(router.label.clone(), i) {
+            return invalid(
+                &p.key("label"),
+                format!(
+                    "duplicate router label \"{}\": already used by routers[{first}]",
+                    router.label
+                ),
+            );
+        }
+        for (j, server) in router.servers.iter().enumerate() {
+            let sp = p.key("servers").index(j);
+            if let Some((_, other)) = listeners.iter().find(|(a, _)| conflicts(*a, server.addr)) {
+                return invalid(
+                    &sp,
+                    format!("listen address {} is already used by {other}", server.addr),
+                );
+            }
+            listeners.push((server.addr, sp));
+        }
+        routers.push(router);
+    }
+    Ok(Config {
+        admin,
+        namers,
+        routers,
+    })
+}
+
+/// Two listen addresses conflict if they share a non-zero port and their IPs are equal, or one
+/// is the unspecified address of the same family.
+fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
+    a.port() != 0
+        && a.port() == b.port()
+        && a.is_ipv4() == b.is_ipv4()
+        && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+fn admin(raw: RawAdmin, p: &KeyPath) -> Result<AdminConfig> {
+    let d = AdminConfig::default();
+    Ok(AdminConfig {
+        addr: SocketAddr::new(
+            raw.ip.map_or(d.addr.ip(), |ip| ip.0),
+            raw.port.map_or(d.addr.port(), |port| port.0),
+        ),
+        shutdown_grace: dur(
+            raw.shutdown_grace,
+            d.shutdown_grace,
+            false,
+            &p.key("shutdownGrace"),
+        )?,
+    })
+}
+
+fn namer(raw: RawNamer, p: &KeyPath, base_dir: &FsPath) -> Result<NamerConfig> {
+    let Some(kind) = raw.kind else {
+        return invalid(&p.key("kind"), "missing `kind`: expected `fs`");
+    };
+    let Some(prefix) = raw.prefix else {
+        return invalid(
+            &p.key("prefix"),
+            "missing `prefix`: expected a path under /#, like /#/fs",
+        );
+    };
+    let prefix = prefix.0;
+    let shown = prefix.to_string();
+    if !shown.starts_with("/#/") {
+        return invalid(
+            &p.key("prefix"),
+            format!("namer prefix {shown} must start with /#/, like /#/fs"),
+        );
+    }
+    let kind = match kind {
+        NamerKindName::Fs => {
+            let Some(dir) = raw.root_dir.filter(|d| !d.is_empty()) else {
+                return invalid(
+                    &p.key("rootDir"),
+                    "missing `rootDir`: the directory to serve names from",
+                );
+            };
+            NamerKind::Fs {
+                root_dir: base_dir.join(dir),
+            }
+        }
+    };
+    let mut transformers = Vec::new();
+    for (i, t) in raw.transformers.unwrap_or_default().into_iter().enumerate() {
+        transformers.push(transformer(t, &p.key("transformers").index(i))?);
+    }
+    Ok(NamerConfig {
+        prefix,
+        kind,
+        transformers,
+    })
+}
+
+fn transformer(raw: RawTransformer, p: &KeyPath) -> Result<TransformerConfig> {
+    match raw.kind {
+        None => invalid(
+            &p.key("kind"),
+            "missing `kind`: expected `port` or `localhost`",
+        ),
+        Some(TransformerKindName::Port) => match raw.port {
+            None => invalid(&p.key("port"), "missing `port`: the port to send to"),
+            Some(port) if port.0 == 0 => invalid(&p.key("port"), "port must not be 0"),
+            Some(port) => Ok(TransformerConfig::Port { port: port.0 }),
+        },
+        Some(TransformerKindName::Localhost) => {
+            if raw.port.is_some() {
+                return not_for_kind(&p.key("port"), "localhost");
+            }
+            Ok(TransformerConfig::Localhost)
+        }
+    }
+}
+
+fn not_for_kind<T>(p: &KeyPath, kind: &str) -> Result<T> {
+    invalid(p, format!("not a setting of kind `{kind}`"))
+}
+
+fn router(raw: RawRouter, p: &KeyPath) -> Result<RouterConfig> {
+    let label = match raw.label {
+        None => {
+            return invalid(
+                &p.key("label"),
+                "missing `label`: every router needs a unique name",
+            )
+        }
+        Some(l) => l,
+    };
+    if label.is_empty()
+        || !label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    {
+        return invalid(
+            &p.key("label"),
+            format!("invalid label \"{label}\": expected letters, digits, '.', '_' or '-'"),
+        );
+    }
+    let servers = match raw.servers {
+        None => return invalid(&p.key("servers"), "missing `servers`: a router needs at least one listener, like [{ip: 127.0.0.1, port: 4140}]"),
+        Some(s) if s.is_empty() => return invalid(&p.key("servers"), "no servers: a router needs at least one listener"),
+        Some(s) => s,
+    };
+    let mut addrs = Vec::new();
+    for (i, s) in servers.into_iter().enumerate() {
+        let Some(port) = s.port else {
+            return invalid(
+                &p.key("servers").index(i).key("port"),
+                "missing `port`: the port to listen on (0 for any free port)",
+            );
+        };
+        let ip = s.ip.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |ip| ip.0);
+        addrs.push(ServerConfig {
+            addr: SocketAddr::new(ip, port.0),
+        });
+    }
+    let dtab = match raw.dtab.as_deref() {
+        None => naming::Dtab::default(),
+        Some(text) => naming::Dtab::read(text).map_err(|e| Invalid {
+            path: p.key("dtab"),
+            message: format!("invalid dtab: {}", strip_position(&e.to_string())),
+            within: Some((e.line(), e.column())),
+        })?,
+    };
+    let dst_prefix = match raw.dst_prefix {
+        Some(path) => path.0,
+        None => naming::Path::read(RouterConfig::DEFAULT_DST_PREFIX).map_err(|e| Invalid {
+            path: p.key("dstPrefix"),
+            message: e.to_string(),
+            within: None,
+        })?,
+    };
+    let max_hops = raw.max_hops.unwrap_or(RouterConfig::DEFAULT_MAX_HOPS);
+    if max_hops == 0 {
+        return invalid(&p.key("maxHops"), "maxHops must be at least 1");
+    }
+    let max_header_bytes = raw
+        .max_header_bytes
+        .unwrap_or(RouterConfig::DEFAULT_MAX_HEADER_BYTES);
+    if max_header_bytes == 0 {
+        return invalid(
+            &p.key("maxHeaderBytes"),
+            "maxHeaderBytes must be at least 1",
+        );
+    }
+    Ok(RouterConfig {
+        label,
+        protocol: raw.protocol.unwrap_or_default(),
+        servers: addrs,
+        identifier: identifier(raw.identifier, &p.key("identifier"))?,
+        dtab,
+        dst_prefix,
+        binding_timeout: dur(
+            raw.binding_timeout,
+            RouterConfig::DEFAULT_BINDING_TIMEOUT,
+            true,
+            &p.key("bindingTimeout"),
+        )?,
+        max_hops,
+        max_header_bytes,
+        client: client(raw.client.unwrap_or_default(), &p.key("client"))?,
+        service: service(raw.service.unwrap_or_default(), &p.key("service"))?,
+    })
+}
+
+/// Drops a leading `line L, column C: ` from a dtab error: the position is reported in the
+/// file's terms instead.
+fn strip_position(msg: &str) -> &str {
+    if let Some(rest) = msg.strip_prefix("line ") {
+        if let Some((pos, tail)) = rest.split_once(": ") {
+            if pos.contains(", column ") {
+                return tail;
+            }
+        }
+    }
+    msg
+}
+
+/// A duration with a default; `positive` rejects zero.
+fn dur(raw: Option<Dur>, default: Duration, positive: bool, p: &KeyPath) -> Result<Duration> {
+    let d = raw.map_or(default, |d| d.0);
+    if positive && d.is_zero() {
+        return invalid(p, "must be greater than zero");
+    }
+    Ok(d)
+}
+
+fn identifier(raw: Option<RawIdentifier>, p: &KeyPath) -> Result<IdentifierConfig> {
+    let Some(raw) = raw else {
+        return Ok(IdentifierConfig::default());
+    };
+    let Some(kind) = raw.kind else {
+        return invalid(
+            &p.key("kind"),
+            "missing `kind`: expected one of `header.token`, `methodAndHost`, `path`, `header`, `static`",
+        );
+    };
+    let (name, allowed): (&str, &[&str]) = match kind {
+        IdentifierKindName::HeaderToken => ("header.token", &["header"]),
+        IdentifierKindName::MethodAndHost => ("methodAndHost", &[]),
+        IdentifierKindName::Path => ("path", &["segments", "consume"]),
+        IdentifierKindName::Header => ("header", &["header"]),
+        IdentifierKindName::Static => ("static", &["path"]),
+    };
+    let given = [
+        ("header", raw.header.is_some()),
+        ("segments", raw.segments.is_some()),
+        ("consume", raw.consume.is_some()),
+        ("path", raw.path.is_some()),
+    ];
+    for (key, present) in given {
+        if present && !allowed.contains(&key) {
+            return not_for_kind(&p.key(key), name);
+        }
+    }
+    Ok(match kind {
+        IdentifierKindName::HeaderToken => IdentifierConfig::HeaderToken {
+            header: raw.header.map_or(http::header::HOST, |h| h.0),
+        },
+        IdentifierKindName::MethodAndHost => IdentifierConfig::MethodAndHost,
+        IdentifierKindName::Path => {
+            let segments = raw.segments.unwrap_or(1);
+            if segments == 0 {
+                return invalid(&p.key("segments"), "segments must be at least 1");
+            }
+            IdentifierConfig::Path {
+                segments,
+                consume: raw.consume.unwrap_or(false),
+            }
+        }
+        IdentifierKindName::Header => IdentifierConfig::Header {
+            header: raw
+                .header
+                .map_or(http::HeaderName::from_static("l5d-name"), |h| h.0),
+        },
+        IdentifierKindName::Static => match raw.path {
+            Some(path) => IdentifierConfig::Static { path: path.0 },
+            None => {
+                return invalid(
+                    &p.key("path"),
+                    "missing `path`: the name every request gets, like /svc/foo",
+                )
+            }
+        },
+    })
+}
+
+fn client(raw: RawClient, p: &KeyPath) -> Result<ClientConfig> {
+    let d = ClientConfig::default();
+    let lb = raw.load_balancer.unwrap_or_default();
+    let lbp = p.key("loadBalancer");
+    // `kind` may only be `ewma`; serde has rejected anything else.
+    let _ = lb.kind;
+    let load_balancer = LoadBalancerConfig {
+        decay: dur(lb.decay, d.load_balancer.decay, true, &lbp.key("decay"))?,
+    };
+    Ok(ClientConfig {
+        connect_timeout: dur(
+            raw.connect_timeout,
+            d.connect_timeout,
+            true,
+            &p.key("connectTimeout"),
+        )?,
+        pool_idle_timeout: dur(
+            raw.pool_idle_timeout,
+            d.pool_idle_timeout,
+            false,
+            &p.key("poolIdleTimeout"),
+        )?,
+        load_balancer,
+        failure_accrual: failure_accrual(raw.failure_accrual, &p.key("failureAccrual"))?,
+    })
+}
+
+fn failure_accrual(raw: Option<RawFailureAccrual>, p: &KeyPath) -> Result<FailureAccrualConfig> {
+    let Some(raw) = raw else {
+        return Ok(FailureAccrualConfig::default());
+    };
+    match raw.kind {
+        None => invalid(
+            &p.key("kind"),
+            "missing `kind`: expected `consecutiveFailures` or `none`",
+        ),
+        Some(FailureAccrualKindName::None) => {
+            if raw.failures.is_some() {
+                return not_for_kind(&p.key("failures"), "none");
+            }
+            if raw.backoff.is_some() {
+                return not_for_kind(&p.key("backoff"), "none");
+            }
+            Ok(FailureAccrualConfig::None)
+        }
+        Some(FailureAccrualKindName::ConsecutiveFailures) => {
+            let failures = raw.failures.unwrap_or(5);
+            if failures == 0 {
+                return invalid(&p.key("failures"), "failures must be at least 1");
+            }
+            let b = raw.backoff.unwrap_or_default();
+            let bp = p.key("backoff");
+            let d = Backoff::default();
+            let min = dur(b.min, d.min, false, &bp.key("min"))?;
+            let max = dur(b.max, d.max, true, &bp.key("max"))?;
+            if min > max {
+                return invalid(
+                    &bp,
+                    format!(
+                        "backoff min ({}) is greater than max ({})",
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                );
+            }
+            Ok(FailureAccrualConfig::ConsecutiveFailures {
+                failures,
+                backoff: Backoff { min, max },
+            })
+        }
+    }
+}
+
+fn service(raw: RawService, p: &KeyPath) -> Result<ServiceConfig> {
+    let total_timeout = match raw.total_timeout {
+        Some(d) if d.0.is_zero() => {
+            return invalid(
+                &p.key("totalTimeout"),
+                "must be greater than zero (leave it out for no timeout)",
+            )
+        }
+        d => d.map(|d| d.0),
+    };
+    let budget = raw.retries.unwrap_or_default().budget.unwrap_or_default();
+    let bp = p.key("retries").key("budget");
+    let d = RetryBudget::default();
+    let percent_can_retry = budget.percent_can_retry.unwrap_or(d.percent_can_retry);
+    if !(0.0..=1.0).contains(&percent_can_retry) {
+        return invalid(
+            &bp.key("percentCanRetry"),
+            format!("percentCanRetry {percent_can_retry} out of range: expected a fraction from 0.0 to 1.0"),
+        );
+    }
+    Ok(ServiceConfig {
+        total_timeout,
+        retries: RetriesConfig {
+            budget: RetryBudget {
+                percent_can_retry,
+                min_retries_per_sec: budget.min_retries_per_sec.unwrap_or(d.min_retries_per_sec),
+                ttl: dur(budget.ttl, d.ttl, true, &bp.key("ttl"))?,
+            },
+        },
+        response_classifier: raw.response_classifier.unwrap_or_default(),
+    })
+}
