@@ -1,1 +1,30 @@
-//! weft-test (placeholder)
+//! Test harness for weft (dev only).
+//!
+//! It owns what end-to-end tests need around the proxy and nothing of the proxy itself:
+//! - [`Upstream`]: a real HTTP/1.1 + HTTP/2 server on an ephemeral port that names itself,
+//!   counts requests, echoes what it received, and misbehaves on cue ([`Behaviour`]);
+//! - [`Weft`]: a launcher for the built `weft` binary with a config written to a tempdir,
+//!   which waits for the `listening` line and for `/ready`, captures stderr, sends signals
+//!   and kills the process on drop;
+//! - [`Client`]: HTTP/1 and HTTP/2 (prior knowledge) clients that always dial one address,
+//!   whatever the request's authority, plus raw-socket helpers ([`raw`]);
+//! - [`Disco`]: a directory for the `fs` namer with atomic and non-atomic writes;
+//! - [`metrics`]: fetching and reading the Prometheus text of the admin server.
+//!
+//! No fixed ports, no sleeps to wait for readiness: everything binds port 0 and polls.
+
+mod client;
+mod disco;
+pub mod metrics;
+pub mod raw;
+mod upstream;
+mod weft;
+
+pub use client::{Client, ClientError, TestBody, TestResponse};
+pub use disco::Disco;
+pub use metrics::get_metrics;
+pub use upstream::{closed_port, Behaviour, Echo, Upstream, DELAY_HEADER, ECHO_HEADER};
+pub use weft::{Exited, Signal, Weft};
+
+/// The boxed error type used by bodies in this crate.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
