@@ -1,1 +1,21 @@
-//! weft-naming (placeholder)
+//! Naming for weft: paths, delegation tables (dtabs), name trees, binding, namers and
+//! transformers, with Finagle/Linkerd 1 semantics (see `docs/routing.md`).
+//!
+//! The core is pure: [`Path`] and [`Dtab`] parse and print, [`Dtab::lookup`] does one rewrite
+//! step, and the binder turns a logical name such as `/svc/books` into a [`BoundTree`] of
+//! concrete address sets. I/O lives only in namers ([`FsNamer`], [`InetNamer`]), which sit
+//! behind the [`Namer`] trait and publish live updates on `tokio::sync::watch` channels; an
+//! [`Interpreter`] keeps each [`Binding`] up to date as they change. This crate does not
+//! connect to endpoints, balance load or parse configuration files.
+
+mod bound;
+mod dtab;
+mod parse;
+mod path;
+mod tree;
+
+pub use bound::{AddrSet, Address, BoundName, BoundTree, Sampled};
+pub use dtab::{Dentry, Dtab, Prefix, PrefixElem};
+pub use parse::DtabError;
+pub use path::{Path, PathError};
+pub use tree::{NameTree, Weighted};
