@@ -134,7 +134,7 @@ fn find_io_kind(err: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind
     None
 }
 
-fn find_hyper(err: &(dyn std::error::Error + 'static)) -> Option<&hyper::Error> {
+fn find_hyper<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper::Error> {
     let mut cur = Some(err);
     while let Some(e) = cur {
         if let Some(h) = e.downcast_ref::<hyper::Error>() {

@@ -27,6 +27,7 @@ use weft_telemetry::Metrics;
 
 pub use body::ProxyBody;
 pub use error::{ErrorKind, Fault, ProxyError};
+pub use namers::interpreter;
 pub use router::Router;
 
 /// All routers of one configuration with their listeners bound, ready to serve.

@@ -5,9 +5,11 @@ use std::sync::Arc;
 use weft_config::{NamerConfig, NamerKind, TransformerConfig};
 use weft_naming::{FsNamer, Interpreter, Namer, Transformed, Transformer};
 
+/// Builds the naming interpreter of the configured namers (with their transformers).
+///
 /// One interpreter for the whole process: routers share namers, so one watched directory
 /// serves every router that names it.
-pub(crate) fn interpreter(namers: &[NamerConfig]) -> Interpreter {
+pub fn interpreter(namers: &[NamerConfig]) -> Interpreter {
     let built = namers
         .iter()
         .map(|nc| {

@@ -15,10 +15,10 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
 mod process;
+mod text;
 
 /// Latency buckets in seconds: 100µs to 60s, fine enough for sub-millisecond p50 on loopback
 /// and for multi-second tails.
@@ -96,6 +96,11 @@ struct Inner {
     endpoint_requests: Family<EndpointLabels, Counter>,
 }
 
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
 // === impl Metrics ===
 
 impl Metrics {
@@ -146,11 +151,15 @@ impl Metrics {
             "Requests sent to one endpoint of a bound client",
             endpoint_requests.clone(),
         );
-        registry.register(
-            "build",
-            "weft build information",
-            Info::new(vec![("version".to_string(), version.to_string())]),
-        );
+        // A gauge fixed at 1 rather than an OpenMetrics `info`, which the Prometheus text
+        // format (and promtool) does not know.
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: version.to_string(),
+            })
+            .set(1);
+        registry.register("build_info", "weft build information", build);
         process::register(&mut registry);
         Metrics {
             inner: Arc::new(Inner {
@@ -166,15 +175,16 @@ impl Metrics {
         }
     }
 
-    /// Renders every metric in the Prometheus text exposition format (OpenMetrics-compatible,
-    /// ending with `# EOF`).
+    /// Renders every metric in the Prometheus text exposition format, version 0.0.4 (the
+    /// content type `text/plain; version=0.0.4`), which every Prometheus and `promtool`
+    /// reads.
     pub fn encode(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail; an error here would be a bug in the encoder.
         if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {
             out.push_str("# encoding error\n");
         }
-        out
+        text::openmetrics_to_prometheus(&out)
     }
 
     /// Recording handles for one router (`router` label).

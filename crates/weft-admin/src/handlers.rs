@@ -1,0 +1,125 @@
+//! The admin endpoints.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use weft_naming::{Dtab, Path};
+
+use crate::AdminState;
+
+type Rsp = Response<Full<Bytes>>;
+
+/// Prometheus text exposition format 0.0.4.
+const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+pub(crate) async fn handle<B>(state: &AdminState, peer: SocketAddr, req: Request<B>) -> Rsp {
+    let query = req.uri().query().unwrap_or("");
+    match (req.method(), req.uri().path()) {
+        (&Method::GET, "/metrics") => respond(
+            StatusCode::OK,
+            METRICS_CONTENT_TYPE,
+            state.metrics.encode(),
+        ),
+        (&Method::GET, "/ready") if state.is_ready() => text(StatusCode::OK, "ready\n"),
+        (&Method::GET, "/ready") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+        (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
+        (&Method::GET, "/config.json") => json(StatusCode::OK, &state.config_json),
+        (&Method::GET, "/delegator.json") => delegator(state, query).await,
+        (&Method::POST, "/shutdown") => shutdown(state, peer),
+        (_, "/metrics" | "/ready" | "/live" | "/config.json" | "/delegator.json" | "/shutdown") => {
+            text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "not found; try /metrics, /ready, /live, /config.json, /delegator.json\n",
+        ),
+    }
+}
+
+/// `GET /delegator.json?router=R&path=/svc/x[&dtab=...][&format=text]`: the binding of
+/// `path` under the router's dtab (plus `dtab`, as an `l5d-dtab` header would add) explained
+/// as a tree; JSON by default, the indented text of `weft dtab delegate` with `format=text`.
+async fn delegator(state: &AdminState, query: &str) -> Rsp {
+    let mut router = None;
+    let mut path = None;
+    let mut dtab = String::new();
+    let mut as_text = false;
+    for (k, v) in form_urlencoded::parse(query.as_bytes()) {
+        match &*k {
+            "router" => router = Some(v.into_owned()),
+            "path" => path = Some(v.into_owned()),
+            "dtab" => dtab = v.into_owned(),
+            "format" => as_text = v == "text",
+            _ => {}
+        }
+    }
+    let Some(path) = path else {
+        return bad_request("missing query parameter: path");
+    };
+    let path = match Path::read(&path) {
+        Ok(p) => p,
+        Err(e) => return bad_request(&format!("path: {e}")),
+    };
+    let local = match Dtab::read(&dtab) {
+        Ok(d) => d,
+        Err(e) => return bad_request(&format!("dtab: {e}")),
+    };
+    let found = match router.as_deref() {
+        Some(label) => state.routers.iter().find(|r| r.label() == label),
+        None if state.routers.len() == 1 => state.routers.first(),
+        None => return bad_request("missing query parameter: router"),
+    };
+    let Some(router) = found else {
+        return respond(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "no such router\n".to_string(),
+        );
+    };
+    let tree = router.delegate(&path, &local).await;
+    if as_text {
+        return text_owned(StatusCode::OK, format!("{tree}\n"));
+    }
+    match serde_json::to_value(&tree) {
+        Ok(v) => json(StatusCode::OK, &v),
+        Err(e) => text_owned(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")),
+    }
+}
+
+/// `POST /shutdown`: starts a graceful shutdown, for loopback clients only.
+fn shutdown(state: &AdminState, peer: SocketAddr) -> Rsp {
+    if !peer.ip().is_loopback() {
+        return text(StatusCode::FORBIDDEN, "shutdown is allowed from loopback only\n");
+    }
+    tracing::info!(%peer, "shutdown requested through the admin server");
+    state.shutdown.cancel();
+    text(StatusCode::ACCEPTED, "shutting down\n")
+}
+
+fn bad_request(msg: &str) -> Rsp {
+    text_owned(StatusCode::BAD_REQUEST, format!("{msg}\n"))
+}
+
+fn text(status: StatusCode, body: &'static str) -> Rsp {
+    respond(status, "text/plain; charset=utf-8", body.to_string())
+}
+
+fn text_owned(status: StatusCode, body: String) -> Rsp {
+    respond(status, "text/plain; charset=utf-8", body)
+}
+
+fn json(status: StatusCode, value: &serde_json::Value) -> Rsp {
+    let body = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("\"{e}\""));
+    respond(status, "application/json", body + "\n")
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: String) -> Rsp {
+    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+    *rsp.status_mut() = status;
+    rsp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    rsp
+}

@@ -1,0 +1,148 @@
+//! `weft proxy`: load and validate the config, bind every listener, serve until a signal or
+//! `POST /shutdown`, then drain.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use weft_admin::AdminState;
+use weft_config::Config;
+use weft_proxy::Proxy;
+use weft_telemetry::Metrics;
+
+/// Arguments of `weft proxy`.
+#[derive(Args, Debug)]
+pub(crate) struct ProxyArgs {
+    /// YAML config file; without it the embedded default applies (outbound 127.0.0.1:4140,
+    /// inbound 0.0.0.0:4143 to 127.0.0.1:8080, admin 127.0.0.1:9990).
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate the config, print a summary, and exit (0 when valid).
+    #[arg(long)]
+    check_config: bool,
+    /// Runtime worker threads (default: 1; a sidecar proxy rarely needs more).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    threads: u16,
+}
+
+pub(crate) fn run(args: ProxyArgs) -> ExitCode {
+    crate::logging::init("info");
+    let loaded = match &args.config {
+        Some(path) => Config::load(path),
+        None => Ok(Config::embedded_default()),
+    };
+    let config = match loaded {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("weft: invalid config: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.check_config {
+        let routers: Vec<&str> = config.routers.iter().map(|r| r.label.as_str()).collect();
+        println!("config OK: routers {}", routers.join(", "));
+        return ExitCode::SUCCESS;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(args.threads))
+        .enable_all()
+        .build();
+    let result = match runtime {
+        Ok(rt) => rt.block_on(serve(config)),
+        Err(e) => Err(e.into()),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("weft: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let proxy = Proxy::bind(&config, &metrics).await?;
+    let admin = TcpListener::bind(config.admin.addr)
+        .await
+        .with_context(|| format!("admin: cannot listen on {}", config.admin.addr))?;
+    let shutdown = CancellationToken::new();
+    let config_json = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
+    let state = Arc::new(AdminState::new(
+        metrics,
+        proxy.routers(),
+        config_json,
+        shutdown.clone(),
+    ));
+    announce(&proxy, admin.local_addr()?)?;
+    let admin_stop = CancellationToken::new();
+    let admin_task = tokio::spawn(weft_admin::serve(admin, state.clone(), admin_stop.clone()));
+    tokio::spawn(watch_signals(shutdown.clone()));
+    let grace = config.admin.shutdown_grace;
+    let serving = tokio::spawn(proxy.serve(shutdown.clone(), grace));
+    state.set_ready(true);
+    tracing::info!("ready");
+    shutdown.cancelled().await;
+    state.set_ready(false);
+    tracing::info!(grace = ?grace, "draining");
+    let clean = serving.await.unwrap_or(false);
+    if !clean {
+        tracing::warn!("shutdown grace expired with requests still in flight");
+    }
+    admin_stop.cancel();
+    let _ = admin_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Prints one JSON line on stdout once every listener is bound, so supervisors and tests
+/// learn the actual addresses (configs may use port 0).
+fn announce(proxy: &Proxy, admin: std::net::SocketAddr) -> anyhow::Result<()> {
+    let mut routers = serde_json::Map::new();
+    for (label, addr) in proxy.listening() {
+        let entry = routers
+            .entry(label)
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        if let serde_json::Value::Array(list) = entry {
+            list.push(addr.to_string().into());
+        }
+    }
+    let line = serde_json::json!({"event": "listening", "admin": admin.to_string(), "routers": routers});
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")?;
+    out.flush()?;
+    tracing::info!(%admin, listeners = %line["routers"], "listening");
+    Ok(())
+}
+
+/// The first SIGTERM or SIGINT starts a graceful shutdown; a second one exits at once.
+async fn watch_signals(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        tracing::warn!("cannot install signal handlers; use POST /shutdown to stop");
+        return;
+    };
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        if first {
+            tracing::info!("signal received: draining (send again to exit at once)");
+            shutdown.cancel();
+            first = false;
+        } else {
+            tracing::warn!("second signal: exiting without draining");
+            std::process::exit(1);
+        }
+    }
+}
