@@ -21,8 +21,7 @@ mod types;
 mod validate;
 mod values;
 
-mod naming_stub;
-use naming_stub as naming;
+use weft_naming as naming;
 
 use std::path::Path as FsPath;
 
@@ -111,14 +110,16 @@ impl Config {
 /// Converts a deserialization error, keeping only its message: the YAML library's own
 /// rendering adds its path and position, which `ConfigError` shows in its own format.
 fn yaml_error(origin: &str, e: serde_path_to_error::Error<serde_yaml_ng::Error>) -> ConfigError {
-    let path = e.path().to_string();
+    let mut path = e.path().to_string();
     let inner = e.inner();
+    if inner.to_string().contains("unknown field `") {
+        // The path ends at the unknown key; report the mapping that holds it.
+        path = parent_path(e.path());
+    }
     let pos = inner.location().map(|l| (l.line(), l.column()));
     let mut msg = inner.to_string();
     if let Some((line, column)) = pos {
-        if let Some(head) = msg.strip_suffix(&format!(" at line {line} column {column}")) {
-            msg.truncate(head.len());
-        }
+        msg = msg.replacen(&format!(" at line {line} column {column}"), "", 1);
     }
     // The library prefixes its own key path (the same spelling, sometimes one key deeper).
     if let Some((head, rest)) = msg.split_once(": ") {
@@ -135,6 +136,27 @@ fn yaml_error(origin: &str, e: serde_path_to_error::Error<serde_yaml_ng::Error>)
     }
     let key_path = (path != ".").then_some(path);
     ConfigError::invalid(origin, pos, key_path, msg)
+}
+
+/// `a.b[0].c` without its last step (`a.b[0]`); `.` for the root.
+fn parent_path(path: &serde_path_to_error::Path) -> String {
+    let segments: Vec<_> = path.iter().collect();
+    let mut out = String::new();
+    for seg in segments.iter().take(segments.len().saturating_sub(1)) {
+        match seg {
+            serde_path_to_error::Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            other => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(&other.to_string());
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
 }
 
 /// The position of a validation error: the value at its key path (or its nearest present

@@ -128,11 +128,10 @@ fn namer(raw: RawNamer, p: &KeyPath, base_dir: &FsPath) -> Result<NamerConfig> {
         );
     };
     let prefix = prefix.0;
-    let shown = prefix.to_string();
-    if !shown.starts_with("/#/") {
+    if prefix.len() < 2 || prefix.label(0) != Some(b"#") {
         return invalid(
             &p.key("prefix"),
-            format!("namer prefix {shown} must start with /#/, like /#/fs"),
+            format!("namer prefix {prefix} must start with /#/, like /#/fs"),
         );
     }
     let kind = match kind {

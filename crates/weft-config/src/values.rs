@@ -188,7 +188,7 @@ impl<'de> Deserialize<'de> for NamePath {
             fn visit_str<E: de::Error>(self, s: &str) -> Result<NamePath, E> {
                 naming::Path::read(s)
                     .map(NamePath)
-                    .map_err(|e| E::custom(format!("invalid path \"{s}\": {e}")))
+                    .map_err(|e| E::custom(format!("{e} in \"{s}\"")))
             }
         }
         d.deserialize_str(V)
