@@ -57,13 +57,17 @@ fn request_loop(client: Client, workers: usize, stop: Arc<AtomicBool>, log: Log)
 async fn wait_for_switch(log: &Log, switched: Instant, to: &str, within: Duration) -> Duration {
     // Wait until `within` has passed and 20 requests started after it have completed.
     let cutoff = switched + within;
-    let enough = eventually(within + Duration::from_secs(5), || async {
+    let enough = eventually(within + Duration::from_secs(5), || async move {
         let log = log.lock().unwrap();
         (log.iter().filter(|(t, _)| *t > cutoff).count() >= 20).then_some(())
     })
     .await;
     let log = log.lock().unwrap();
-    assert!(enough.is_some(), "the request loop stalled: {:?}", log.last());
+    assert!(
+        enough.is_some(),
+        "the request loop stalled: {:?}",
+        log.last()
+    );
     let late_elsewhere: Vec<_> = log
         .iter()
         .filter(|(t, r)| *t > cutoff && r.as_deref().ok() != Some(to))
@@ -92,11 +96,16 @@ async fn endpoint_file_edits_move_traffic_without_failing_requests() {
     let stop = Arc::new(AtomicBool::new(false));
     let log: Log = Arc::default();
     request_loop(weft.http1("outbound"), 8, stop.clone(), log.clone());
-    let warm = eventually(Duration::from_secs(10), || async {
-        (a.requests() >= 50).then_some(())
+    let a_ref = &a;
+    let warm = eventually(Duration::from_secs(10), || async move {
+        (a_ref.requests() >= 50).then_some(())
     })
     .await;
-    assert!(warm.is_some(), "traffic never reached a: {:?}", log.lock().unwrap().last());
+    assert!(
+        warm.is_some(),
+        "traffic never reached a: {:?}",
+        log.lock().unwrap().last()
+    );
 
     // Atomic replacement (write a temp file, rename over): a -> b.
     let switched = Instant::now();
@@ -132,7 +141,7 @@ async fn weighted_union_splits_traffic_nine_to_one() {
     disco.write("books-v1", &v1.fs_line());
     disco.write("books-v2", &v2.fs_line());
     let dtab = "/svc => /#/fs;\n/svc/books => 9 * /#/fs/books-v1 & 1 * /#/fs/books-v2;";
-    let weft = Weft::start(BIN, &outbound_config(&disco, dtab)).await;
+    let weft = Weft::start(bin(), &outbound_config(&disco, dtab)).await;
     let client = weft.http1("outbound");
 
     const N: usize = 1000;
@@ -187,7 +196,10 @@ async fn l5d_dtab_header_overrides_routing_for_one_request_and_is_forwarded_as_c
         .expect("request");
     assert_eq!(r.status, 200, "{}", r.text());
     let echo = r.echo();
-    assert_eq!(echo.upstream, "books-v3", "l5d-dtab did not override routing");
+    assert_eq!(
+        echo.upstream, "books-v3",
+        "l5d-dtab did not override routing"
+    );
     let ctx = echo
         .header("l5d-ctx-dtab")
         .expect("upstream received l5d-ctx-dtab");
