@@ -420,6 +420,21 @@ fn docs_show_the_embedded_default() {
     );
 }
 
+#[test]
+fn docs_full_example_parses() {
+    let doc = include_str!("../../../docs/configuration.md");
+    let example = doc
+        .split("## A full example")
+        .nth(1)
+        .and_then(|rest| rest.split("```yaml\n").nth(1))
+        .and_then(|block| block.split("```").next())
+        .expect("docs/configuration.md has a full example");
+    let c = Config::parse(example, "docs/weft.yaml").unwrap();
+    assert_eq!(c.routers.len(), 2);
+    assert_eq!(c.namers.len(), 2);
+    assert_eq!(c.routers[0].service.total_timeout, Some(secs(30)));
+}
+
 // === round trips ===
 
 /// Serializing, then parsing the output, gives the same configuration (compared as JSON,

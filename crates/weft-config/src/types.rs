@@ -83,7 +83,8 @@ pub struct NamerConfig {
 #[non_exhaustive]
 pub enum NamerKind {
     /// `kind: fs`: one file per service under `root_dir`, named after the path segment after
-    /// the prefix; each line `host port [weight]`. Files are watched for changes.
+    /// the prefix, listing the service's addresses (`host port` per line); files are watched
+    /// for changes (Linkerd 1's `io.l5d.fs`).
     Fs {
         /// The directory (yaml `rootDir`, required). A relative path in the file is taken
         /// relative to the config file's directory; here it is already joined.
