@@ -43,7 +43,7 @@ use locate::locate;
 ///
 /// Serializes (for the admin's `/config.json`) in the file's own shape, so the output of
 /// `serde_json`/`serde_yaml_ng` parses back with [`Config::parse`] to the same configuration.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Config {
     /// The admin server (yaml `admin`); all defaults when absent.
     pub admin: AdminConfig,

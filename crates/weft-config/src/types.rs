@@ -61,7 +61,7 @@ impl Serialize for AdminConfig {
 }
 
 /// A namer: serves the names under `prefix` (yaml `{kind: fs, prefix: /#/fs, rootDir: ...}`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NamerConfig {
     /// The names this namer serves; always starts with `/#/` and is unique among namers.
@@ -108,7 +108,7 @@ pub enum TransformerConfig {
 }
 
 /// A router: listeners, how requests are named, and how names are bound and called.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RouterConfig {
     /// The router's name (required), unique among routers; letters, digits, `.`, `_`, `-`.
