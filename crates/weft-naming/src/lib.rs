@@ -8,14 +8,23 @@
 //! [`Interpreter`] keeps each [`Binding`] up to date as they change. This crate does not
 //! connect to endpoints, balance load or parse configuration files.
 
+mod bind;
 mod bound;
+mod delegate;
 mod dtab;
+mod inet;
+mod interpreter;
+mod namer;
 mod parse;
 mod path;
 mod tree;
 
 pub use bound::{AddrSet, Address, BoundName, BoundTree, Sampled};
+pub use delegate::{DelegateNode, DelegateOutcome, DelegateTree};
 pub use dtab::{Dentry, Dtab, Prefix, PrefixElem};
+pub use inet::InetNamer;
+pub use interpreter::{BindState, Binding, Interpreter};
+pub use namer::{Namer, Resolution};
 pub use parse::DtabError;
 pub use path::{Path, PathError};
 pub use tree::{NameTree, Weighted};
