@@ -355,8 +355,8 @@ fn client(raw: RawClient, p: &KeyPath) -> Result<ClientConfig> {
     let d = ClientConfig::default();
     let lb = raw.load_balancer.unwrap_or_default();
     let lbp = p.key("loadBalancer");
-    // `kind` may only be `ewma`; serde has rejected anything else.
-    let _ = lb.kind;
+    // `kind` is optional and can only be `ewma`: serde has rejected anything else.
+    let (None | Some(LoadBalancerKindName::Ewma)) = lb.kind;
     let load_balancer = LoadBalancerConfig {
         decay: dur(lb.decay, d.load_balancer.decay, true, &lbp.key("decay"))?,
     };
