@@ -62,7 +62,6 @@ impl Default for LoadBalancerConfig {
 /// Ejection of an endpoint after failures (yaml `failureAccrual`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
-#[non_exhaustive]
 pub enum FailureAccrualConfig {
     /// `kind: consecutiveFailures`: after `failures` failures in a row the endpoint is taken
     /// out for a jittered backoff, then probed with one request.
@@ -159,7 +158,6 @@ impl Default for RetryBudget {
 /// Connection failures before any response are always failures and, when the request never
 /// reached the app, retryable.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[non_exhaustive]
 pub enum ResponseClassifier {
     /// `nonRetryable5XX`: 5XX are failures, never retried.
     #[default]

@@ -80,7 +80,6 @@ pub struct NamerConfig {
     rename_all = "camelCase",
     rename_all_fields = "camelCase"
 )]
-#[non_exhaustive]
 pub enum NamerKind {
     /// `kind: fs`: one file per service under `root_dir`, named after the path segment after
     /// the prefix, listing the service's addresses (`host port` per line); files are watched
@@ -95,7 +94,6 @@ pub enum NamerKind {
 /// A transformer rewrites the addresses a namer yields (yaml `{kind: port, port: 4143}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
-#[non_exhaustive]
 pub enum TransformerConfig {
     /// `kind: port`: replaces every address's port with `port` (1..=65535), to send to the
     /// peer proxy's inbound listener rather than to the app (linker-to-linker).
@@ -154,7 +152,6 @@ impl RouterConfig {
 
 /// The protocol of a router.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[non_exhaustive]
 pub enum Protocol {
     /// `http`: HTTP/1.1 and HTTP/2 (including gRPC), detected per connection.
     #[default]
@@ -187,7 +184,6 @@ impl Serialize for ServerConfig {
 /// How a request becomes a logical name (appended to the router's `dstPrefix`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind")]
-#[non_exhaustive]
 pub enum IdentifierConfig {
     /// `kind: header.token`: the value of `header` (default `host`) as one segment, port
     /// stripped from an authority; `l5d-dst-override` wins over Host.
