@@ -18,6 +18,7 @@ mod interpreter;
 mod namer;
 mod parse;
 mod path;
+mod transform;
 mod tree;
 
 pub use bound::{AddrSet, Address, BoundName, BoundTree, Sampled};
@@ -29,4 +30,5 @@ pub use interpreter::{BindState, Binding, Interpreter};
 pub use namer::{Namer, Resolution};
 pub use parse::DtabError;
 pub use path::{Path, PathError};
+pub use transform::{Transformed, Transformer};
 pub use tree::{NameTree, Weighted};
