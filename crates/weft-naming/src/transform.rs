@@ -24,9 +24,8 @@ pub enum Transformer {
 ///
 /// The bound id gets each transformer's prefix in front, the last transformer outermost:
 /// `Port(4143)` over `/#/fs/rates` gives `/%/port/4143/#/fs/rates`. A filtering transformer
-/// (`Localhost`) that leaves
-/// no address (also when the set was empty to begin with) turns the result into
-/// [`Resolution::Neg`]. Other resolutions (pending, Neg, failures and delegations) pass
+/// (`Localhost`) that leaves no address (also when the set was empty to begin with) turns the
+/// result into [`Resolution::Neg`]. Other resolutions (pending, Neg, failures and delegations) pass
 /// through unchanged.
 #[derive(Clone)]
 pub struct Transformed {
