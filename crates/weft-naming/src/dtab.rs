@@ -251,6 +251,15 @@ impl From<Path> for Prefix {
     }
 }
 
+impl fmt::Display for PrefixElem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PrefixElem::Any => f.write_str("*"),
+            PrefixElem::Label(l) => write_label(f, l),
+        }
+    }
+}
+
 impl fmt::Display for Prefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.elems.is_empty() {

@@ -7,6 +7,18 @@
 //! behind the [`Namer`] trait and publish live updates on `tokio::sync::watch` channels; an
 //! [`Interpreter`] keeps each [`Binding`] up to date as they change. This crate does not
 //! connect to endpoints, balance load or parse configuration files.
+//!
+//! ```
+//! use weft_naming::{Dtab, NameTree, Path};
+//!
+//! let dtab = Dtab::read("/svc => /#/fs; /svc/books => 9 * /k8s/v1 & 1 * /k8s/v2").unwrap();
+//! let books = Path::read("/svc/books").unwrap();
+//! // The later dentry is tried first; the earlier one is the fallback.
+//! assert_eq!(
+//!     dtab.lookup(&books),
+//!     NameTree::read("(9 * /k8s/v1 & 1 * /k8s/v2) | /#/fs/books").unwrap(),
+//! );
+//! ```
 
 mod bind;
 mod bound;

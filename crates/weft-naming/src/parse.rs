@@ -11,8 +11,6 @@
 //! ```
 //! Whitespace and `#` comments (to the end of the line) may appear between tokens.
 
-use std::fmt;
-
 use crate::path::is_label_byte;
 use crate::{Dentry, Dtab, NameTree, Path, Prefix, PrefixElem, Weighted};
 
@@ -361,15 +359,6 @@ impl<'a> Parser<'a> {
                 Ok(t)
             }
             _ => Err(self.error("a path, '(', '!', '~' or '$'")),
-        }
-    }
-}
-
-impl fmt::Display for PrefixElem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PrefixElem::Any => f.write_str("*"),
-            PrefixElem::Label(l) => crate::path::write_label(f, l),
         }
     }
 }
