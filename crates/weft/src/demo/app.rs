@@ -201,7 +201,7 @@ async fn rate(app: &App, query: &str) -> (StatusCode, Value) {
     match (usd_value(from), usd_value(to)) {
         (Some(f), Some(t)) => (
             StatusCode::OK,
-            json!({"from": from, "to": to, "rate": f / t, "replica": app.name}),
+            json!({"from": from, "to": to, "rate": round(f / t, 6), "replica": app.name}),
         ),
         _ => (
             StatusCode::NOT_FOUND,
@@ -248,7 +248,7 @@ async fn convert(app: &App, query: &str) -> (StatusCode, Value) {
         _ => match body["rate"].as_f64() {
             Some(rate) => (
                 StatusCode::OK,
-                json!({"from": from, "to": to, "amount": amount, "result": amount * rate,
+                json!({"from": from, "to": to, "amount": amount, "result": round(amount * rate, 2),
                        "rate": rate, "replica": body["replica"]}),
             ),
             None => (
@@ -257,6 +257,12 @@ async fn convert(app: &App, query: &str) -> (StatusCode, Value) {
             ),
         },
     }
+}
+
+/// `x` rounded to `digits` decimals, so answers read like money rather than float noise.
+fn round(x: f64, digits: i32) -> f64 {
+    let scale = 10f64.powi(digits);
+    (x * scale).round() / scale
 }
 
 fn usd_value(code: &str) -> Option<f64> {

@@ -84,12 +84,20 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
             killed.join(", ")
         );
     }
-    match &result {
-        Ok(true) => dir.remove(),
+    let ok = match result {
+        Ok(ok) => ok,
+        Err(e) => {
+            eprintln!("weft demo: {e:#}");
+            false
+        }
+    };
+    if ok {
+        dir.remove();
+    } else {
         // Keep the logs of a failed run for a post-mortem.
-        _ => eprintln!("weft demo: logs kept in {}", dir.logs().display()),
+        eprintln!("weft demo: logs kept in {}", dir.logs().display());
     }
-    result
+    Ok(ok)
 }
 
 /// The mesh is up: load, tables, and the summary. `Ok(true)` when the mesh carried the load.
