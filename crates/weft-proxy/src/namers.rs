@@ -14,7 +14,9 @@ pub fn interpreter(namers: &[NamerConfig]) -> Interpreter {
         .iter()
         .map(|nc| {
             let namer: Arc<dyn Namer> = match &nc.kind {
-                NamerKind::Fs { root_dir } => Arc::new(FsNamer::new(root_dir.clone())),
+                NamerKind::Fs { root_dir } => {
+                    Arc::new(FsNamer::with_prefix(root_dir.clone(), nc.prefix.clone()))
+                }
             };
             let namer = if nc.transformers.is_empty() {
                 namer
