@@ -171,7 +171,10 @@ impl Inner {
                     Resolution::Bound(BoundName::new(id, addrs))
                 }
                 Err(message) => {
-                    tracing::warn!(error = %message, keeping_last_good = service.last_good.is_some(), "fs namer: bad service file");
+                    // Once per distinct error, not on every rescan of the same bad file.
+                    if errors.get(&name) != Some(&message) {
+                        tracing::warn!(error = %message, keeping_last_good = service.last_good.is_some(), "fs namer: bad service file");
+                    }
                     errors.insert(name.clone(), message.clone());
                     match &service.last_good {
                         Some(addrs) => Resolution::Bound(BoundName::new(id, addrs.clone())),
