@@ -5,9 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use hickory_resolver::config::{ResolverConfig, GOOGLE};
-use hickory_resolver::net::runtime::TokioRuntimeProvider;
-use hickory_resolver::{Resolver, TokioResolver};
+use hickory_resolver::TokioResolver;
 use tokio::sync::watch;
 
 use crate::{Address, BoundName, Namer, Path, Resolution};
@@ -104,13 +102,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Inner {
     fn resolver(&self) -> Result<&TokioResolver, Arc<str>> {
         let r = self.resolver.get_or_init(|| {
-            let builder = TokioResolver::builder_tokio().unwrap_or_else(|e| {
-                tracing::warn!(error = %e, "cannot read the system DNS configuration; using defaults");
-                Resolver::builder_with_config(
-                    ResolverConfig::udp_and_tcp(&GOOGLE),
-                    TokioRuntimeProvider::default(),
-                )
-            });
+            // No silent fallback to public resolvers: a proxy must not send its service
+            // names to DNS servers the operator did not configure.
+            let builder = TokioResolver::builder_tokio().map_err(|e| {
+                tracing::warn!(error = %e, "cannot read the system DNS configuration");
+                Arc::<str>::from(format!("cannot read the system DNS configuration: {e}"))
+            })?;
             builder
                 .build()
                 .map_err(|e| format!("cannot create a DNS resolver: {e}").into())
