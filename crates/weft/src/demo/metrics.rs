@@ -170,6 +170,23 @@ weft_unterminated{a="b} 1
     }
 
     #[test]
+    fn garbage_never_panics() {
+        for junk in [
+            "é{a=\"é",
+            "x{a=\"\\",
+            "x{é=\"v\"} 1",
+            "x{a} 1",
+            "{a=\"b\"} 1",
+            "x{a=\"b\"}",
+            "x 1 2 3",
+            "\u{0}",
+        ] {
+            let _ = parse(junk);
+        }
+        assert_eq!(parse("x{é=\"v\"} 1")[0].label("é"), Some("v"));
+    }
+
+    #[test]
     fn unlabelled_sample() {
         let s = parse("up 1\n");
         assert_eq!(s.len(), 1);

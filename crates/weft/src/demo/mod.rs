@@ -58,15 +58,17 @@ pub(crate) fn run(args: DemoArgs) -> ExitCode {
 
 fn parse_rps(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(r) if r > 0.0 && r <= 10_000.0 => Ok(r),
-        _ => Err(format!("{s}: expected a rate in (0, 10000]")),
+        Ok(r) if (0.1..=10_000.0).contains(&r) => Ok(r),
+        _ => Err(format!(
+            "{s}: expected requests per second from 0.1 to 10000"
+        )),
     }
 }
 
 fn parse_interval(s: &str) -> Result<Duration, String> {
     match humantime::parse_duration(s) {
-        Ok(d) if d >= Duration::from_millis(100) => Ok(d),
-        Ok(_) => Err(format!("{s}: at least 100ms")),
+        Ok(d) if d >= Duration::from_millis(100) && d <= Duration::from_secs(3600) => Ok(d),
+        Ok(_) => Err(format!("{s}: expected 100ms to 1h")),
         Err(e) => Err(format!("{s}: {e}")),
     }
 }

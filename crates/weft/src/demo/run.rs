@@ -77,7 +77,15 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
         }
         Err(e) => Err(e),
     };
-    let killed = procs.stop(STOP_GRACE).await;
+    let killed = tokio::select! {
+        k = procs.stop(STOP_GRACE) => k,
+        _ = signals.recv() => {
+            eprintln!("weft demo: second signal: killing every process");
+            Vec::new()
+        }
+    };
+    // kill_on_drop: SIGKILL to any child still running.
+    drop(procs);
     if !killed.is_empty() {
         eprintln!(
             "weft demo: killed after {STOP_GRACE:?} without exiting: {}",
@@ -128,7 +136,8 @@ async fn session(
         args.concurrency,
     );
     let started = Instant::now();
-    let deadline = args.duration.map(|d| started + d);
+    // A duration too large to add is as good as forever.
+    let deadline = args.duration.and_then(|d| started.checked_add(d));
     let mut ticks = tokio::time::interval_at(started + args.interval, args.interval);
     let mut prev = baseline.clone();
     let ending = loop {
