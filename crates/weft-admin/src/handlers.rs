@@ -18,11 +18,9 @@ const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub(crate) async fn handle<B>(state: &AdminState, peer: SocketAddr, req: Request<B>) -> Rsp {
     let query = req.uri().query().unwrap_or("");
     match (req.method(), req.uri().path()) {
-        (&Method::GET, "/metrics") => respond(
-            StatusCode::OK,
-            METRICS_CONTENT_TYPE,
-            state.metrics.encode(),
-        ),
+        (&Method::GET, "/metrics") => {
+            respond(StatusCode::OK, METRICS_CONTENT_TYPE, state.metrics.encode())
+        }
         (&Method::GET, "/ready") if state.is_ready() => text(StatusCode::OK, "ready\n"),
         (&Method::GET, "/ready") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
@@ -92,7 +90,10 @@ async fn delegator(state: &AdminState, query: &str) -> Rsp {
 /// `POST /shutdown`: starts a graceful shutdown, for loopback clients only.
 fn shutdown(state: &AdminState, peer: SocketAddr) -> Rsp {
     if !peer.ip().is_loopback() {
-        return text(StatusCode::FORBIDDEN, "shutdown is allowed from loopback only\n");
+        return text(
+            StatusCode::FORBIDDEN,
+            "shutdown is allowed from loopback only\n",
+        );
     }
     tracing::info!(%peer, "shutdown requested through the admin server");
     state.shutdown.cancel();

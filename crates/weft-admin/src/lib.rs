@@ -79,7 +79,9 @@ pub async fn serve(listener: TcpListener, state: Arc<AdminState>, stop: Cancella
             let state = state.clone();
             async move { Ok::<_, Infallible>(handlers::handle(&state, peer, req).await) }
         });
-        let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
+        let conn = builder
+            .serve_connection(TokioIo::new(stream), svc)
+            .into_owned();
         tokio::spawn(async move {
             if let Err(error) = conn.await {
                 tracing::debug!(%peer, %error, "admin connection error");

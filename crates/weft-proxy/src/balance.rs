@@ -13,13 +13,19 @@ use std::time::Duration;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
+use tokio::sync::Notify;
+use tokio::time::Instant;
 use tower::load::peak_ewma::{Cost, PeakEwma};
 use tower::load::{CompleteOnResponse, Load};
+use tower::retry::budget::TpsBudget;
 use tower::Service;
+use weft_config::{ClientConfig, FailureAccrualConfig};
 use weft_naming::AddrSet;
 use weft_telemetry::ClientMetrics;
 
+use crate::accrual::{Accrual, Transition};
 use crate::client::{ClientParams, Upstream};
+use crate::replay::ReplayBody;
 
 /// Load assumed for an endpoint with no measurement yet: optimistic, so new endpoints get
 /// tried (Finagle uses the same idea).
@@ -31,6 +37,7 @@ pub(crate) struct Endpoint {
     weight: f64,
     service: Mutex<PeakEwma<Upstream, CompleteOnResponse>>,
     requests: Counter,
+    accrual: Accrual,
 }
 
 impl Endpoint {
@@ -44,7 +51,7 @@ impl Endpoint {
     /// Sends `req`; the load estimate counts it as pending until the response head arrives.
     pub(crate) fn call(
         &self,
-        req: Request<Incoming>,
+        req: Request<ReplayBody>,
     ) -> impl std::future::Future<
         Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>,
     > + Send
@@ -65,18 +72,41 @@ struct EndpointSet {
     cumulative: Option<Vec<f64>>,
 }
 
-/// P2C over peak-EWMA for one bound name (its `client`).
+/// The outcome of a pick.
+pub(crate) enum Pick {
+    /// Send to this endpoint.
+    Endpoint(Arc<Endpoint>),
+    /// Discovery knows no endpoints.
+    Empty,
+    /// Every endpoint is ejected by failure accrual; the earliest may be probed at `next`.
+    AllEjected {
+        /// When the first ejection's backoff ends.
+        next: Option<Instant>,
+    },
+}
+
+/// P2C over peak-EWMA for one bound name (its `client`), skipping endpoints that failure
+/// accrual ejected.
 pub(crate) struct Balancer {
     set: RwLock<Arc<EndpointSet>>,
     params: ClientParams,
     decay: Duration,
+    accrual: FailureAccrualConfig,
+    requeue_budget: TpsBudget,
     metrics: ClientMetrics,
+    /// Woken when discovery changes, so requests waiting in failfast look again.
+    changed: Notify,
 }
 
 // === impl Balancer ===
 
 impl Balancer {
-    pub(crate) fn new(params: ClientParams, decay: Duration, metrics: ClientMetrics) -> Balancer {
+    pub(crate) fn new(
+        params: ClientParams,
+        config: &ClientConfig,
+        metrics: ClientMetrics,
+    ) -> Balancer {
+        let budget = &config.requeue_budget;
         metrics.set_endpoints(0);
         Balancer {
             set: RwLock::new(Arc::new(EndpointSet {
@@ -85,8 +115,15 @@ impl Balancer {
                 cumulative: None,
             })),
             params,
-            decay,
+            decay: config.load_balancer.decay,
+            accrual: config.failure_accrual.clone(),
+            requeue_budget: TpsBudget::new(
+                budget.ttl,
+                budget.min_retries_per_sec,
+                budget.percent_can_retry as f32,
+            ),
             metrics,
+            changed: Notify::new(),
         }
     }
 
@@ -112,40 +149,115 @@ impl Balancer {
                     .unwrap_or_else(|| Arc::new(self.endpoint(a.addr, a.weight)))
             })
             .collect();
-        for gone in old.endpoints.iter().filter(|e| !addrs.iter().any(|a| a.addr == e.addr)) {
+        for gone in old
+            .endpoints
+            .iter()
+            .filter(|e| !addrs.iter().any(|a| a.addr == e.addr))
+        {
             self.metrics.remove_endpoint(&gone.addr.to_string());
         }
         self.metrics.set_endpoints(endpoints.len());
         let cumulative = weights(&endpoints);
+        let ejected = endpoints.iter().filter(|e| e.accrual.is_ejected()).count();
+        self.metrics.set_ejected(ejected);
         *guard = Arc::new(EndpointSet {
             addrs: addrs.clone(),
             endpoints,
             cumulative,
         });
+        drop(guard);
+        self.changed.notify_waiters();
+    }
+
+    /// How many endpoints discovery gives this client now.
+    pub(crate) fn len(&self) -> usize {
+        self.snapshot().endpoints.len()
+    }
+
+    /// The budget for requeues of requests that never reached an endpoint.
+    pub(crate) fn requeue_budget(&self) -> &TpsBudget {
+        &self.requeue_budget
+    }
+
+    /// Waits until discovery changes.
+    pub(crate) async fn changed(&self) {
+        self.changed.notified().await;
+    }
+
+    /// Records the result of a request to `endpoint` for failure accrual.
+    pub(crate) fn record(&self, endpoint: &Endpoint, success: bool) {
+        let Some(transition) = endpoint.accrual.record(success, Instant::now()) else {
+            return;
+        };
+        match transition {
+            Transition::Ejected => {
+                tracing::info!(endpoint = %endpoint.addr, "failure accrual: endpoint ejected");
+                self.metrics.ejected();
+            }
+            Transition::Revived => {
+                tracing::info!(endpoint = %endpoint.addr, "failure accrual: endpoint revived");
+                self.metrics.revived();
+            }
+        }
+        let set = self.snapshot();
+        let ejected = set
+            .endpoints
+            .iter()
+            .filter(|e| e.accrual.is_ejected())
+            .count();
+        self.metrics.set_ejected(ejected);
+    }
+
+    fn snapshot(&self) -> Arc<EndpointSet> {
+        self.set
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Picks an endpoint: two candidates drawn at random in proportion to their weights, the
-    /// one with the lower peak-EWMA load wins. `None` when there are no endpoints.
-    pub(crate) fn pick(&self) -> Option<Arc<Endpoint>> {
-        let set = self
-            .set
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        match set.endpoints.len() {
-            0 => None,
-            1 => Some(set.endpoints[0].clone()),
-            n => {
-                let a = draw(n, set.cumulative.as_deref());
-                let mut b = draw(n, set.cumulative.as_deref());
-                if a == b {
-                    // A second distinct candidate, so P2C always compares two.
-                    b = (a + 1 + fastrand::usize(..n - 1)) % n;
-                }
-                let (ea, eb) = (&set.endpoints[a], &set.endpoints[b]);
-                let pick = if eb.load() < ea.load() { eb } else { ea };
-                Some(pick.clone())
+    /// one with the lower peak-EWMA load wins; ejected endpoints are skipped.
+    pub(crate) fn pick(&self) -> Pick {
+        let set = self.snapshot();
+        let now = Instant::now();
+        let n = set.endpoints.len();
+        if n == 0 {
+            return Pick::Empty;
+        }
+        let available = |i: usize| set.endpoints[i].accrual.is_available(now);
+        let a = draw(n, set.cumulative.as_deref());
+        let mut b = draw(n, set.cumulative.as_deref());
+        if n > 1 && a == b {
+            // A second distinct candidate, so P2C always compares two.
+            b = (a + 1 + fastrand::usize(..n - 1)) % n;
+        }
+        let chosen = match (available(a), available(b)) {
+            (true, true) if a != b => Some(if set.endpoints[b].load() < set.endpoints[a].load() {
+                b
+            } else {
+                a
+            }),
+            (true, _) => Some(a),
+            (false, true) => Some(b),
+            // Both candidates are ejected: scan for any available one (rare).
+            (false, false) => {
+                let start = fastrand::usize(..n);
+                (0..n).map(|i| (start + i) % n).find(|i| available(*i))
             }
+        };
+        match chosen {
+            Some(i) => {
+                let endpoint = set.endpoints[i].clone();
+                endpoint.accrual.on_pick(now);
+                Pick::Endpoint(endpoint)
+            }
+            None => Pick::AllEjected {
+                next: set
+                    .endpoints
+                    .iter()
+                    .filter_map(|e| e.accrual.ejected_until())
+                    .min(),
+            },
         }
     }
 
@@ -161,6 +273,7 @@ impl Balancer {
                 CompleteOnResponse::default(),
             )),
             requests: self.metrics.endpoint_requests(&addr.to_string()),
+            accrual: Accrual::new(self.accrual.clone()),
         }
     }
 }
@@ -201,7 +314,9 @@ mod tests {
     #[test]
     fn weighted_draw_follows_weights() {
         let cumulative = [1.0, 10.0]; // weights 1 and 9
-        let hits = (0..10_000).filter(|_| draw(2, Some(&cumulative)) == 1).count();
+        let hits = (0..10_000)
+            .filter(|_| draw(2, Some(&cumulative)) == 1)
+            .count();
         assert!((8_500..9_500).contains(&hits), "{hits}");
     }
 

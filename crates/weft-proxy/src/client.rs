@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
 use crate::error::{ErrorKind, ProxyError};
+use crate::replay::ReplayBody;
 
 /// Client settings shared by every endpoint of a router.
 #[derive(Clone, Copy, Debug)]
@@ -60,8 +61,8 @@ impl tower::Service<Uri> for Connector {
 /// over a pool of HTTP/1.1 connections.
 #[derive(Clone, Debug)]
 pub(crate) struct Upstream {
-    h1: Client<Connector, Incoming>,
-    h2: Client<Connector, Incoming>,
+    h1: Client<Connector, ReplayBody>,
+    h2: Client<Connector, ReplayBody>,
 }
 
 impl Upstream {
@@ -84,7 +85,7 @@ impl Upstream {
     }
 }
 
-impl tower::Service<Request<Incoming>> for Upstream {
+impl tower::Service<Request<ReplayBody>> for Upstream {
     type Response = Response<Incoming>;
     type Error = hyper_util::client::legacy::Error;
     type Future = ResponseFuture;
@@ -93,7 +94,7 @@ impl tower::Service<Request<Incoming>> for Upstream {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut req: Request<Incoming>) -> ResponseFuture {
+    fn call(&mut self, mut req: Request<ReplayBody>) -> ResponseFuture {
         if req.version() == Version::HTTP_2 {
             self.h2.request(req)
         } else {

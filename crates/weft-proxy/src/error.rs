@@ -37,6 +37,8 @@ pub enum ErrorKind {
     BindingTimeout,
     /// The name is bound but has no endpoints. 503.
     NoEndpoints,
+    /// Every endpoint stayed ejected by failure accrual for the failfast timeout. 503.
+    FailFast,
     /// The endpoint refused the TCP connection. 502, safe to retry.
     ConnectionRefused,
     /// The TCP connection could not be made for another reason. 502, safe to retry.
@@ -66,6 +68,7 @@ impl ErrorKind {
             ErrorKind::BindingFailed => "binding-failed",
             ErrorKind::BindingTimeout => "binding-timeout",
             ErrorKind::NoEndpoints => "no-endpoints",
+            ErrorKind::FailFast => "failfast",
             ErrorKind::ConnectionRefused => "connection-refused",
             ErrorKind::ConnectFailed => "connect-failed",
             ErrorKind::ConnectTimeout => "connect-timeout",
@@ -88,9 +91,10 @@ impl ErrorKind {
             | ErrorKind::ConnectFailed
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
-            ErrorKind::BindingTimeout | ErrorKind::NoEndpoints | ErrorKind::ShuttingDown => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ErrorKind::BindingTimeout
+            | ErrorKind::NoEndpoints
+            | ErrorKind::FailFast
+            | ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::ConnectTimeout | ErrorKind::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -111,6 +115,7 @@ impl ErrorKind {
             | ErrorKind::BindingFailed
             | ErrorKind::BindingTimeout
             | ErrorKind::NoEndpoints
+            | ErrorKind::FailFast
             | ErrorKind::ShuttingDown => Fault::Proxy,
         }
     }
@@ -125,6 +130,7 @@ impl ErrorKind {
                 | ErrorKind::ConnectTimeout
                 | ErrorKind::BindingTimeout
                 | ErrorKind::NoEndpoints
+                | ErrorKind::FailFast
                 | ErrorKind::ShuttingDown
         )
     }

@@ -2,7 +2,15 @@
 //! (RFC 9110 section 7.6.3), which also detects routing loops.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::Version;
+use http::uri::{Authority, PathAndQuery};
+use http::{Uri, Version};
+use weft_naming::Dtab;
+
+use crate::error::{ErrorKind, ProxyError};
+
+/// Per-request dtab headers (naming.md "Which dtab applies").
+const L5D_DTAB: &str = "l5d-dtab";
+const L5D_CTX_DTAB: &str = "l5d-ctx-dtab";
 
 /// Headers that describe one connection, never the message (RFC 9110 section 7.6.1, plus the
 /// legacy `Proxy-Connection` and `Keep-Alive` that HTTP/1.0 peers still send).
@@ -63,6 +71,62 @@ pub(crate) fn append_via(headers: &mut HeaderMap, version: Version) {
         _ => "1.1 weft",
     };
     headers.append(header::VIA, HeaderValue::from_static(entry));
+}
+
+/// The local dtab of a request: `l5d-ctx-dtab` then `l5d-dtab`, so the user's header wins.
+/// Errors: `BadDtabHeader` (400) naming the header and the parse error.
+pub(crate) fn local_dtab(headers: &HeaderMap) -> Result<Dtab, ProxyError> {
+    let mut local = Dtab::empty();
+    for name in [L5D_CTX_DTAB, L5D_DTAB] {
+        for value in headers.get_all(name) {
+            let text = value.to_str().map_err(|_| {
+                ProxyError::new(ErrorKind::BadDtabHeader, format!("{name} is not text"))
+            })?;
+            let dtab = Dtab::read(text)
+                .map_err(|e| ProxyError::new(ErrorKind::BadDtabHeader, format!("{name}: {e}")))?;
+            local = local.concat(&dtab);
+        }
+    }
+    Ok(local)
+}
+
+/// Prepares a request head for the upstream: hop-by-hop headers out, `Via` in, the local
+/// dtab forwarded as `l5d-ctx-dtab` (so an override follows the call graph), and an absolute
+/// URI that keeps the client's authority (the connector, not the URI, decides which endpoint
+/// the connection goes to).
+pub(crate) fn rewrite_request(
+    uri: &Uri,
+    mut headers: HeaderMap,
+    version: Version,
+    local: &Dtab,
+    rewritten: Option<PathAndQuery>,
+) -> Result<(Uri, HeaderMap), ProxyError> {
+    strip_hop_by_hop(&mut headers);
+    append_via(&mut headers, version);
+    headers.remove(L5D_DTAB);
+    if local.is_empty() {
+        headers.remove(L5D_CTX_DTAB);
+    } else {
+        let value = HeaderValue::try_from(local.to_string()).map_err(|_| {
+            ProxyError::new(ErrorKind::BadDtabHeader, "dtab cannot be sent as a header")
+        })?;
+        headers.insert(L5D_CTX_DTAB, value);
+    }
+    let authority = uri
+        .authority()
+        .cloned()
+        .or_else(|| Authority::try_from(headers.get(header::HOST)?.as_bytes()).ok())
+        .ok_or_else(|| ProxyError::new(ErrorKind::Unidentified, "no authority or Host"))?;
+    let path = rewritten
+        .or_else(|| uri.path_and_query().cloned())
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let uri = Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| ProxyError::new(ErrorKind::Unidentified, format!("bad target: {e}")))?;
+    Ok((uri, headers))
 }
 
 #[cfg(test)]

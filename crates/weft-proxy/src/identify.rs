@@ -51,7 +51,9 @@ pub(crate) fn identify<B>(
             ];
             Ok(plain(dst_prefix.concat(&Path::from_labels(labels))))
         }
-        IdentifierConfig::Path { segments, consume } => identify_path(req, dst_prefix, *segments, *consume),
+        IdentifierConfig::Path { segments, consume } => {
+            identify_path(req, dst_prefix, *segments, *consume)
+        }
         IdentifierConfig::Header { header } => {
             let value = req
                 .headers()
@@ -106,8 +108,16 @@ fn identify_path<B>(
     let name = dst_prefix.concat(&Path::from_labels(parts[..segments].iter()));
     let rewritten = if consume {
         let rest = parts[segments..].join("/");
-        let trailing = if path.ends_with('/') && !rest.is_empty() { "/" } else { "" };
-        let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+        let trailing = if path.ends_with('/') && !rest.is_empty() {
+            "/"
+        } else {
+            ""
+        };
+        let query = req
+            .uri()
+            .query()
+            .map(|q| format!("?{q}"))
+            .unwrap_or_default();
         let target = format!("/{rest}{trailing}{query}");
         Some(
             PathAndQuery::try_from(target)
@@ -150,7 +160,13 @@ mod tests {
     #[test]
     fn dst_override_wins_over_host() {
         let r = req("/", &[("host", "a"), ("l5d-dst-override", "b")]);
-        assert_eq!(identify(&host_token(), &svc(), &r).unwrap().name.to_string(), "/svc/b");
+        assert_eq!(
+            identify(&host_token(), &svc(), &r)
+                .unwrap()
+                .name
+                .to_string(),
+            "/svc/b"
+        );
     }
 
     #[test]

@@ -5,13 +5,17 @@
 //! configuration parsing (`weft-config`), naming semantics (`weft-naming`), metric names
 //! (`weft-telemetry`) or the admin server (`weft-admin`).
 
+mod accrual;
 mod balance;
 mod body;
+mod classify;
 mod client;
 mod error;
+mod forward;
 mod headers;
 mod identify;
 mod namers;
+mod replay;
 mod router;
 mod server;
 

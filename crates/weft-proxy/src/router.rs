@@ -3,32 +3,36 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
 
-use http::header::{HeaderMap, HeaderValue};
-use http::uri::{Authority, PathAndQuery};
-use http::{Request, Response, Uri};
+use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use tokio::time::Instant;
+use tower::retry::budget::TpsBudget;
 use weft_config::RouterConfig;
-use weft_naming::{BindState, Binding, BoundName, BoundTree, DelegateTree, Dtab, Interpreter, Path, Sampled};
+use weft_naming::{
+    BindState, Binding, BoundName, BoundTree, DelegateTree, Dtab, Interpreter, Path, Sampled,
+};
 use weft_telemetry::{Classification, RouterMetrics, ServiceMetrics};
 
 use crate::balance::Balancer;
 use crate::body::ProxyBody;
-use crate::client::{classify_client_error, ClientParams};
+use crate::classify::Classifier;
+use crate::client::ClientParams;
 use crate::error::{ErrorKind, ProxyError};
-use crate::headers::{append_via, strip_hop_by_hop, via_hops};
+use crate::forward::{Dispatch, Forwarded};
+use crate::headers::{local_dtab, rewrite_request, via_hops};
 use crate::identify::identify;
+use crate::replay::ReplayBody;
 
-/// Per-request dtab headers (naming.md "Which dtab applies").
-const L5D_DTAB: &str = "l5d-dtab";
-const L5D_CTX_DTAB: &str = "l5d-ctx-dtab";
 /// Bounds on the caches a client can grow with request headers (Host, `l5d-dtab`): past
 /// them, per-request-dtab bindings are rebuilt and service metrics share one overflow series.
 const MAX_LOCAL_BINDINGS: usize = 1024;
 const MAX_SERVICES: usize = 1024;
 const OVERFLOW_SERVICE: &str = "[overflow]";
 const UNIDENTIFIED_SERVICE: &str = "[unidentified]";
+/// The route label of requests that match no route of a service profile.
+const DEFAULT_ROUTE: &str = "[default]";
 
 /// One configured router (e.g. `outbound`), shared by all of its servers.
 pub struct Router {
@@ -42,13 +46,27 @@ pub struct Router {
     local_bindings: Mutex<HashMap<(String, Path), Binding>>,
     /// Bound clients (balancers), by bound id.
     clients: RwLock<HashMap<Path, Arc<Balancer>>>,
-    services: RwLock<HashMap<Path, ServiceMetrics>>,
+    /// Metrics handles by (logical name, route).
+    services: RwLock<HashMap<(Path, Box<str>), ServiceMetrics>>,
+    /// Retry budgets by logical name.
+    budgets: RwLock<HashMap<Path, Arc<TpsBudget>>>,
+}
+
+/// What a matched route decides for one request.
+struct RouteParams<'a> {
+    name: &'a str,
+    timeout: Option<Duration>,
+    classifier: Classifier,
 }
 
 // === impl Router ===
 
 impl Router {
-    pub(crate) fn new(config: RouterConfig, interpreter: Interpreter, metrics: RouterMetrics) -> Router {
+    pub(crate) fn new(
+        config: RouterConfig,
+        interpreter: Interpreter,
+        metrics: RouterMetrics,
+    ) -> Router {
         let params = ClientParams {
             connect_timeout: config.client.connect_timeout,
             pool_idle_timeout: config.client.pool_idle_timeout,
@@ -62,6 +80,7 @@ impl Router {
             local_bindings: Mutex::default(),
             clients: RwLock::default(),
             services: RwLock::default(),
+            budgets: RwLock::default(),
         }
     }
 
@@ -94,19 +113,18 @@ impl Router {
         let start = Instant::now();
         let mut service = None;
         let result = self.forward(req, &mut service).await;
-        let service = service.unwrap_or_else(|| self.service_metrics(None));
-        let latency = start.elapsed().as_secs_f64();
+        let service = service.unwrap_or_else(|| self.service_metrics(None, DEFAULT_ROUTE));
+        service.latency(start.elapsed().as_secs_f64());
         match result {
-            Ok(rsp) => {
-                let status = rsp.status();
-                service.response(status.as_u16(), self.classify(status), "", latency);
-                rsp.map(ProxyBody::upstream)
-            }
+            Ok(forwarded) => forwarded.into_response(service),
             Err(err) => {
                 tracing::debug!(router = %self.label(), error = %err, "proxy error");
                 let rsp: Response<ProxyBody> = err.to_response();
-                let reason = err.kind().reason();
-                service.response(rsp.status().as_u16(), Classification::failure, reason, latency);
+                service.response(
+                    rsp.status().as_u16(),
+                    Classification::failure,
+                    err.kind().reason(),
+                );
                 rsp
             }
         }
@@ -116,7 +134,7 @@ impl Router {
         &self,
         req: Request<Incoming>,
         service: &mut Option<ServiceMetrics>,
-    ) -> Result<Response<Incoming>, ProxyError> {
+    ) -> Result<Forwarded, ProxyError> {
         if via_hops(req.headers()) > self.config.max_hops as usize {
             return Err(ProxyError::new(
                 ErrorKind::LoopDetected,
@@ -124,24 +142,83 @@ impl Router {
             ));
         }
         let id = identify(&self.config.identifier, &self.config.dst_prefix, &req)?;
-        let svc = service.insert(self.service_metrics(Some(&id.name)));
+        let route = self.route(&id.name, req.method(), req.uri().path());
+        let svc = service.insert(self.service_metrics(Some(&id.name), route.name));
         svc.request();
         let local = local_dtab(req.headers())?;
-        let bound = self.bind(&local, &id.name).await?;
-        let balancer = self.client(&bound);
-        let endpoint = balancer.pick().ok_or_else(|| {
-            ProxyError::new(ErrorKind::NoEndpoints, format!("{} has no endpoints", bound.id))
-        })?;
-        let req = rewrite_request(req, &local, id.rewritten, endpoint.addr)?;
-        let call = endpoint.call(req);
-        let rsp = match self.config.service.total_timeout {
-            Some(limit) => tokio::time::timeout(limit, call).await.map_err(|_| {
-                ProxyError::new(ErrorKind::RequestTimeout, format!("no response within {limit:?}"))
+        let (parts, body) = req.into_parts();
+        let (uri, headers) = rewrite_request(
+            &parts.uri,
+            parts.headers,
+            parts.version,
+            &local,
+            id.rewritten,
+        )?;
+        let service_cfg = &self.config.service;
+        let budget = self.retry_budget(&id.name);
+        let dispatch = Dispatch {
+            method: parts.method,
+            uri,
+            version: parts.version,
+            headers,
+            body: ReplayBody::new(body, service_cfg.retries.buffer_bytes),
+            classifier: route.classifier,
+            service: svc,
+            budget: &budget,
+            backoff: service_cfg.retries.backoff,
+            attempt_timeout: service_cfg.attempt_timeout,
+            fail_fast: self.config.client.fail_fast_timeout,
+        };
+        let run = dispatch.run(self, &local, &id.name);
+        match route.timeout.or(service_cfg.total_timeout) {
+            Some(limit) => tokio::time::timeout(limit, run).await.map_err(|_| {
+                ProxyError::new(
+                    ErrorKind::RequestTimeout,
+                    format!("no response within {limit:?}"),
+                )
             })?,
-            None => call.await,
+            None => run.await,
         }
-        .map_err(|e| classify_client_error(e, endpoint.addr))?;
-        Ok(rewrite_response(rsp))
+    }
+
+    /// The route of a request: the first matching route of the service's profile, else the
+    /// service defaults under the route name `[default]`.
+    fn route(&self, name: &Path, method: &Method, path: &str) -> RouteParams<'_> {
+        let service = &self.config.service;
+        let matched = service
+            .profile_for(name)
+            .and_then(|p| p.routes.iter().find(|r| r.matcher.matches(method, path)));
+        match matched {
+            Some(r) => RouteParams {
+                name: &r.name,
+                timeout: r.timeout,
+                classifier: Classifier {
+                    classifier: r
+                        .response_classifier
+                        .clone()
+                        .unwrap_or_else(|| service.response_classifier.clone()),
+                    route_retryable: r.is_retryable,
+                },
+            },
+            None => RouteParams {
+                name: DEFAULT_ROUTE,
+                timeout: None,
+                classifier: Classifier {
+                    classifier: service.response_classifier.clone(),
+                    route_retryable: false,
+                },
+            },
+        }
+    }
+
+    /// The client (balancer) for one attempt: binds `name` and draws a weighted branch.
+    pub(crate) async fn bound_client(
+        &self,
+        local: &Dtab,
+        name: &Path,
+    ) -> Result<Arc<Balancer>, ProxyError> {
+        let bound = self.bind(local, name).await?;
+        Ok(self.client(&bound))
     }
 
     /// Binds `name` under the router dtab plus `local`, waiting for pending namers up to the
@@ -162,7 +239,10 @@ impl Router {
             match &*ready {
                 BindState::Bound(tree) => tree.clone(),
                 BindState::Failed(why) => {
-                    return Err(ProxyError::new(ErrorKind::BindingFailed, format!("{name}: {why}")))
+                    return Err(ProxyError::new(
+                        ErrorKind::BindingFailed,
+                        format!("{name}: {why}"),
+                    ))
                 }
                 BindState::Pending => {
                     return Err(ProxyError::new(ErrorKind::BindingTimeout, name.to_string()))
@@ -183,21 +263,32 @@ impl Router {
             if let Some(b) = read(&self.bindings).get(name) {
                 return b.clone();
             }
-            let mut map = self.bindings.write().unwrap_or_else(PoisonError::into_inner);
+            let mut map = self
+                .bindings
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             return map
                 .entry(name.clone())
-                .or_insert_with(|| self.interpreter.bind(self.config.dtab.clone(), name.clone()))
+                .or_insert_with(|| {
+                    self.interpreter
+                        .bind(self.config.dtab.clone(), name.clone())
+                })
                 .clone();
         }
         let key = (local.to_string(), name.clone());
-        let mut map = self.local_bindings.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .local_bindings
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if let Some(b) = map.get(&key) {
             return b.clone();
         }
         if map.len() >= MAX_LOCAL_BINDINGS {
             map.clear();
         }
-        let binding = self.interpreter.bind(self.config.dtab.concat(local), name.clone());
+        let binding = self
+            .interpreter
+            .bind(self.config.dtab.concat(local), name.clone());
         map.insert(key, binding.clone());
         binding
     }
@@ -211,7 +302,7 @@ impl Router {
                 .or_insert_with(|| {
                     Arc::new(Balancer::new(
                         self.params,
-                        self.config.client.load_balancer.decay,
+                        &self.config.client,
                         self.metrics.client(&bound.id.to_string()),
                     ))
                 })
@@ -221,97 +312,48 @@ impl Router {
         balancer
     }
 
-    fn service_metrics(&self, name: Option<&Path>) -> ServiceMetrics {
+    fn service_metrics(&self, name: Option<&Path>, route: &str) -> ServiceMetrics {
         let Some(name) = name else {
-            return self.metrics.service(UNIDENTIFIED_SERVICE);
+            return self.metrics.service(UNIDENTIFIED_SERVICE, route);
         };
-        if let Some(m) = read(&self.services).get(name) {
+        let key = (name.clone(), Box::<str>::from(route));
+        if let Some(m) = read(&self.services).get(&key) {
             return m.clone();
         }
-        let mut map = self.services.write().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self
+            .services
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         if map.len() >= MAX_SERVICES {
-            return self.metrics.service(OVERFLOW_SERVICE);
+            return self.metrics.service(OVERFLOW_SERVICE, route);
         }
-        map.entry(name.clone())
-            .or_insert_with(|| self.metrics.service(&name.to_string()))
+        map.entry(key)
+            .or_insert_with(|| self.metrics.service(&name.to_string(), route))
             .clone()
     }
 
-    fn classify(&self, status: http::StatusCode) -> Classification {
-        use weft_config::ResponseClassifier;
-        match self.config.service.response_classifier {
-            ResponseClassifier::AllSuccessful => Classification::success,
-            _ if status.is_server_error() => Classification::failure,
-            _ => Classification::success,
+    /// The retry budget of a logical service, shared by all its requests.
+    fn retry_budget(&self, name: &Path) -> Arc<TpsBudget> {
+        if let Some(b) = read(&self.budgets).get(name) {
+            return b.clone();
         }
+        let mut map = self.budgets.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= MAX_SERVICES {
+            map.clear();
+        }
+        let cfg = &self.config.service.retries.budget;
+        map.entry(name.clone())
+            .or_insert_with(|| {
+                Arc::new(TpsBudget::new(
+                    cfg.ttl,
+                    cfg.min_retries_per_sec,
+                    cfg.percent_can_retry as f32,
+                ))
+            })
+            .clone()
     }
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
     lock.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// The local dtab of a request: `l5d-ctx-dtab` then `l5d-dtab`, so the user's header wins.
-fn local_dtab(headers: &HeaderMap) -> Result<Dtab, ProxyError> {
-    let mut local = Dtab::empty();
-    for name in [L5D_CTX_DTAB, L5D_DTAB] {
-        for value in headers.get_all(name) {
-            let text = value.to_str().map_err(|_| {
-                ProxyError::new(ErrorKind::BadDtabHeader, format!("{name} is not text"))
-            })?;
-            let dtab = Dtab::read(text)
-                .map_err(|e| ProxyError::new(ErrorKind::BadDtabHeader, format!("{name}: {e}")))?;
-            local = local.concat(&dtab);
-        }
-    }
-    Ok(local)
-}
-
-/// Prepares a request for the upstream: hop-by-hop headers out, `Via` in, the local dtab
-/// forwarded as `l5d-ctx-dtab`, and an absolute URI that keeps the client's authority.
-fn rewrite_request(
-    req: Request<Incoming>,
-    local: &Dtab,
-    rewritten: Option<PathAndQuery>,
-    endpoint: std::net::SocketAddr,
-) -> Result<Request<Incoming>, ProxyError> {
-    let (mut parts, body) = req.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    append_via(&mut parts.headers, parts.version);
-    parts.headers.remove(L5D_DTAB);
-    if local.is_empty() {
-        parts.headers.remove(L5D_CTX_DTAB);
-    } else {
-        let value = HeaderValue::try_from(local.to_string()).map_err(|_| {
-            ProxyError::new(ErrorKind::BadDtabHeader, "dtab cannot be sent as a header")
-        })?;
-        parts.headers.insert(L5D_CTX_DTAB, value);
-    }
-    let authority = parts
-        .uri
-        .authority()
-        .cloned()
-        .or_else(|| {
-            let host = parts.headers.get(http::header::HOST)?;
-            Authority::try_from(host.as_bytes()).ok()
-        })
-        .map_or_else(|| Authority::try_from(endpoint.to_string()), Ok)
-        .map_err(|e| ProxyError::new(ErrorKind::Unidentified, format!("bad authority: {e}")))?;
-    let path = rewritten
-        .or_else(|| parts.uri.path_and_query().cloned())
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    parts.uri = Uri::builder()
-        .scheme("http")
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .map_err(|e| ProxyError::new(ErrorKind::Unidentified, format!("bad target: {e}")))?;
-    Ok(Request::from_parts(parts, body))
-}
-
-fn rewrite_response(rsp: Response<Incoming>) -> Response<Incoming> {
-    let (mut parts, body) = rsp.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    append_via(&mut parts.headers, parts.version);
-    Response::from_parts(parts, body)
 }

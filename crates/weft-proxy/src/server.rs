@@ -61,7 +61,9 @@ pub(crate) async fn serve(
     }
     // Stop accepting before draining, so new connections are refused, not left waiting.
     drop(listener);
-    tokio::time::timeout(grace, graceful.shutdown()).await.is_ok()
+    tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_ok()
 }
 
 fn http_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {

@@ -46,12 +46,14 @@ struct RouterLabels {
 struct ServiceLabels {
     router: Arc<str>,
     service: Arc<str>,
+    route: Arc<str>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
 struct ResponseLabels {
     router: Arc<str>,
     service: Arc<str>,
+    route: Arc<str>,
     status_code: u16,
     classification: Classification,
     error: &'static str,
@@ -93,7 +95,30 @@ struct Inner {
     open_connections: Family<RouterLabels, Gauge>,
     connections: Family<RouterLabels, Counter>,
     endpoints: Family<ClientLabels, Gauge>,
+    endpoints_ejected: Family<ClientLabels, Gauge>,
     endpoint_requests: Family<EndpointLabels, Counter>,
+    ejections: Family<ClientLabels, Counter>,
+    revivals: Family<ClientLabels, Counter>,
+    retries: Family<ServiceLabels, Counter>,
+    requeues: Family<ServiceLabels, Counter>,
+    budget_exhausted: Family<BudgetLabels, Counter>,
+}
+
+/// Which budget ran out: retries of failed responses, or requeues of unsent requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, EncodeLabelValue)]
+#[allow(non_camel_case_types)] // label values are lower case in the Prometheus text
+pub enum BudgetKind {
+    /// The retry budget (`service.retries.budget`).
+    retry,
+    /// The requeue budget (`client.requeueBudget`).
+    requeue,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct BudgetLabels {
+    router: Arc<str>,
+    service: Arc<str>,
+    kind: BudgetKind,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -115,6 +140,12 @@ impl Metrics {
         let connections = Family::default();
         let endpoints = Family::default();
         let endpoint_requests = Family::default();
+        let endpoints_ejected = Family::default();
+        let ejections = Family::default();
+        let revivals = Family::default();
+        let retries = Family::default();
+        let requeues = Family::default();
+        let budget_exhausted = Family::default();
         registry.register(
             "requests",
             "Requests received, by router and logical service name",
@@ -151,6 +182,36 @@ impl Metrics {
             "Requests sent to one endpoint of a bound client",
             endpoint_requests.clone(),
         );
+        registry.register(
+            "endpoints_ejected",
+            "Endpoints of a bound client ejected by failure accrual right now",
+            endpoints_ejected.clone(),
+        );
+        registry.register(
+            "ejections",
+            "Endpoints ejected by failure accrual (circuit opened)",
+            ejections.clone(),
+        );
+        registry.register(
+            "revivals",
+            "Ejected endpoints revived after a successful probe (circuit closed)",
+            revivals.clone(),
+        );
+        registry.register(
+            "retries",
+            "Requests sent again after a retryable failure",
+            retries.clone(),
+        );
+        registry.register(
+            "requeues",
+            "Requests sent again because they provably never reached an endpoint",
+            requeues.clone(),
+        );
+        registry.register(
+            "budget_exhausted",
+            "Retries or requeues refused because their budget was used up",
+            budget_exhausted.clone(),
+        );
         // A gauge fixed at 1 rather than an OpenMetrics `info`, which the Prometheus text
         // format (and promtool) does not know.
         let build = Family::<BuildLabels, Gauge>::default();
@@ -170,7 +231,13 @@ impl Metrics {
                 open_connections,
                 connections,
                 endpoints,
+                endpoints_ejected,
                 endpoint_requests,
+                ejections,
+                revivals,
+                retries,
+                requeues,
+                budget_exhausted,
             }),
         }
     }
@@ -224,17 +291,21 @@ impl RouterMetrics {
         ConnectionGuard { open }
     }
 
-    /// Handles for one logical service (`service` label, e.g. `/svc/books`).
-    pub fn service(&self, service: &str) -> ServiceMetrics {
+    /// Handles for one route of one logical service (`service` label, e.g. `/svc/books`;
+    /// `route` label, the service profile's route name or `[default]`).
+    pub fn service(&self, service: &str, route: &str) -> ServiceMetrics {
         let labels = ServiceLabels {
             router: self.router.clone(),
             service: Arc::from(service),
+            route: Arc::from(route),
         };
         let inner = &self.metrics.inner;
         ServiceMetrics {
             requests: inner.requests.get_or_create_owned(&labels),
             latency: inner.latency.get_or_create_owned(&labels),
-            responses: inner.responses.clone(),
+            retries: inner.retries.get_or_create_owned(&labels),
+            requeues: inner.requeues.get_or_create_owned(&labels),
+            metrics: self.metrics.clone(),
             labels,
         }
     }
@@ -266,7 +337,9 @@ pub struct ServiceMetrics {
     labels: ServiceLabels,
     requests: Counter,
     latency: Histogram,
-    responses: Family<ResponseLabels, Counter>,
+    retries: Counter,
+    requeues: Counter,
+    metrics: Metrics,
 }
 
 // === impl ServiceMetrics ===
@@ -277,24 +350,48 @@ impl ServiceMetrics {
         self.requests.inc();
     }
 
-    /// Records one response: its status, classification, the proxy error reason (`""` when
-    /// the upstream answered), and the latency in seconds until the response head.
-    pub fn response(
-        &self,
-        status_code: u16,
-        classification: Classification,
-        error: &'static str,
-        latency_secs: f64,
-    ) {
-        self.latency.observe(latency_secs);
+    /// Records the latency in seconds from the request to the response head going out.
+    pub fn latency(&self, secs: f64) {
+        self.latency.observe(secs);
+    }
+
+    /// Records one finished response: its status, classification (decided at the end of the
+    /// stream, so a body that failed midway counts as a failure), and the proxy error reason
+    /// (`""` when the exchange completed normally).
+    pub fn response(&self, status_code: u16, classification: Classification, error: &'static str) {
         let labels = ResponseLabels {
             router: self.labels.router.clone(),
             service: self.labels.service.clone(),
+            route: self.labels.route.clone(),
             status_code,
             classification,
             error,
         };
-        self.responses.get_or_create(&labels).inc();
+        self.metrics.inner.responses.get_or_create(&labels).inc();
+    }
+
+    /// Counts a retry of a failed attempt.
+    pub fn retry(&self) {
+        self.retries.inc();
+    }
+
+    /// Counts a requeue of a request that never reached an endpoint.
+    pub fn requeue(&self) {
+        self.requeues.inc();
+    }
+
+    /// Counts a retry or requeue refused by its exhausted budget.
+    pub fn budget_exhausted(&self, kind: BudgetKind) {
+        let labels = BudgetLabels {
+            router: self.labels.router.clone(),
+            service: self.labels.service.clone(),
+            kind,
+        };
+        self.metrics
+            .inner
+            .budget_exhausted
+            .get_or_create(&labels)
+            .inc();
     }
 }
 
@@ -325,6 +422,41 @@ impl ClientMetrics {
             .inner
             .endpoint_requests
             .get_or_create_owned(&self.endpoint_labels(endpoint))
+    }
+
+    /// Sets `weft_endpoints_ejected` for this client.
+    pub fn set_ejected(&self, n: usize) {
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        self.metrics
+            .inner
+            .endpoints_ejected
+            .get_or_create(&self.client_labels())
+            .set(n);
+    }
+
+    /// Counts an ejection (failure accrual opened an endpoint's circuit).
+    pub fn ejected(&self) {
+        self.metrics
+            .inner
+            .ejections
+            .get_or_create(&self.client_labels())
+            .inc();
+    }
+
+    /// Counts a revival (a probe succeeded and the circuit closed).
+    pub fn revived(&self) {
+        self.metrics
+            .inner
+            .revivals
+            .get_or_create(&self.client_labels())
+            .inc();
+    }
+
+    fn client_labels(&self) -> ClientLabels {
+        ClientLabels {
+            router: self.router.clone(),
+            client: self.client.clone(),
+        }
     }
 
     /// Removes the series of an endpoint that left discovery, so cardinality stays bounded.
@@ -361,15 +493,18 @@ mod tests {
     fn encodes_recorded_series_with_labels() {
         let metrics = Metrics::new("1.2.3");
         let router = metrics.router("outbound");
-        let svc = router.service("/svc/books");
+        let svc = router.service("/svc/books", "[default]");
         svc.request();
-        svc.response(502, Classification::failure, "connection-refused", 0.0004);
+        svc.latency(0.0004);
+        svc.response(502, Classification::failure, "connection-refused");
         let _conn = router.connection_opened();
         router.client("/#/fs/books").set_endpoints(3);
         let text = metrics.encode();
-        assert!(text.contains(r#"weft_requests_total{router="outbound",service="/svc/books"} 1"#));
         assert!(text.contains(
-            r#"weft_responses_total{router="outbound",service="/svc/books",status_code="502",classification="failure",error="connection-refused"} 1"#
+            r#"weft_requests_total{router="outbound",service="/svc/books",route="[default]"} 1"#
+        ));
+        assert!(text.contains(
+            r#"weft_responses_total{router="outbound",service="/svc/books",route="[default]",status_code="502",classification="failure",error="connection-refused"} 1"#
         ));
         assert!(text.contains(r#"weft_open_connections{router="outbound"} 1"#));
         assert!(text.contains(r#"weft_endpoints{router="outbound",client="/#/fs/books"} 3"#));

@@ -69,7 +69,12 @@ impl Collector for ProcessCollector {
                 Some(Unit::Bytes),
                 s.rss_bytes,
             ),
-            ("process_open_fds", "Open file descriptors", None, s.open_fds),
+            (
+                "process_open_fds",
+                "Open file descriptors",
+                None,
+                s.open_fds,
+            ),
             ("process_threads", "OS threads", None, s.threads),
         ];
         for (name, help, unit, value) in gauges {

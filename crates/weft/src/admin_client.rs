@@ -31,7 +31,10 @@ pub(crate) async fn get(addr: &str, path_and_query: &str) -> anyhow::Result<Stri
         .to_bytes();
     let text = String::from_utf8_lossy(&body).into_owned();
     if !status.is_success() {
-        bail!("admin {addr}: {status}: {}", text.lines().next().unwrap_or(""));
+        bail!(
+            "admin {addr}: {status}: {}",
+            text.lines().next().unwrap_or("")
+        );
     }
     Ok(text)
 }

@@ -50,7 +50,9 @@ pub(crate) struct DelegateArgs {
 pub(crate) fn run(cmd: DtabCommand) -> ExitCode {
     crate::logging::init("warn");
     let DtabCommand::Delegate(args) = cmd;
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
     let result = match runtime {
         Ok(rt) => rt.block_on(delegate(args)),
         Err(e) => Err(e.into()),

@@ -112,7 +112,8 @@ fn announce(proxy: &Proxy, admin: std::net::SocketAddr) -> anyhow::Result<()> {
             list.push(addr.to_string().into());
         }
     }
-    let line = serde_json::json!({"event": "listening", "admin": admin.to_string(), "routers": routers});
+    let line =
+        serde_json::json!({"event": "listening", "admin": admin.to_string(), "routers": routers});
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;
     out.flush()?;
