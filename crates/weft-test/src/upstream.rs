@@ -322,8 +322,11 @@ async fn produce_body(
 ) {
     if b.fault == Some(Fault::Truncate) {
         // Headers went out with the full length; send half, then fail the body.
+        // The pause lets the headers and the first half reach the peer before the failure,
+        // so it sees a failure mid-body, not before the response.
         let half = payload.slice(..payload.len() / 2);
         let _ = tx.send(Ok(Frame::data(half))).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
         let _ = tx.send(Err("truncated on cue".into())).await;
         return;
     }
@@ -441,8 +444,8 @@ impl Behaviour {
         self
     }
 
-    /// Send response headers announcing the full length, half the body, then fail the body
-    /// (HTTP/1: the connection closes mid-body; HTTP/2: RST_STREAM).
+    /// Send response headers announcing the full length and half the body, then, 100 ms
+    /// later, fail the body (HTTP/1: the connection closes mid-body; HTTP/2: RST_STREAM).
     pub fn truncate(mut self) -> Self {
         self.fault = Some(Fault::Truncate);
         self

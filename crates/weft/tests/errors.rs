@@ -76,7 +76,10 @@ async fn truncated_body_is_not_reported_complete() {
 
     for client in [weft.http1("outbound"), weft.http2("outbound")] {
         match client.get("books", "/").await {
+            // The failure reached the client: the message did not complete.
             Err(_) => {}
+            // weft may also fail the exchange before forwarding the headers.
+            Ok(r) if r.proxy_error().is_some() => {}
             Ok(r) => panic!(
                 "a body the upstream cut short arrived as complete: {} {:?} {:?}",
                 r.status,
