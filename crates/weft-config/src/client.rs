@@ -1,13 +1,15 @@
-//! Validated per-client and per-service settings of a router.
+//! Validated per-client settings of a router: connecting, balancing, ejecting failing
+//! endpoints, failing fast and requeueing.
 
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::values::{ser_duration, ser_opt_duration};
+use crate::values::ser_duration;
+use crate::RetryBudget;
 
 /// Settings of each bound client (one per bound name, yaml `client`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientConfig {
     /// TCP connect timeout (yaml `connectTimeout`, a duration > 0); default 1s. Expiry is 504.
@@ -21,6 +23,16 @@ pub struct ClientConfig {
     pub load_balancer: LoadBalancerConfig,
     /// Ejection of failing endpoints (yaml `failureAccrual`).
     pub failure_accrual: FailureAccrualConfig,
+    /// How long a request waits for an endpoint of its client to become available (all
+    /// ejected, none discovered yet, all connects failing) before it fails with 503 (yaml
+    /// `failFastTimeout`, a duration > 0); default 3s.
+    #[serde(serialize_with = "ser_duration")]
+    pub fail_fast_timeout: Duration,
+    /// Bounds the re-sends of requests that provably never reached an endpoint (connect
+    /// refused, no endpoint picked, an HTTP/2 `REFUSED_STREAM`), whatever the response
+    /// classifier says (yaml `requeueBudget`, same keys as `service.retries.budget`); default
+    /// like the retry budget: 0.2, 10/s, 10s.
+    pub requeue_budget: RetryBudget,
 }
 
 impl ClientConfig {
@@ -28,6 +40,8 @@ impl ClientConfig {
     pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
     /// Default `poolIdleTimeout`, 3 seconds.
     pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+    /// Default `failFastTimeout`, 3 seconds.
+    pub const DEFAULT_FAIL_FAST_TIMEOUT: Duration = Duration::from_secs(3);
 }
 
 impl Default for ClientConfig {
@@ -37,6 +51,8 @@ impl Default for ClientConfig {
             pool_idle_timeout: Self::DEFAULT_POOL_IDLE_TIMEOUT,
             load_balancer: LoadBalancerConfig::default(),
             failure_accrual: FailureAccrualConfig::default(),
+            fail_fast_timeout: Self::DEFAULT_FAIL_FAST_TIMEOUT,
+            requeue_budget: RetryBudget::default(),
         }
     }
 }
@@ -59,9 +75,14 @@ impl Default for LoadBalancerConfig {
     }
 }
 
-/// Ejection of an endpoint after failures (yaml `failureAccrual`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "camelCase")]
+/// Ejection of an endpoint after failures (yaml `failureAccrual`). What counts as a failure is
+/// the service's response classifier, plus connection failures.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(
+    tag = "kind",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 pub enum FailureAccrualConfig {
     /// `kind: consecutiveFailures`: after `failures` failures in a row the endpoint is taken
     /// out for a jittered backoff, then probed with one request.
@@ -71,14 +92,35 @@ pub enum FailureAccrualConfig {
         /// How long an ejected endpoint stays out; default 5s .. 300s.
         backoff: Backoff,
     },
+    /// `kind: successRate`: once the endpoint has answered at least `requests` times, it is
+    /// taken out when the success rate of its last `requests` responses falls below
+    /// `success_rate`, for a jittered backoff, then probed with one request.
+    SuccessRate {
+        /// The lowest acceptable fraction of successes, `0 < x <= 1` (yaml `successRate`);
+        /// default 0.8.
+        success_rate: f64,
+        /// The window: the last N responses (at least 1); default 20.
+        requests: u32,
+        /// How long an ejected endpoint stays out; default 5s .. 300s.
+        backoff: Backoff,
+    },
     /// `kind: none`: never eject.
     None,
+}
+
+impl FailureAccrualConfig {
+    /// Default `failures` of `consecutiveFailures`, 5.
+    pub const DEFAULT_FAILURES: u32 = 5;
+    /// Default `successRate` of `successRate`, 0.8.
+    pub const DEFAULT_SUCCESS_RATE: f64 = 0.8;
+    /// Default `requests` (window) of `successRate`, 20.
+    pub const DEFAULT_REQUESTS: u32 = 20;
 }
 
 impl Default for FailureAccrualConfig {
     fn default() -> Self {
         FailureAccrualConfig::ConsecutiveFailures {
-            failures: 5,
+            failures: Self::DEFAULT_FAILURES,
             backoff: Backoff::default(),
         }
     }
@@ -102,78 +144,4 @@ impl Default for Backoff {
             max: Duration::from_secs(300),
         }
     }
-}
-
-/// Settings of each logical service (one per logical name, yaml `service`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ServiceConfig {
-    /// Deadline for the whole request including retries (yaml `totalTimeout`, a duration > 0);
-    /// default none, so long streams live. Expiry is 504.
-    #[serde(
-        serialize_with = "ser_opt_duration",
-        skip_serializing_if = "Option::is_none"
-    )]
-    pub total_timeout: Option<Duration>,
-    /// Retry settings.
-    pub retries: RetriesConfig,
-    /// Which responses are failures and which of those may be retried (yaml
-    /// `responseClassifier`); default `nonRetryable5XX`.
-    pub response_classifier: ResponseClassifier,
-}
-
-/// Retry settings (yaml `retries`).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct RetriesConfig {
-    /// The budget that bounds retries.
-    pub budget: RetryBudget,
-}
-
-/// A retry budget (Finagle's): retries may add `percent_can_retry` of the requests seen in the
-/// last `ttl`, plus `min_retries_per_sec`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct RetryBudget {
-    /// Fraction of requests that may be retried, `0.0..=1.0` (yaml `percentCanRetry`);
-    /// default 0.2.
-    pub percent_can_retry: f64,
-    /// Retries allowed per second regardless of traffic (yaml `minRetriesPerSec`); default 10.
-    pub min_retries_per_sec: u32,
-    /// The window over which requests are counted (a duration > 0); default 10s.
-    #[serde(serialize_with = "ser_duration")]
-    pub ttl: Duration,
-}
-
-impl Default for RetryBudget {
-    fn default() -> Self {
-        RetryBudget {
-            percent_can_retry: 0.2,
-            min_retries_per_sec: 10,
-            ttl: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Which responses count as failures, and which failures may be retried (Linkerd 1's names).
-/// Connection failures before any response are always failures and, when the request never
-/// reached the app, retryable.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ResponseClassifier {
-    /// `nonRetryable5XX`: 5XX are failures, never retried.
-    #[default]
-    #[serde(rename = "nonRetryable5XX")]
-    NonRetryable5XX,
-    /// `retryableRead5XX`: 5XX are failures; retried for GET, HEAD, OPTIONS and TRACE.
-    #[serde(rename = "retryableRead5XX")]
-    RetryableRead5XX,
-    /// `retryableIdempotent5XX`: 5XX are failures; retried for idempotent methods (the read
-    /// methods plus PUT and DELETE).
-    #[serde(rename = "retryableIdempotent5XX")]
-    RetryableIdempotent5XX,
-    /// `retryableAll5XX`: 5XX are failures; retried for every method.
-    #[serde(rename = "retryableAll5XX")]
-    RetryableAll5XX,
-    /// `allSuccessful`: every response is a success.
-    #[serde(rename = "allSuccessful")]
-    AllSuccessful,
 }

@@ -16,7 +16,9 @@
 mod client;
 mod error;
 mod locate;
+mod profile;
 mod raw;
+mod service;
 mod types;
 mod validate;
 mod values;
@@ -27,11 +29,10 @@ use std::path::Path as FsPath;
 
 use serde::Serialize;
 
-pub use client::{
-    Backoff, ClientConfig, FailureAccrualConfig, LoadBalancerConfig, ResponseClassifier,
-    RetriesConfig, RetryBudget, ServiceConfig,
-};
+pub use client::{Backoff, ClientConfig, FailureAccrualConfig, LoadBalancerConfig};
 pub use error::ConfigError;
+pub use profile::{GrpcMatch, PathMatch, RouteConfig, RouteMatch, RouteRegex, ServiceProfile};
+pub use service::{ResponseClassifier, RetriesConfig, RetryBackoff, RetryBudget, ServiceConfig};
 pub use types::{
     AdminConfig, IdentifierConfig, NamerConfig, NamerKind, Protocol, RouterConfig, ServerConfig,
     TransformerConfig,

@@ -5,6 +5,9 @@
 //! Kinds (`kind: ...`) are flat structs holding the fields of every kind rather than serde's
 //! internally tagged enums: those buffer their input and would lose line and column.
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::values::{Dur, Header, Ip, NamePath, Port};
@@ -110,6 +113,8 @@ pub(crate) struct RawClient {
     pub(crate) failure_accrual: Option<RawFailureAccrual>,
     pub(crate) connect_timeout: Option<Dur>,
     pub(crate) pool_idle_timeout: Option<Dur>,
+    pub(crate) fail_fast_timeout: Option<Dur>,
+    pub(crate) requeue_budget: Option<RawBudget>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -130,6 +135,8 @@ pub(crate) enum LoadBalancerKindName {
 pub(crate) struct RawFailureAccrual {
     pub(crate) kind: Option<FailureAccrualKindName>,
     pub(crate) failures: Option<u32>,
+    pub(crate) success_rate: Option<f64>,
+    pub(crate) requests: Option<u32>,
     pub(crate) backoff: Option<RawBackoff>,
 }
 
@@ -137,6 +144,8 @@ pub(crate) struct RawFailureAccrual {
 pub(crate) enum FailureAccrualKindName {
     #[serde(rename = "consecutiveFailures")]
     ConsecutiveFailures,
+    #[serde(rename = "successRate")]
+    SuccessRate,
     #[serde(rename = "none")]
     None,
 }
@@ -152,14 +161,18 @@ pub(crate) struct RawBackoff {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawService {
     pub(crate) total_timeout: Option<Dur>,
+    pub(crate) attempt_timeout: Option<Dur>,
     pub(crate) retries: Option<RawRetries>,
-    pub(crate) response_classifier: Option<ResponseClassifier>,
+    pub(crate) response_classifier: Option<RawClassifier>,
+    pub(crate) profiles: Option<Vec<RawProfile>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawRetries {
     pub(crate) budget: Option<RawBudget>,
+    pub(crate) backoff: Option<RawRetryBackoff>,
+    pub(crate) buffer_bytes: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,4 +181,108 @@ pub(crate) struct RawBudget {
     pub(crate) percent_can_retry: Option<f64>,
     pub(crate) min_retries_per_sec: Option<u32>,
     pub(crate) ttl: Option<Dur>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawRetryBackoff {
+    pub(crate) kind: Option<RetryBackoffKindName>,
+    pub(crate) delay: Option<Dur>,
+    pub(crate) min: Option<Dur>,
+    pub(crate) max: Option<Dur>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) enum RetryBackoffKindName {
+    #[serde(rename = "constant")]
+    Constant,
+    #[serde(rename = "jittered")]
+    Jittered,
+}
+
+/// A response classifier: a name (`retryableRead5XX`, `grpc.default`) or a mapping with a
+/// `kind` (`{kind: grpc, retryableStatusCodes: [14]}`).
+#[derive(Debug)]
+pub(crate) enum RawClassifier {
+    Named(ResponseClassifier),
+    Kind(RawClassifierKind),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawClassifierKind {
+    pub(crate) kind: Option<ClassifierKindName>,
+    pub(crate) retryable_status_codes: Option<Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) enum ClassifierKindName {
+    #[serde(rename = "grpc")]
+    Grpc,
+}
+
+const CLASSIFIER_NAMES: &str = "`nonRetryable5XX`, `retryableRead5XX`, `retryableIdempotent5XX`, `retryableAll5XX`, `allSuccessful`, `grpc.default`";
+
+impl<'de> Deserialize<'de> for RawClassifier {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawClassifier;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(
+                    f,
+                    "one of {CLASSIFIER_NAMES}, or a mapping like {{kind: grpc, retryableStatusCodes: [14]}}"
+                )
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<RawClassifier, E> {
+                Ok(RawClassifier::Named(match s {
+                    "nonRetryable5XX" => ResponseClassifier::NonRetryable5XX,
+                    "retryableRead5XX" => ResponseClassifier::RetryableRead5XX,
+                    "retryableIdempotent5XX" => ResponseClassifier::RetryableIdempotent5XX,
+                    "retryableAll5XX" => ResponseClassifier::RetryableAll5XX,
+                    "allSuccessful" => ResponseClassifier::AllSuccessful,
+                    "grpc.default" => ResponseClassifier::grpc_default(),
+                    _ => {
+                        return Err(E::custom(format!(
+                            "unknown response classifier `{s}`, expected one of {CLASSIFIER_NAMES}, or {{kind: grpc, retryableStatusCodes: [...]}}"
+                        )))
+                    }
+                }))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawClassifier, A::Error> {
+                RawClassifierKind::deserialize(de::value::MapAccessDeserializer::new(map))
+                    .map(RawClassifier::Kind)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawProfile {
+    pub(crate) prefix: Option<NamePath>,
+    pub(crate) routes: Option<Vec<RawRoute>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawRoute {
+    pub(crate) name: Option<String>,
+    #[serde(rename = "match")]
+    pub(crate) matcher: Option<RawRouteMatch>,
+    pub(crate) timeout: Option<Dur>,
+    pub(crate) is_retryable: Option<bool>,
+    pub(crate) response_classifier: Option<RawClassifier>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawRouteMatch {
+    pub(crate) method: Option<String>,
+    pub(crate) path: Option<String>,
+    pub(crate) path_prefix: Option<String>,
+    pub(crate) path_regex: Option<String>,
+    pub(crate) grpc_service: Option<String>,
+    pub(crate) grpc_method: Option<String>,
 }

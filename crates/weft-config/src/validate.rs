@@ -14,6 +14,8 @@ use crate::raw::*;
 use crate::values::Dur;
 use crate::*;
 
+mod service;
+
 /// A validation failure: the key path, the message, and for a dtab the 1-based line and
 /// column of the error inside the dtab text.
 #[derive(Debug)]
@@ -265,7 +267,7 @@ fn router(raw: RawRouter, p: &KeyPath) -> Result<RouterConfig> {
         max_hops,
         max_header_bytes,
         client: client(raw.client.unwrap_or_default(), &p.key("client"))?,
-        service: service(raw.service.unwrap_or_default(), &p.key("service"))?,
+        service: service::service(raw.service.unwrap_or_default(), &p.key("service"))?,
     })
 }
 
@@ -375,6 +377,16 @@ fn client(raw: RawClient, p: &KeyPath) -> Result<ClientConfig> {
         )?,
         load_balancer,
         failure_accrual: failure_accrual(raw.failure_accrual, &p.key("failureAccrual"))?,
+        fail_fast_timeout: dur(
+            raw.fail_fast_timeout,
+            d.fail_fast_timeout,
+            true,
+            &p.key("failFastTimeout"),
+        )?,
+        requeue_budget: service::budget(
+            raw.requeue_budget.unwrap_or_default(),
+            &p.key("requeueBudget"),
+        )?,
     })
 }
 
@@ -382,77 +394,92 @@ fn failure_accrual(raw: Option<RawFailureAccrual>, p: &KeyPath) -> Result<Failur
     let Some(raw) = raw else {
         return Ok(FailureAccrualConfig::default());
     };
-    match raw.kind {
-        None => invalid(
+    let Some(kind) = raw.kind else {
+        return invalid(
             &p.key("kind"),
-            "missing `kind`: expected `consecutiveFailures` or `none`",
-        ),
-        Some(FailureAccrualKindName::None) => {
-            if raw.failures.is_some() {
-                return not_for_kind(&p.key("failures"), "none");
-            }
-            if raw.backoff.is_some() {
-                return not_for_kind(&p.key("backoff"), "none");
-            }
-            Ok(FailureAccrualConfig::None)
+            "missing `kind`: expected `consecutiveFailures`, `successRate` or `none`",
+        );
+    };
+    let (name, allowed): (&str, &[&str]) = match kind {
+        FailureAccrualKindName::ConsecutiveFailures => {
+            ("consecutiveFailures", &["failures", "backoff"])
         }
-        Some(FailureAccrualKindName::ConsecutiveFailures) => {
-            let failures = raw.failures.unwrap_or(5);
+        FailureAccrualKindName::SuccessRate => {
+            ("successRate", &["successRate", "requests", "backoff"])
+        }
+        FailureAccrualKindName::None => ("none", &[]),
+    };
+    let given = [
+        ("failures", raw.failures.is_some()),
+        ("successRate", raw.success_rate.is_some()),
+        ("requests", raw.requests.is_some()),
+        ("backoff", raw.backoff.is_some()),
+    ];
+    for (key, present) in given {
+        if present && !allowed.contains(&key) {
+            return not_for_kind(&p.key(key), name);
+        }
+    }
+    match kind {
+        FailureAccrualKindName::None => Ok(FailureAccrualConfig::None),
+        FailureAccrualKindName::ConsecutiveFailures => {
+            let failures = raw
+                .failures
+                .unwrap_or(FailureAccrualConfig::DEFAULT_FAILURES);
             if failures == 0 {
                 return invalid(&p.key("failures"), "failures must be at least 1");
             }
-            let b = raw.backoff.unwrap_or_default();
-            let bp = p.key("backoff");
-            let d = Backoff::default();
-            let min = dur(b.min, d.min, false, &bp.key("min"))?;
-            let max = dur(b.max, d.max, true, &bp.key("max"))?;
-            if min > max {
-                return invalid(
-                    &bp,
-                    format!(
-                        "backoff min ({}) is greater than max ({})",
-                        humantime::format_duration(min),
-                        humantime::format_duration(max)
-                    ),
-                );
-            }
             Ok(FailureAccrualConfig::ConsecutiveFailures {
                 failures,
-                backoff: Backoff { min, max },
+                backoff: backoff(raw.backoff, &p.key("backoff"))?,
+            })
+        }
+        FailureAccrualKindName::SuccessRate => {
+            let success_rate = raw
+                .success_rate
+                .unwrap_or(FailureAccrualConfig::DEFAULT_SUCCESS_RATE);
+            // Written so that NaN fails too.
+            if !(success_rate > 0.0 && success_rate <= 1.0) {
+                return invalid(
+                    &p.key("successRate"),
+                    format!("successRate {success_rate} out of range: expected a fraction greater than 0.0 and at most 1.0"),
+                );
+            }
+            let requests = raw
+                .requests
+                .unwrap_or(FailureAccrualConfig::DEFAULT_REQUESTS);
+            if requests == 0 {
+                return invalid(&p.key("requests"), "requests must be at least 1");
+            }
+            Ok(FailureAccrualConfig::SuccessRate {
+                success_rate,
+                requests,
+                backoff: backoff(raw.backoff, &p.key("backoff"))?,
             })
         }
     }
 }
 
-fn service(raw: RawService, p: &KeyPath) -> Result<ServiceConfig> {
-    let total_timeout = match raw.total_timeout {
-        Some(d) if d.0.is_zero() => {
-            return invalid(
-                &p.key("totalTimeout"),
-                "must be greater than zero (leave it out for no timeout)",
-            )
-        }
-        d => d.map(|d| d.0),
-    };
-    let budget = raw.retries.unwrap_or_default().budget.unwrap_or_default();
-    let bp = p.key("retries").key("budget");
-    let d = RetryBudget::default();
-    let percent_can_retry = budget.percent_can_retry.unwrap_or(d.percent_can_retry);
-    if !(0.0..=1.0).contains(&percent_can_retry) {
+fn backoff(raw: Option<RawBackoff>, p: &KeyPath) -> Result<Backoff> {
+    let b = raw.unwrap_or_default();
+    let d = Backoff::default();
+    let min = dur(b.min, d.min, false, &p.key("min"))?;
+    let max = dur(b.max, d.max, true, &p.key("max"))?;
+    min_max(min, max, p)?;
+    Ok(Backoff { min, max })
+}
+
+/// Rejects a backoff whose `min` is above its `max`, at the backoff's mapping.
+fn min_max(min: Duration, max: Duration, p: &KeyPath) -> Result<()> {
+    if min > max {
         return invalid(
-            &bp.key("percentCanRetry"),
-            format!("percentCanRetry {percent_can_retry} out of range: expected a fraction from 0.0 to 1.0"),
+            p,
+            format!(
+                "backoff min ({}) is greater than max ({})",
+                humantime::format_duration(min),
+                humantime::format_duration(max)
+            ),
         );
     }
-    Ok(ServiceConfig {
-        total_timeout,
-        retries: RetriesConfig {
-            budget: RetryBudget {
-                percent_can_retry,
-                min_retries_per_sec: budget.min_retries_per_sec.unwrap_or(d.min_retries_per_sec),
-                ttl: dur(budget.ttl, d.ttl, true, &bp.key("ttl"))?,
-            },
-        },
-        response_classifier: raw.response_classifier.unwrap_or_default(),
-    })
+    Ok(())
 }

@@ -3,6 +3,7 @@
 
 mod accepts;
 mod rejects;
+mod resilience;
 
 use std::time::Duration;
 
@@ -90,10 +91,37 @@ routers:
       failureAccrual: {kind: consecutiveFailures, failures: 3, backoff: {min: 1s, max: 60s}}
       connectTimeout: 250ms
       poolIdleTimeout: 1m
+      failFastTimeout: 5s
+      requeueBudget: {percentCanRetry: 0.1, minRetriesPerSec: 5, ttl: 20s}
     service:
       totalTimeout: 10s
-      retries: {budget: {percentCanRetry: 0.5, minRetriesPerSec: 3, ttl: 30s}}
+      attemptTimeout: 2s
+      retries:
+        budget: {percentCanRetry: 0.5, minRetriesPerSec: 3, ttl: 30s}
+        backoff: {kind: constant, delay: 20ms}
+        bufferBytes: 1024
       responseClassifier: retryableRead5XX
+      profiles:
+        - prefix: /http/books
+          routes:
+            - name: list books
+              match: {method: GET, pathPrefix: /books/}
+              timeout: 1s
+              isRetryable: true
+              responseClassifier: retryableAll5XX
+            - name: books/by-id
+              match: {pathRegex: "/books/[0-9]+"}
+            - name: health_check.v1
+              match: {method: HEAD, path: /healthz}
+              isRetryable: false
+        - prefix: /http/books/grpc
+          routes:
+            - name: get
+              match: {grpcService: books.v1.Library, grpcMethod: GetBook}
+              responseClassifier: grpc.default
+            - name: all
+              match: {grpcService: books.v1.Library}
+              responseClassifier: {kind: grpc, retryableStatusCodes: [14, 4]}
   - label: in-bound_2.x
     servers: [{ip: 0.0.0.0, port: 4143}]
     identifier: {kind: header, header: X-Name}
@@ -104,6 +132,8 @@ routers:
   - label: c
     servers: [{port: 0}, {port: 0}]
     identifier: {kind: methodAndHost}
+    client:
+      failureAccrual: {kind: successRate, successRate: 0.9, requests: 50, backoff: {min: 2s, max: 20s}}
     service: {responseClassifier: retryableAll5XX}
   - label: d
     servers: [{port: 4150}]
@@ -112,6 +142,9 @@ routers:
   - label: e
     servers: [{port: 4151}]
     identifier: {kind: header.token, header: x-host}
+    service:
+      retries: {backoff: {kind: jittered, min: 1ms, max: 1s}, bufferBytes: 0}
+      responseClassifier: {kind: grpc, retryableStatusCodes: [8]}
 "#;
 
 // === never panic ===
