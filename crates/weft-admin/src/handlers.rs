@@ -2,15 +2,19 @@
 
 use std::net::SocketAddr;
 
+use std::convert::Infallible;
+
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::Full;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full};
 use weft_naming::{Dtab, Path};
 
+use crate::tap::{parse_query, TapBody};
 use crate::AdminState;
 
-type Rsp = Response<Full<Bytes>>;
+type Rsp = Response<BoxBody<Bytes, Infallible>>;
 
 /// Prometheus text exposition format 0.0.4.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -27,12 +31,26 @@ pub(crate) async fn handle<B>(state: &AdminState, peer: SocketAddr, req: Request
         (&Method::GET, "/config.json") => json(StatusCode::OK, &state.config_json),
         (&Method::GET, "/delegator.json") => delegator(state, query).await,
         (&Method::POST, "/shutdown") => shutdown(state, peer),
-        (_, "/metrics" | "/ready" | "/live" | "/config.json" | "/delegator.json" | "/shutdown") => {
+        (&Method::GET, "/tap") => tap(state, query),
+        (&Method::GET, "/logging") => {
+            let level = state
+                .log_level
+                .lock()
+                .map(|l| l.clone())
+                .unwrap_or_default();
+            text_owned(StatusCode::OK, format!("{level}\n"))
+        }
+        (&Method::PUT | &Method::POST, "/logging") => set_log_level(state, query),
+        (
+            _,
+            "/metrics" | "/ready" | "/live" | "/config.json" | "/delegator.json" | "/shutdown"
+            | "/tap" | "/logging",
+        ) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /metrics, /ready, /live, /config.json, /delegator.json\n",
+            "not found; try /metrics, /ready, /live, /config.json, /delegator.json, /tap, /logging\n",
         ),
     }
 }
@@ -87,6 +105,49 @@ async fn delegator(state: &AdminState, query: &str) -> Rsp {
     }
 }
 
+/// `GET /tap?router=..&service=..&route=..&authority=..&method=..&path=..&status=..&maxRps=..`:
+/// streams tap events as JSON lines (`application/x-ndjson`) until the client goes away.
+fn tap(state: &AdminState, query: &str) -> Rsp {
+    let Some(registry) = &state.tap else {
+        return text(StatusCode::NOT_FOUND, "tap is not available\n");
+    };
+    let (filter, max_rps) = match parse_query(query) {
+        Ok(parsed) => parsed,
+        Err(e) => return bad_request(&e),
+    };
+    let sub = registry.subscribe(filter, max_rps);
+    let mut rsp = Response::new(TapBody::new(sub).boxed());
+    rsp.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    rsp
+}
+
+/// `PUT /logging?level=<filter>`: changes the log filter at run time, e.g. `debug` or
+/// `info,weft_proxy=trace` (tracing-subscriber `EnvFilter` syntax).
+fn set_log_level(state: &AdminState, query: &str) -> Rsp {
+    let Some(control) = &state.log_control else {
+        return text(StatusCode::NOT_FOUND, "log control is not available\n");
+    };
+    let level = form_urlencoded::parse(query.as_bytes())
+        .find(|(k, _)| k == "level")
+        .map(|(_, v)| v.into_owned());
+    let Some(level) = level else {
+        return bad_request("missing query parameter: level");
+    };
+    match control(&level) {
+        Ok(()) => {
+            if let Ok(mut current) = state.log_level.lock() {
+                current.clone_from(&level);
+            }
+            tracing::info!(%level, "log level changed through the admin server");
+            text_owned(StatusCode::OK, format!("{level}\n"))
+        }
+        Err(e) => bad_request(&format!("level: {e}")),
+    }
+}
+
 /// `POST /shutdown`: starts a graceful shutdown, for loopback clients only.
 fn shutdown(state: &AdminState, peer: SocketAddr) -> Rsp {
     if !peer.ip().is_loopback() {
@@ -118,7 +179,7 @@ fn json(status: StatusCode, value: &serde_json::Value) -> Rsp {
 }
 
 fn respond(status: StatusCode, content_type: &'static str, body: String) -> Rsp {
-    let mut rsp = Response::new(Full::new(Bytes::from(body)));
+    let mut rsp = Response::new(Full::new(Bytes::from(body)).boxed());
     *rsp.status_mut() = status;
     rsp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));

@@ -6,6 +6,7 @@
 //! by default and is never put on a public address unless configured.
 
 mod handlers;
+mod tap;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +17,11 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use weft_proxy::Router;
+use weft_proxy::{Router, Tap};
 use weft_telemetry::Metrics;
+
+/// Changes the process log filter at run time; returns the error text for a bad directive.
+pub type LogControl = Box<dyn Fn(&str) -> Result<(), String> + Send + Sync>;
 
 /// What the admin server shows and controls.
 pub struct AdminState {
@@ -26,6 +30,9 @@ pub struct AdminState {
     config_json: serde_json::Value,
     ready: AtomicBool,
     shutdown: CancellationToken,
+    tap: Option<Arc<Tap>>,
+    log_control: Option<LogControl>,
+    log_level: std::sync::Mutex<String>,
 }
 
 // === impl AdminState ===
@@ -45,7 +52,24 @@ impl AdminState {
             config_json,
             ready: AtomicBool::new(false),
             shutdown,
+            tap: None,
+            log_control: None,
+            log_level: std::sync::Mutex::new(String::new()),
         }
+    }
+
+    /// Enables `GET /tap` over this tap registry.
+    pub fn with_tap(mut self, tap: Arc<Tap>) -> AdminState {
+        self.tap = Some(tap);
+        self
+    }
+
+    /// Enables `PUT /logging`: `control` applies a new filter (e.g. `debug` or
+    /// `weft_proxy=trace`); `current` is the filter in force at start.
+    pub fn with_log_control(mut self, current: &str, control: LogControl) -> AdminState {
+        self.log_control = Some(control);
+        self.log_level = std::sync::Mutex::new(current.to_string());
+        self
     }
 
     /// Sets what `/ready` answers: 200 when true, 503 (draining or starting) when false.

@@ -16,11 +16,13 @@ use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
+use tokio::time::Instant;
 use weft_telemetry::{Classification, ServiceMetrics};
 
 use crate::balance::{Balancer, Endpoint};
-use crate::classify::{Classifier, Verdict};
+use crate::classify::{grpc_status, Classifier, Verdict};
 use crate::error::ErrorKind;
+use crate::tap::Tapped;
 
 /// A downstream response body.
 #[derive(Debug)]
@@ -43,6 +45,10 @@ struct Streamed {
     ended: bool,
     body: Incoming,
     grpc: bool,
+    /// Data bytes passed downstream so far.
+    bytes: u64,
+    /// `grpc-status` of the trailers, once seen.
+    grpc_status: Option<u32>,
     completion: Option<Completion>,
 }
 
@@ -55,6 +61,9 @@ pub(crate) struct Completion {
     pub(crate) classifier: Classifier,
     pub(crate) balancer: Arc<Balancer>,
     pub(crate) endpoint: Arc<Endpoint>,
+    /// Live taps of this request, and when its response head went out.
+    pub(crate) tap: Option<Tapped>,
+    pub(crate) head_at: Instant,
 }
 
 impl std::fmt::Debug for Completion {
@@ -77,7 +86,7 @@ enum End {
 }
 
 impl Completion {
-    fn finish(self, end: End) {
+    fn finish(self, end: End, bytes: u64, grpc_status: Option<u32>) {
         let (verdict, error) = match end {
             End::Failed => (
                 Verdict::Failure { retryable: false },
@@ -91,6 +100,14 @@ impl Completion {
             Classification::failure
         };
         self.service.response(self.status, classification, error);
+        if let Some(tap) = &self.tap {
+            let error = match end {
+                End::Failed => Some(error),
+                End::Cancelled => Some("cancelled"),
+                End::Complete => None,
+            };
+            tap.end(self.status, self.head_at, bytes, grpc_status, error);
+        }
         if !matches!(end, End::Cancelled) {
             self.balancer.record(&self.endpoint, verdict.is_success());
         }
@@ -114,6 +131,8 @@ impl ProxyBody {
             ended,
             body,
             grpc,
+            bytes: 0,
+            grpc_status: None,
             completion: Some(completion),
         };
         if let Some(frame) = first {
@@ -185,6 +204,7 @@ impl Streamed {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         if let Some(frame) = self.first.take() {
+            self.count(&frame);
             return Poll::Ready(Some(Ok(frame)));
         }
         if self.ended {
@@ -200,6 +220,7 @@ impl Streamed {
             }
             Poll::Ready(Some(Ok(frame))) => {
                 self.observe(&frame);
+                self.count(&frame);
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(error))) => {
@@ -216,17 +237,27 @@ impl Streamed {
 
     /// Trailers may decide the verdict (gRPC `grpc-status`).
     fn observe(&mut self, frame: &Frame<Bytes>) {
-        if let (Some(trailers), Some(c)) = (frame.trailers_ref(), self.completion.as_mut()) {
+        let Some(trailers) = frame.trailers_ref() else {
+            return;
+        };
+        self.grpc_status = grpc_status(trailers);
+        if let Some(c) = self.completion.as_mut() {
             if let Some(verdict) = c.classifier.trailers(trailers) {
                 c.verdict = verdict;
             }
-            self.ended = true;
+        }
+        self.ended = true;
+    }
+
+    fn count(&mut self, frame: &Frame<Bytes>) {
+        if let Some(data) = frame.data_ref() {
+            self.bytes += data.len() as u64;
         }
     }
 
     fn finish(&mut self, end: End) {
         if let Some(c) = self.completion.take() {
-            c.finish(end);
+            c.finish(end, self.bytes, self.grpc_status);
         }
     }
 }

@@ -26,6 +26,7 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::headers::{append_via, strip_hop_by_hop};
 use crate::replay::ReplayBody;
 use crate::router::Router;
+use crate::tap::Tapped;
 
 /// How long the response head is held back waiting for the first body frame. An upstream
 /// that crashes right after sending "200 OK" does so within microseconds to milliseconds; a
@@ -307,7 +308,11 @@ async fn hold_head(body: &mut Incoming) -> Result<(Option<Frame<Bytes>>, bool), 
 impl Forwarded {
     /// The downstream response: hop-by-hop headers out, `Via` in, and a body that records the
     /// exchange when it ends.
-    pub(crate) fn into_response(self, service: ServiceMetrics) -> Response<ProxyBody> {
+    pub(crate) fn into_response(
+        self,
+        service: ServiceMetrics,
+        tap: Option<Tapped>,
+    ) -> Response<ProxyBody> {
         let Forwarded {
             mut parts,
             first,
@@ -321,7 +326,12 @@ impl Forwarded {
         strip_hop_by_hop(&mut parts.headers);
         append_via(&mut parts.headers, parts.version);
         let grpc = is_grpc(&parts.headers);
+        if let Some(t) = &tap {
+            t.response(Some(endpoint.addr), parts.status.as_u16(), None);
+        }
         let completion = Completion {
+            tap,
+            head_at: Instant::now(),
             service,
             status: parts.status.as_u16(),
             verdict,

@@ -18,6 +18,7 @@ mod namers;
 mod replay;
 mod router;
 mod server;
+mod tap;
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,10 +34,12 @@ pub use body::ProxyBody;
 pub use error::{ErrorKind, Fault, ProxyError};
 pub use namers::interpreter;
 pub use router::Router;
+pub use tap::{Tap, TapEvent, TapFilter, TapSubscription};
 
 /// All routers of one configuration with their listeners bound, ready to serve.
 pub struct Proxy {
     routers: Vec<Arc<Router>>,
+    tap: Arc<Tap>,
     listeners: Vec<(Arc<Router>, TcpListener)>,
 }
 
@@ -50,6 +53,7 @@ impl Proxy {
     /// router and address.
     pub async fn bind(config: &Config, metrics: &Metrics) -> io::Result<Proxy> {
         let interpreter = namers::interpreter(&config.namers);
+        let tap = Arc::new(Tap::default());
         let mut routers = Vec::new();
         let mut listeners = Vec::new();
         for rc in &config.routers {
@@ -57,6 +61,7 @@ impl Proxy {
                 rc.clone(),
                 interpreter.clone(),
                 metrics.router(&rc.label),
+                tap.clone(),
             ));
             for server in &rc.servers {
                 let listener = TcpListener::bind(server.addr).await.map_err(|e| {
@@ -69,7 +74,11 @@ impl Proxy {
             }
             routers.push(router);
         }
-        Ok(Proxy { routers, listeners })
+        Ok(Proxy {
+            routers,
+            tap,
+            listeners,
+        })
     }
 
     /// Every router with the addresses its servers actually listen on (port 0 resolved).
@@ -83,6 +92,11 @@ impl Proxy {
     /// The routers, in config order (shared with the admin server).
     pub fn routers(&self) -> Vec<Arc<Router>> {
         self.routers.clone()
+    }
+
+    /// The tap registry shared by every router (for the admin server's `/tap`).
+    pub fn tap(&self) -> Arc<Tap> {
+        self.tap.clone()
     }
 
     /// Serves until `shutdown` fires, then stops accepting and drains connections for at

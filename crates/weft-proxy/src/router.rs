@@ -2,6 +2,7 @@
 //! a bound client by weight and an endpoint by P2C, and forwards (DESIGN.md "Request path").
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use crate::forward::{Dispatch, Forwarded};
 use crate::headers::{local_dtab, rewrite_request, via_hops};
 use crate::identify::identify;
 use crate::replay::ReplayBody;
+use crate::tap::{Tap, TapRequest, Tapped};
 
 /// Bounds on the caches a client can grow with request headers (Host, `l5d-dtab`): past
 /// them, per-request-dtab bindings are rebuilt and service metrics share one overflow series.
@@ -50,6 +52,23 @@ pub struct Router {
     services: RwLock<HashMap<(Path, Box<str>), ServiceMetrics>>,
     /// Retry budgets by logical name.
     budgets: RwLock<HashMap<Path, Arc<TpsBudget>>>,
+    tap: Arc<Tap>,
+}
+
+/// What the response side needs to know of a request.
+struct RequestCtx {
+    peer: SocketAddr,
+    service: Option<ServiceMetrics>,
+    tap: Option<Tapped>,
+}
+
+/// The request's authority as the client sent it: `:authority`, else Host.
+fn authority<B>(req: &Request<B>) -> &str {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(http::header::HOST)?.to_str().ok())
+        .unwrap_or("")
 }
 
 /// What a matched route decides for one request.
@@ -66,6 +85,7 @@ impl Router {
         config: RouterConfig,
         interpreter: Interpreter,
         metrics: RouterMetrics,
+        tap: Arc<Tap>,
     ) -> Router {
         let params = ClientParams {
             connect_timeout: config.client.connect_timeout,
@@ -81,6 +101,7 @@ impl Router {
             clients: RwLock::default(),
             services: RwLock::default(),
             budgets: RwLock::default(),
+            tap,
         }
     }
 
@@ -109,22 +130,34 @@ impl Router {
 
     /// Handles one request end to end; never fails: proxy errors become responses carrying
     /// `l5d-proxy-error`.
-    pub(crate) async fn handle(&self, req: Request<Incoming>) -> Response<ProxyBody> {
+    pub(crate) async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
         let start = Instant::now();
-        let mut service = None;
-        let result = self.forward(req, &mut service).await;
-        let service = service.unwrap_or_else(|| self.service_metrics(None, DEFAULT_ROUTE));
+        let mut ctx = RequestCtx {
+            peer,
+            service: None,
+            tap: None,
+        };
+        let result = self.forward(req, &mut ctx).await;
+        let service = ctx
+            .service
+            .unwrap_or_else(|| self.service_metrics(None, DEFAULT_ROUTE));
         service.latency(start.elapsed().as_secs_f64());
         match result {
-            Ok(forwarded) => forwarded.into_response(service),
+            Ok(forwarded) => forwarded.into_response(service, ctx.tap),
             Err(err) => {
                 tracing::debug!(router = %self.label(), error = %err, "proxy error");
                 let rsp: Response<ProxyBody> = err.to_response();
-                service.response(
-                    rsp.status().as_u16(),
-                    Classification::failure,
-                    err.kind().reason(),
-                );
+                let (status, reason) = (rsp.status().as_u16(), err.kind().reason());
+                service.response(status, Classification::failure, reason);
+                if let Some(tap) = ctx.tap {
+                    tap.response(None, status, Some(reason));
+                    let len = http_body::Body::size_hint(rsp.body()).exact().unwrap_or(0);
+                    tap.end(status, Instant::now(), len, None, None);
+                }
                 rsp
             }
         }
@@ -133,7 +166,7 @@ impl Router {
     async fn forward(
         &self,
         req: Request<Incoming>,
-        service: &mut Option<ServiceMetrics>,
+        ctx: &mut RequestCtx,
     ) -> Result<Forwarded, ProxyError> {
         if via_hops(req.headers()) > self.config.max_hops as usize {
             return Err(ProxyError::new(
@@ -143,8 +176,21 @@ impl Router {
         }
         let id = identify(&self.config.identifier, &self.config.dst_prefix, &req)?;
         let route = self.route(&id.name, req.method(), req.uri().path());
-        let svc = service.insert(self.service_metrics(Some(&id.name), route.name));
+        let svc = ctx
+            .service
+            .insert(self.service_metrics(Some(&id.name), route.name));
         svc.request();
+        if self.tap.is_active() {
+            ctx.tap = self.tap.matching(&TapRequest {
+                router: self.label(),
+                src: ctx.peer,
+                method: req.method().as_str(),
+                authority: authority(&req),
+                path: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                service: &id.name.to_string(),
+                route: route.name,
+            });
+        }
         let local = local_dtab(req.headers())?;
         let (parts, body) = req.into_parts();
         let (uri, headers) = rewrite_request(

@@ -40,7 +40,7 @@ pub(crate) async fn serve(
                     let guard = router.metrics().connection_opened();
                     let svc = service_fn(move |req| {
                         let router = router.clone();
-                        async move { Ok::<_, Infallible>(router.handle(req).await) }
+                        async move { Ok::<_, Infallible>(router.handle(req, peer).await) }
                     });
                     let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
                     let conn = graceful.watch(conn);

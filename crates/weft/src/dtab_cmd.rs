@@ -5,24 +5,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use weft_config::Config;
 use weft_naming::{Dtab, Path};
+
+use crate::output::Output;
 
 /// `weft dtab` subcommands.
 #[derive(Subcommand, Debug)]
 pub(crate) enum DtabCommand {
     /// Print the delegation tree of a path: each dentry that fired, the residual, the outcome.
     Delegate(DelegateArgs),
-}
-
-/// Output formats of commands that print data.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub(crate) enum Output {
-    /// Aligned text for people.
-    Text,
-    /// JSON for programs.
-    Json,
 }
 
 /// Arguments of `weft dtab delegate`.
@@ -48,7 +41,7 @@ pub(crate) struct DelegateArgs {
 }
 
 pub(crate) fn run(cmd: DtabCommand) -> ExitCode {
-    crate::logging::init("warn");
+    let _ = crate::logging::init("warn");
     let DtabCommand::Delegate(args) = cmd;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -31,7 +31,7 @@ pub(crate) struct ProxyArgs {
 }
 
 pub(crate) fn run(args: ProxyArgs) -> ExitCode {
-    crate::logging::init("info");
+    let (log_level, log_control) = crate::logging::init("info");
     let loaded = match &args.config {
         Some(path) => Config::load(path),
         None => Ok(Config::embedded_default()),
@@ -53,7 +53,7 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
         .enable_all()
         .build();
     let result = match runtime {
-        Ok(rt) => rt.block_on(serve(config)),
+        Ok(rt) => rt.block_on(serve(config, log_level, log_control)),
         Err(e) => Err(e.into()),
     };
     match result {
@@ -65,7 +65,11 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
     }
 }
 
-async fn serve(config: Config) -> anyhow::Result<()> {
+async fn serve(
+    config: Config,
+    log_level: String,
+    log_control: crate::logging::LogControl,
+) -> anyhow::Result<()> {
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let proxy = Proxy::bind(&config, &metrics).await?;
     let admin = TcpListener::bind(config.admin.addr)
@@ -73,12 +77,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("admin: cannot listen on {}", config.admin.addr))?;
     let shutdown = CancellationToken::new();
     let config_json = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
-    let state = Arc::new(AdminState::new(
-        metrics,
-        proxy.routers(),
-        config_json,
-        shutdown.clone(),
-    ));
+    let state = Arc::new(
+        AdminState::new(metrics, proxy.routers(), config_json, shutdown.clone())
+            .with_tap(proxy.tap())
+            .with_log_control(&log_level, log_control),
+    );
     announce(&proxy, admin.local_addr()?)?;
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(weft_admin::serve(admin, state.clone(), admin_stop.clone()));
