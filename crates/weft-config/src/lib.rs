@@ -19,6 +19,7 @@ mod locate;
 mod profile;
 mod raw;
 mod service;
+mod telemetry;
 mod types;
 mod validate;
 mod values;
@@ -33,6 +34,9 @@ pub use client::{Backoff, ClientConfig, FailureAccrualConfig, LoadBalancerConfig
 pub use error::ConfigError;
 pub use profile::{GrpcMatch, PathMatch, RouteConfig, RouteMatch, RouteRegex, ServiceProfile};
 pub use service::{ResponseClassifier, RetriesConfig, RetryBackoff, RetryBudget, ServiceConfig};
+pub use telemetry::{
+    AccessLogConfig, AccessLogFormat, AccessLogTarget, ExporterConfig, StatsdConfig, TracingConfig,
+};
 pub use types::{
     AdminConfig, IdentifierConfig, NamerConfig, NamerKind, Protocol, RouterConfig, ServerConfig,
     TransformerConfig,
@@ -53,6 +57,13 @@ pub struct Config {
     /// Routers, in file order (yaml `routers`); at least one, labels and listen addresses
     /// unique.
     pub routers: Vec<RouterConfig>,
+    /// Trace sampling and span export (yaml `tracing`); `None` when absent: trace headers are
+    /// still forwarded, nothing is exported.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tracing: Option<TracingConfig>,
+    /// statsd export of the metrics (yaml `statsd`); `None` when absent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statsd: Option<StatsdConfig>,
 }
 
 impl Config {

@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::values::{Dur, Header, Ip, NamePath, Port};
-use crate::{Protocol, ResponseClassifier};
+use crate::{AccessLogFormat, Protocol, ResponseClassifier};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -19,6 +19,38 @@ pub(crate) struct RawConfig {
     pub(crate) admin: Option<RawAdmin>,
     pub(crate) namers: Option<Vec<RawNamer>>,
     pub(crate) routers: Option<Vec<RawRouter>>,
+    pub(crate) tracing: Option<RawTracing>,
+    pub(crate) statsd: Option<RawStatsd>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawTracing {
+    pub(crate) sample_rate: Option<f64>,
+    pub(crate) otlp: Option<RawExporter>,
+    pub(crate) zipkin: Option<RawExporter>,
+    pub(crate) service_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawExporter {
+    pub(crate) endpoint: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawStatsd {
+    pub(crate) address: Option<String>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) interval: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawAccessLog {
+    pub(crate) path: Option<String>,
+    pub(crate) format: Option<AccessLogFormat>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -71,8 +103,12 @@ pub(crate) struct RawRouter {
     pub(crate) binding_timeout: Option<Dur>,
     pub(crate) max_hops: Option<u32>,
     pub(crate) max_header_bytes: Option<usize>,
+    pub(crate) opaque_ports: Option<Vec<Port>>,
+    pub(crate) detect_timeout: Option<Dur>,
+    pub(crate) tcp_idle_timeout: Option<Dur>,
     pub(crate) client: Option<RawClient>,
     pub(crate) service: Option<RawService>,
+    pub(crate) access_log: Option<RawAccessLog>,
 }
 
 #[derive(Debug, Deserialize)]

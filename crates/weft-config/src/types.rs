@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::naming;
 use crate::values::{ser_display, ser_duration, ser_header};
-use crate::{ClientConfig, ServiceConfig};
+use crate::{AccessLogConfig, ClientConfig, ServiceConfig};
 
 /// The admin server: where it listens and how long shutdown may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -133,10 +133,25 @@ pub struct RouterConfig {
     /// The largest request header block accepted, in bytes; bigger gets 431 (yaml
     /// `maxHeaderBytes`, at least 1); default 65536.
     pub max_header_bytes: usize,
+    /// Listener ports whose connections skip protocol detection and are proxied as opaque TCP
+    /// at once (yaml `opaquePorts`), for server-speaks-first protocols (MySQL, SMTP); default
+    /// none.
+    pub opaque_ports: Vec<u16>,
+    /// How long protocol detection waits for a client's first bytes before treating the
+    /// connection as opaque TCP (yaml `detectTimeout`); default 1s.
+    #[serde(serialize_with = "ser_duration")]
+    pub detect_timeout: Duration,
+    /// An opaque TCP, WebSocket or CONNECT connection with no byte in either direction for
+    /// this long is closed (yaml `tcpIdleTimeout`); default 1h.
+    #[serde(serialize_with = "ser_duration")]
+    pub tcp_idle_timeout: Duration,
     /// Settings of each bound client (one per bound name).
     pub client: ClientConfig,
     /// Settings of each logical service (one per logical name).
     pub service: ServiceConfig,
+    /// The router's access log (yaml `accessLog`); `None` (no log) by default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_log: Option<AccessLogConfig>,
 }
 
 impl RouterConfig {
@@ -148,6 +163,10 @@ impl RouterConfig {
     pub const DEFAULT_MAX_HOPS: u32 = 16;
     /// Default `maxHeaderBytes`, 65536 bytes.
     pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+    /// Default `detectTimeout`, 1 second: clients of HTTP and TLS speak within a round trip.
+    pub const DEFAULT_DETECT_TIMEOUT: Duration = Duration::from_secs(1);
+    /// Default `tcpIdleTimeout`, 1 hour.
+    pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
 }
 
 /// The protocol of a router.
@@ -157,6 +176,9 @@ pub enum Protocol {
     #[default]
     #[serde(rename = "http")]
     Http,
+    /// `tcp`: every connection is opaque TCP, routed by `/tcp/<port>`; no detection.
+    #[serde(rename = "tcp")]
+    Tcp,
 }
 
 /// One listener of a router (yaml `{ip: 127.0.0.1, port: 4140}`).

@@ -15,6 +15,7 @@ use crate::values::Dur;
 use crate::*;
 
 mod service;
+mod telemetry;
 
 /// A validation failure: the key path, the message, and for a dtab the 1-based line and
 /// column of the error inside the dtab text.
@@ -65,7 +66,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &FsPath) -> Result<Config> {
     let mut listeners = vec![(admin.addr, root.key("admin"))];
     for (i, r) in raw_routers.into_iter().enumerate() {
         let p = root.key("routers").index(i);
-        let router = router(r, &p)?;
+        let router = router(r, &p, base_dir)?;
         if let Some(first) = labels.insert(router.label.clone(), i) {
             return invalid(
                 &p.key("label"),
@@ -87,10 +88,20 @@ pub(crate) fn config(raw: RawConfig, base_dir: &FsPath) -> Result<Config> {
         }
         routers.push(router);
     }
+    let tracing = raw
+        .tracing
+        .map(|t| telemetry::tracing(t, &root.key("tracing")))
+        .transpose()?;
+    let statsd = raw
+        .statsd
+        .map(|s| telemetry::statsd(s, &root.key("statsd")))
+        .transpose()?;
     Ok(Config {
         admin,
         namers,
         routers,
+        tracing,
+        statsd,
     })
 }
 
@@ -184,7 +195,7 @@ fn not_for_kind<T>(p: &KeyPath, kind: &str) -> Result<T> {
     invalid(p, format!("not a setting of kind `{kind}`"))
 }
 
-fn router(raw: RawRouter, p: &KeyPath) -> Result<RouterConfig> {
+fn router(raw: RawRouter, p: &KeyPath, base_dir: &FsPath) -> Result<RouterConfig> {
     let label = match raw.label {
         None => {
             return invalid(
@@ -266,8 +277,30 @@ fn router(raw: RawRouter, p: &KeyPath) -> Result<RouterConfig> {
         )?,
         max_hops,
         max_header_bytes,
+        opaque_ports: raw
+            .opaque_ports
+            .unwrap_or_default()
+            .into_iter()
+            .map(|port| port.0)
+            .collect(),
+        detect_timeout: dur(
+            raw.detect_timeout,
+            RouterConfig::DEFAULT_DETECT_TIMEOUT,
+            true,
+            &p.key("detectTimeout"),
+        )?,
+        tcp_idle_timeout: dur(
+            raw.tcp_idle_timeout,
+            RouterConfig::DEFAULT_TCP_IDLE_TIMEOUT,
+            true,
+            &p.key("tcpIdleTimeout"),
+        )?,
         client: client(raw.client.unwrap_or_default(), &p.key("client"))?,
         service: service::service(raw.service.unwrap_or_default(), &p.key("service"))?,
+        access_log: raw
+            .access_log
+            .map(|a| telemetry::access_log(a, &p.key("accessLog"), base_dir))
+            .transpose()?,
     })
 }
 

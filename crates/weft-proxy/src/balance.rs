@@ -96,6 +96,8 @@ pub(crate) struct Balancer {
     metrics: ClientMetrics,
     /// Woken when discovery changes, so requests waiting in failfast look again.
     changed: Notify,
+    /// The endpoints are peer weft proxies: HTTP/1 requests go to them over HTTP/2.
+    meshed: bool,
 }
 
 // === impl Balancer ===
@@ -105,6 +107,7 @@ impl Balancer {
         params: ClientParams,
         config: &ClientConfig,
         metrics: ClientMetrics,
+        meshed: bool,
     ) -> Balancer {
         let budget = &config.requeue_budget;
         metrics.set_endpoints(0);
@@ -124,6 +127,7 @@ impl Balancer {
             ),
             metrics,
             changed: Notify::new(),
+            meshed,
         }
     }
 
@@ -167,6 +171,11 @@ impl Balancer {
         });
         drop(guard);
         self.changed.notify_waiters();
+    }
+
+    /// True when the endpoints are peer weft proxies (proxy-to-proxy HTTP/2).
+    pub(crate) fn is_meshed(&self) -> bool {
+        self.meshed
     }
 
     /// How many endpoints discovery gives this client now.

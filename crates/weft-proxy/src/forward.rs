@@ -25,7 +25,7 @@ use crate::client::classify_client_error;
 use crate::error::{ErrorKind, ProxyError};
 use crate::headers::{append_via, strip_hop_by_hop};
 use crate::replay::ReplayBody;
-use crate::router::Router;
+use crate::router::{Router, ORIG_PROTO};
 use crate::tap::Tapped;
 
 /// How long the response head is held back waiting for the first body frame. An upstream
@@ -182,6 +182,13 @@ impl Dispatch<'_> {
         *req.uri_mut() = self.uri.clone();
         *req.version_mut() = self.version;
         *req.headers_mut() = self.headers.clone();
+        if balancer.is_meshed() && self.version != Version::HTTP_2 {
+            // Proxy-to-proxy: one multiplexed HTTP/2 connection, the original protocol marked
+            // so the peer restores it towards its application.
+            *req.version_mut() = Version::HTTP_2;
+            req.headers_mut()
+                .insert(ORIG_PROTO, http::HeaderValue::from_static("HTTP/1.1"));
+        }
         let call = endpoint.call(req);
         let result = match self.attempt_timeout {
             Some(limit) => match tokio::time::timeout(limit, call).await {
@@ -306,6 +313,31 @@ async fn hold_head(body: &mut Incoming) -> Result<(Option<Frame<Bytes>>, bool), 
 // === impl Forwarded ===
 
 impl Forwarded {
+    /// The response to an upgrade (101) or CONNECT request; its connection was handed over.
+    pub(crate) fn upgraded(
+        rsp: Response<Incoming>,
+        classifier: Classifier,
+        balancer: Arc<Balancer>,
+        endpoint: Arc<Endpoint>,
+    ) -> Forwarded {
+        let (parts, body) = rsp.into_parts();
+        let verdict = if parts.status.is_server_error() {
+            Verdict::Failure { retryable: false }
+        } else {
+            Verdict::Success
+        };
+        Forwarded {
+            parts,
+            first: None,
+            ended: false,
+            body,
+            verdict,
+            classifier,
+            balancer,
+            endpoint,
+        }
+    }
+
     /// The downstream response: hop-by-hop headers out, `Via` in, and a body that records the
     /// exchange when it ends.
     pub(crate) fn into_response(
@@ -323,7 +355,14 @@ impl Forwarded {
             balancer,
             endpoint,
         } = self;
+        let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
+        let upgrade = parts.headers.get(http::header::UPGRADE).cloned();
         strip_hop_by_hop(&mut parts.headers);
+        if let (true, Some(protocol)) = (switching, upgrade) {
+            // A 101 must tell the client what it switched to (RFC 9110 section 15.2.2).
+            parts.headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("upgrade"));
+            parts.headers.insert(http::header::UPGRADE, protocol);
+        }
         append_via(&mut parts.headers, parts.version);
         let grpc = is_grpc(&parts.headers);
         if let Some(t) = &tap {

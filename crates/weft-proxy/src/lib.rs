@@ -10,6 +10,7 @@ mod balance;
 mod body;
 mod classify;
 mod client;
+mod detect;
 mod error;
 mod forward;
 mod headers;
@@ -19,6 +20,8 @@ mod replay;
 mod router;
 mod server;
 mod tap;
+mod tcp;
+mod upgrade;
 
 use std::io;
 use std::net::SocketAddr;

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use http::{Method, Request, Response};
+use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 use tokio::time::Instant;
 use tower::retry::budget::TpsBudget;
@@ -16,7 +16,7 @@ use weft_naming::{
 };
 use weft_telemetry::{Classification, RouterMetrics, ServiceMetrics};
 
-use crate::balance::Balancer;
+use crate::balance::{Balancer, Pick};
 use crate::body::ProxyBody;
 use crate::classify::Classifier;
 use crate::client::ClientParams;
@@ -25,6 +25,7 @@ use crate::forward::{Dispatch, Forwarded};
 use crate::headers::{local_dtab, rewrite_request, via_hops};
 use crate::identify::identify;
 use crate::replay::ReplayBody;
+use crate::upgrade;
 use crate::tap::{Tap, TapRequest, Tapped};
 
 /// Bounds on the caches a client can grow with request headers (Host, `l5d-dtab`): past
@@ -33,6 +34,8 @@ const MAX_LOCAL_BINDINGS: usize = 1024;
 const MAX_SERVICES: usize = 1024;
 const OVERFLOW_SERVICE: &str = "[overflow]";
 const UNIDENTIFIED_SERVICE: &str = "[unidentified]";
+/// Marks a request that a peer proxy upgraded from HTTP/1 to HTTP/2 (Linkerd's header).
+pub(crate) const ORIG_PROTO: &str = "l5d-orig-proto";
 /// The route label of requests that match no route of a service profile.
 const DEFAULT_ROUTE: &str = "[default]";
 
@@ -192,14 +195,16 @@ impl Router {
             });
         }
         let local = local_dtab(req.headers())?;
-        let (parts, body) = req.into_parts();
-        let (uri, headers) = rewrite_request(
-            &parts.uri,
-            parts.headers,
-            parts.version,
-            &local,
-            id.rewritten,
-        )?;
+        if upgrade::is_upgrade(&req) {
+            return self.forward_upgrade(req, &local, &id.name, id.rewritten, route.classifier).await;
+        }
+        let (mut parts, body) = req.into_parts();
+        // A request that a peer proxy carried over HTTP/2 goes on as the HTTP/1 it was.
+        if parts.headers.remove(ORIG_PROTO).is_some() {
+            parts.version = Version::HTTP_11;
+        }
+        let (uri, headers) =
+            rewrite_request(&parts.uri, parts.headers, parts.version, &local, id.rewritten)?;
         let service_cfg = &self.config.service;
         let budget = self.retry_budget(&id.name);
         let dispatch = Dispatch {
@@ -224,6 +229,43 @@ impl Router {
                 )
             })?,
             None => run.await,
+        }
+    }
+
+    /// Forwards an HTTP/1.1 Upgrade or CONNECT request on a connection of its own.
+    async fn forward_upgrade(
+        &self,
+        req: Request<Incoming>,
+        local: &Dtab,
+        name: &Path,
+        rewritten: Option<http::uri::PathAndQuery>,
+        classifier: Classifier,
+    ) -> Result<Forwarded, ProxyError> {
+        let protocol = req.headers().get(http::header::UPGRADE).cloned();
+        let (uri, headers) =
+            rewrite_request(req.uri(), req.headers().clone(), req.version(), local, rewritten)?;
+        let balancer = self.bound_client(local, name).await?;
+        let Pick::Endpoint(endpoint) = balancer.pick() else {
+            return Err(ProxyError::new(ErrorKind::NoEndpoints, format!("{name} has no available endpoints")));
+        };
+        let head = (req.method().clone(), uri, headers);
+        let counters = [self.metrics.tcp_bytes("to_upstream"), self.metrics.tcp_bytes("to_downstream")];
+        let result = upgrade::forward(
+            req,
+            head,
+            protocol,
+            endpoint.addr,
+            self.config.client.connect_timeout,
+            self.config.tcp_idle_timeout,
+            counters,
+        )
+        .await;
+        match result {
+            Ok(rsp) => Ok(Forwarded::upgraded(rsp, classifier, balancer, endpoint)),
+            Err(err) => {
+                balancer.record(&endpoint, false);
+                Err(err)
+            }
         }
     }
 
@@ -350,6 +392,7 @@ impl Router {
                         self.params,
                         &self.config.client,
                         self.metrics.client(&bound.id.to_string()),
+                        is_meshed(&bound.id),
                     ))
                 })
                 .clone()
@@ -398,6 +441,12 @@ impl Router {
             })
             .clone()
     }
+}
+
+/// Endpoints reached through the `port` transformer are peer weft proxies (linker-to-linker):
+/// HTTP/1 requests to them travel over one multiplexed HTTP/2 connection.
+fn is_meshed(id: &Path) -> bool {
+    id.labels().take(2).eq([b"%".as_slice(), b"port".as_slice()])
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

@@ -1,19 +1,25 @@
-//! Servers: accept loops that speak HTTP/1.1 and HTTP/2 (prior knowledge) on one listener,
-//! detected per connection, and drain gracefully on shutdown: HTTP/1 connections close after
-//! their current response, HTTP/2 connections get GOAWAY, requests in flight finish.
+//! Servers: accept loops that detect each connection's protocol and serve it: HTTP/1.1 and
+//! HTTP/2 (prior knowledge, with HTTP/1 upgrades) through the router, anything else as
+//! opaque TCP. On shutdown they drain: listeners close, HTTP/1 connections close after their
+//! current response, HTTP/2 connections get GOAWAY, requests in flight finish.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use weft_config::Protocol;
 
+use crate::detect::{detect, Detected, Rewind};
 use crate::router::Router;
+use crate::tcp;
 
 /// hyper refuses read buffers smaller than this (it must hold a typical request head).
 const MIN_HEADER_BUFFER: usize = 8192;
@@ -28,28 +34,23 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> bool {
-    let builder = http_builder(router.config().max_header_bytes);
-    let graceful = GracefulShutdown::new();
+    let builder = Arc::new(http_builder(router.config().max_header_bytes));
+    let connections = TaskTracker::new();
+    let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
                     // Small interactive messages: send them without Nagle delays.
                     let _ = stream.set_nodelay(true);
-                    let router = router.clone();
-                    let guard = router.metrics().connection_opened();
-                    let svc = service_fn(move |req| {
-                        let router = router.clone();
-                        async move { Ok::<_, Infallible>(router.handle(req, peer).await) }
-                    });
-                    let conn = builder.serve_connection(TokioIo::new(stream), svc).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(error) = conn.await {
-                            tracing::debug!(%peer, %error, "connection ended with an error");
-                        }
-                        drop(guard);
-                    });
+                    let conn = Connection {
+                        router: router.clone(),
+                        builder: builder.clone(),
+                        shutdown: shutdown.clone(),
+                        peer,
+                        port,
+                    };
+                    connections.spawn(conn.run(stream));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
@@ -61,9 +62,81 @@ pub(crate) async fn serve(
     }
     // Stop accepting before draining, so new connections are refused, not left waiting.
     drop(listener);
-    tokio::time::timeout(grace, graceful.shutdown())
-        .await
-        .is_ok()
+    connections.close();
+    tokio::time::timeout(grace, connections.wait()).await.is_ok()
+}
+
+/// One accepted connection.
+struct Connection {
+    router: Arc<Router>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    shutdown: CancellationToken,
+    peer: SocketAddr,
+    port: u16,
+}
+
+impl Connection {
+    async fn run(self, stream: TcpStream) {
+        let metrics = self.router.metrics().clone();
+        let _open = metrics.connection_opened();
+        let config = self.router.config();
+        let opaque = config.protocol == Protocol::Tcp || config.opaque_ports.contains(&self.port);
+        let (detected, io) = if opaque {
+            metrics.detected("opaque", false);
+            (Detected::Tcp, Rewind::plain(stream))
+        } else {
+            match detect(stream, config.detect_timeout).await {
+                Ok((detected, timed_out, io)) => {
+                    let name = match detected {
+                        Detected::Http => "http",
+                        Detected::Tls => "tls",
+                        Detected::Tcp => "tcp",
+                    };
+                    metrics.detected(name, timed_out);
+                    (detected, io)
+                }
+                Err(error) => {
+                    tracing::debug!(peer = %self.peer, %error, "connection failed during detection");
+                    return;
+                }
+            }
+        };
+        match detected {
+            Detected::Http => self.serve_http(io).await,
+            // TLS not meant for this proxy's own identity is passed through as opaque bytes,
+            // routed like any TCP connection (the application terminates it).
+            Detected::Tcp | Detected::Tls => {
+                if let Err(error) = tcp::proxy(io, &self.router, self.port).await {
+                    tracing::debug!(peer = %self.peer, %error, "tcp proxy failed");
+                }
+            }
+        }
+    }
+
+    async fn serve_http<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let router = self.router.clone();
+        let peer = self.peer;
+        let svc = service_fn(move |req| {
+            let router = router.clone();
+            async move { Ok::<_, Infallible>(router.handle(req, peer).await) }
+        });
+        let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+        tokio::pin!(conn);
+        let result = tokio::select! {
+            result = conn.as_mut() => result,
+            () = self.shutdown.cancelled() => {
+                // HTTP/1: close after the current response; HTTP/2: GOAWAY, then finish streams.
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(error) = result {
+            tracing::debug!(%peer, %error, "connection ended with an error");
+        }
+    }
 }
 
 fn http_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {

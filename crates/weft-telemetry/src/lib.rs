@@ -1,5 +1,7 @@
 //! weft's metrics: one Prometheus registry per process, the metric names and labels, and
-//! cheap per-request recording handles.
+//! cheap per-request recording handles; and the other ways weft reports what it does:
+//! distributed tracing ([`trace`]), statsd export ([`statsd`]) and access logs
+//! ([`access_log`]).
 //!
 //! This crate owns what is measured and how it is named (see `docs/metrics.md`); it does not
 //! own the admin HTTP server that serves the text (that is `weft-admin`) nor the request path
@@ -17,8 +19,12 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+pub mod access_log;
+mod export_metrics;
 mod process;
+pub mod statsd;
 mod text;
+pub mod trace;
 
 /// Latency buckets in seconds: 100µs to 60s, fine enough for sub-millisecond p50 on loopback
 /// and for multi-second tails.
@@ -102,6 +108,22 @@ struct Inner {
     retries: Family<ServiceLabels, Counter>,
     requeues: Family<ServiceLabels, Counter>,
     budget_exhausted: Family<BudgetLabels, Counter>,
+    detections: Family<DetectLabels, Counter>,
+    tcp_bytes: Family<TcpLabels, Counter>,
+    exporters: export_metrics::ExportMetrics,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct DetectLabels {
+    router: Arc<str>,
+    protocol: &'static str,
+    timed_out: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TcpLabels {
+    router: Arc<str>,
+    direction: &'static str,
 }
 
 /// Which budget ran out: retries of failed responses, or requeues of unsent requests.
@@ -146,6 +168,8 @@ impl Metrics {
         let retries = Family::default();
         let requeues = Family::default();
         let budget_exhausted = Family::default();
+        let detections = Family::default();
+        let tcp_bytes = Family::default();
         registry.register(
             "requests",
             "Requests received, by router and logical service name",
@@ -208,10 +232,21 @@ impl Metrics {
             requeues.clone(),
         );
         registry.register(
+            "protocol_detections",
+            "Accepted connections by detected protocol (http, tls, tcp, or opaque when detection was skipped), and whether detection timed out",
+            detections.clone(),
+        );
+        registry.register(
+            "tcp_bytes",
+            "Bytes copied on opaque TCP, WebSocket and CONNECT connections, by direction (to_upstream, to_downstream)",
+            tcp_bytes.clone(),
+        );
+        registry.register(
             "budget_exhausted",
             "Retries or requeues refused because their budget was used up",
             budget_exhausted.clone(),
         );
+        let exporters = export_metrics::ExportMetrics::register(&mut registry);
         // A gauge fixed at 1 rather than an OpenMetrics `info`, which the Prometheus text
         // format (and promtool) does not know.
         let build = Family::<BuildLabels, Gauge>::default();
@@ -238,6 +273,9 @@ impl Metrics {
                 retries,
                 requeues,
                 budget_exhausted,
+                detections,
+                tcp_bytes,
+                exporters,
             }),
         }
     }
@@ -252,6 +290,11 @@ impl Metrics {
             out.push_str("# encoding error\n");
         }
         text::openmetrics_to_prometheus(&out)
+    }
+
+    /// The counters of the trace exporters and the access logs.
+    pub(crate) fn exporters(&self) -> &export_metrics::ExportMetrics {
+        &self.inner.exporters
     }
 
     /// Recording handles for one router (`router` label).
@@ -289,6 +332,26 @@ impl RouterMetrics {
         let open = inner.open_connections.get_or_create_owned(&labels);
         open.inc();
         ConnectionGuard { open }
+    }
+
+    /// Counts one accepted connection by its detected `protocol` (`http`, `tls`, `tcp`,
+    /// `opaque`), and whether detection gave up waiting (`timed_out`).
+    pub fn detected(&self, protocol: &'static str, timed_out: bool) {
+        let labels = DetectLabels {
+            router: self.router.clone(),
+            protocol,
+            timed_out,
+        };
+        self.metrics.inner.detections.get_or_create(&labels).inc();
+    }
+
+    /// The byte counter of opaque streams in one `direction` (`to_upstream`, `to_downstream`).
+    pub fn tcp_bytes(&self, direction: &'static str) -> Counter {
+        let labels = TcpLabels {
+            router: self.router.clone(),
+            direction,
+        };
+        self.metrics.inner.tcp_bytes.get_or_create_owned(&labels)
     }
 
     /// Handles for one route of one logical service (`service` label, e.g. `/svc/books`;

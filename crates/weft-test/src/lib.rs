@@ -17,6 +17,7 @@ mod client;
 mod disco;
 pub mod metrics;
 pub mod raw;
+pub mod scripted;
 mod upstream;
 mod weft;
 

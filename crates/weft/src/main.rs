@@ -1,10 +1,21 @@
 //! The `weft` binary: the proxy, the demo mesh, and the operator's CLI.
 
 mod admin_client;
+mod check_cmd;
 mod demo;
 mod dtab_cmd;
+mod fleet;
+mod golden;
 mod logging;
+mod output;
+mod prom;
 mod proxy_cmd;
+mod routes_cmd;
+mod stat_cmd;
+mod table;
+mod top_cmd;
+mod version_cmd;
+mod tap_cmd;
 
 use std::process::ExitCode;
 
@@ -30,8 +41,24 @@ enum Command {
     /// One service instance of the demo mesh (started by `weft demo`).
     #[command(hide = true)]
     DemoApp(demo::AppArgs),
-    /// Print the version of this CLI.
-    Version,
+    /// Watch live requests through a running proxy.
+    Tap(tap_cmd::TapArgs),
+    /// Golden metrics per router or service: success rate, RPS, latency p50/p95/p99, open
+    /// connections, over a window, for one proxy or a fleet.
+    Stat(stat_cmd::StatArgs),
+    /// Golden metrics per route (a service profile's route names), for one proxy or a fleet.
+    Routes(routes_cmd::RoutesArgs),
+    /// Live view of the most requested services and routes with their latency.
+    ///
+    /// weft does not label paths in its metrics (that keeps their cardinality bounded), so top
+    /// shows services and the routes of their service profiles rather than paths. On a terminal
+    /// the table is redrawn every window; otherwise one table is printed per window.
+    Top(top_cmd::TopArgs),
+    /// Run every check (config, dtabs, namers, admin, readiness, versions) and list every
+    /// failure with a hint; exit non-zero if any failed.
+    Check(check_cmd::CheckArgs),
+    /// Print the version of this CLI; with --proxy, the versions the proxies run.
+    Version(version_cmd::VersionArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,9 +68,11 @@ fn main() -> ExitCode {
         Command::Dtab(cmd) => dtab_cmd::run(cmd),
         Command::Demo(args) => demo::run(args),
         Command::DemoApp(args) => demo::run_app(args),
-        Command::Version => {
-            println!("weft {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
+        Command::Tap(args) => tap_cmd::run(args),
+        Command::Stat(args) => stat_cmd::run(args),
+        Command::Routes(args) => routes_cmd::run(args),
+        Command::Top(args) => top_cmd::run(args),
+        Command::Check(args) => check_cmd::run(args),
+        Command::Version(args) => version_cmd::run(args),
     }
 }

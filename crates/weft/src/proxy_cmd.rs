@@ -82,10 +82,13 @@ async fn serve(
             .with_tap(proxy.tap())
             .with_log_control(&log_level, log_control),
     );
+    // Signal handlers go in before anyone learns we are up: a SIGTERM sent right after the
+    // `listening` line or the first 200 from /ready must drain, not kill.
+    let signals = Signals::install();
     announce(&proxy, admin.local_addr()?)?;
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(weft_admin::serve(admin, state.clone(), admin_stop.clone()));
-    tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(signals.watch(shutdown.clone()));
     let grace = config.admin.shutdown_grace;
     let serving = tokio::spawn(proxy.serve(shutdown.clone(), grace));
     state.set_ready(true);
@@ -124,29 +127,46 @@ fn announce(proxy: &Proxy, admin: std::net::SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The first SIGTERM or SIGINT starts a graceful shutdown; a second one exits at once.
-async fn watch_signals(shutdown: CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        tracing::warn!("cannot install signal handlers; use POST /shutdown to stop");
-        return;
-    };
-    let mut first = true;
-    loop {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-        if first {
-            tracing::info!("signal received: draining (send again to exit at once)");
-            shutdown.cancel();
-            first = false;
-        } else {
-            tracing::warn!("second signal: exiting without draining");
-            std::process::exit(1);
+/// SIGTERM and SIGINT handlers, installed synchronously at start-up.
+struct Signals {
+    streams: Option<(
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    )>,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        let streams = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            (Ok(term), Ok(int)) => Some((term, int)),
+            _ => {
+                tracing::warn!("cannot install signal handlers; use POST /shutdown to stop");
+                None
+            }
+        };
+        Signals { streams }
+    }
+
+    /// The first SIGTERM or SIGINT starts a graceful shutdown; a second one exits at once.
+    async fn watch(self, shutdown: CancellationToken) {
+        let Some((mut term, mut int)) = self.streams else {
+            return;
+        };
+        let mut first = true;
+        loop {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if first {
+                tracing::info!("signal received: draining (send again to exit at once)");
+                shutdown.cancel();
+                first = false;
+            } else {
+                tracing::warn!("second signal: exiting without draining");
+                std::process::exit(1);
+            }
         }
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! Files: `run` orchestrates, `start` brings the mesh up, `procs` supervises children,
 //! `layout` plans IPs/ports/configs, `app` is the service, `load` the load generator,
-//! `metrics`/`stats`/`table` turn scrapes into the table.
+//! `stats`/`table` turn scrapes into the table (with the shared `crate::prom` and
+//! `crate::table`).
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -16,7 +17,6 @@ mod app;
 mod http;
 mod layout;
 mod load;
-mod metrics;
 mod procs;
 mod run;
 mod start;

@@ -16,7 +16,8 @@ use super::load::Load;
 use super::procs::Procs;
 use super::start::{self, WorkDir};
 use super::stats::{self, Snapshot};
-use super::{metrics, table, DemoArgs};
+use super::{table, DemoArgs};
+use crate::prom;
 
 /// How long children get to exit after SIGTERM before SIGKILL (sidecars drain up to 5s).
 const STOP_GRACE: Duration = Duration::from_secs(8);
@@ -213,7 +214,7 @@ async fn scrape(client: &Client, layout: &Layout) -> Snapshot {
                 if !r.status.is_success() {
                     return Err(format!("GET http://{admin}/metrics: {}", r.status));
                 }
-                Ok(metrics::parse(&String::from_utf8_lossy(&r.body)))
+                Ok(prom::parse(&String::from_utf8_lossy(&r.body)))
             })
         })
         .collect();

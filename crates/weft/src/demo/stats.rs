@@ -5,7 +5,7 @@ use tokio::time::Instant;
 
 use super::layout::{Layout, Service};
 use super::load::LoadCounts;
-use super::metrics::{quantile, Buckets, Sample};
+use crate::prom::{Sample, Traffic};
 
 /// Every sidecar's `/metrics` at one moment, in [`Layout::instances`] order.
 #[derive(Clone, Debug)]
@@ -16,72 +16,18 @@ pub(crate) struct Snapshot {
 }
 
 /// A service's inbound counters at one sidecar (or summed over several).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Inbound {
-    /// Responses of any classification.
-    pub(crate) total: f64,
-    /// Responses classified `success`.
-    pub(crate) success: f64,
-    /// Cumulative latency buckets, sorted by `le`.
-    pub(crate) buckets: Buckets,
-}
+pub(crate) type Inbound = Traffic;
 
-impl Inbound {
-    /// Reads `service`'s series of the `inbound` router. The inbound router is where a
-    /// request for the app arrives, so it sees each request to the service exactly once.
-    pub(crate) fn read(samples: &[Sample], service: Service) -> Inbound {
-        let svc = format!("/svc/{}", service.name());
-        let want = [("router", "inbound"), ("service", svc.as_str())];
-        let mut inbound = Inbound::default();
-        for s in samples.iter().filter(|s| s.matches(&want)) {
-            match s.name.as_str() {
-                "weft_responses_total" => {
-                    inbound.total += s.value;
-                    if s.label("classification") == Some("success") {
-                        inbound.success += s.value;
-                    }
-                }
-                "weft_response_latency_seconds_bucket" => {
-                    if let Some(le) = s.label("le").and_then(parse_le) {
-                        add_bucket(&mut inbound.buckets, le, s.value);
-                    }
-                }
-                _ => {}
-            }
-        }
-        inbound
+/// Reads `service`'s series of the `inbound` router. The inbound router is where a request
+/// for the app arrives, so it sees each request to the service exactly once.
+pub(crate) fn inbound(samples: &[Sample], service: Service) -> Inbound {
+    let svc = format!("/svc/{}", service.name());
+    let want = [("router", "inbound"), ("service", svc.as_str())];
+    let mut inbound = Inbound::default();
+    for s in samples.iter().filter(|s| s.matches(&want)) {
+        inbound.record(s);
     }
-
-    /// What happened since `earlier`. A counter that went backwards means the proxy
-    /// restarted: everything it reports now happened since.
-    pub(crate) fn since(&self, earlier: &Inbound) -> Inbound {
-        let reset = self.total < earlier.total
-            || self
-                .buckets
-                .iter()
-                .any(|&(le, n)| n < count_at(&earlier.buckets, le));
-        if reset {
-            return self.clone();
-        }
-        Inbound {
-            total: self.total - earlier.total,
-            success: self.success - earlier.success,
-            buckets: self
-                .buckets
-                .iter()
-                .map(|&(le, n)| (le, n - count_at(&earlier.buckets, le)))
-                .collect(),
-        }
-    }
-
-    /// Adds another sidecar's counters (buckets merged by bound).
-    pub(crate) fn add(&mut self, other: &Inbound) {
-        self.total += other.total;
-        self.success += other.success;
-        for &(le, n) in &other.buckets {
-            add_bucket(&mut self.buckets, le, n);
-        }
-    }
+    inbound
 }
 
 /// One line of the table.
@@ -103,9 +49,9 @@ impl Row {
             name: name.to_owned(),
             requests: d.total,
             rps: if secs > 0.0 { d.total / secs } else { 0.0 },
-            success: (d.total > 0.0).then(|| d.success / d.total),
-            p50: quantile(0.5, &d.buckets),
-            p99: quantile(0.99, &d.buckets),
+            success: d.success_rate(),
+            p50: d.latency(0.5),
+            p99: d.latency(0.99),
         }
     }
 }
@@ -138,9 +84,7 @@ pub(crate) fn report(layout: &Layout, prev: &Snapshot, cur: &Snapshot) -> Report
         .iter()
         .zip(prev.scrapes.iter().zip(&cur.scrapes))
         .map(|(inst, pair)| match pair {
-            (Ok(p), Ok(c)) => {
-                Some(Inbound::read(c, inst.service).since(&Inbound::read(p, inst.service)))
-            }
+            (Ok(p), Ok(c)) => Some(inbound(c, inst.service).since(&inbound(p, inst.service))),
             (_, Err(e)) | (Err(e), _) => {
                 errors.push(format!("{}: {e}", inst.name));
                 None
@@ -229,31 +173,10 @@ pub(crate) fn verdict(r: &Report, load: &LoadCounts) -> Result<String, String> {
     }
 }
 
-fn parse_le(le: &str) -> Option<f64> {
-    match le {
-        "+Inf" | "Inf" => Some(f64::INFINITY),
-        _ => le.parse().ok(),
-    }
-}
-
-fn count_at(buckets: &[(f64, f64)], le: f64) -> f64 {
-    buckets
-        .iter()
-        .find(|(b, _)| *b == le)
-        .map_or(0.0, |(_, n)| *n)
-}
-
-fn add_bucket(buckets: &mut Buckets, le: f64, n: f64) {
-    match buckets.binary_search_by(|(b, _)| b.total_cmp(&le)) {
-        Ok(i) => buckets[i].1 += n,
-        Err(i) => buckets.insert(i, (le, n)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::demo::metrics::parse;
+    use crate::prom::parse;
 
     fn rates_text(ok: u32, failed: u32, fast: u32, slow: u32) -> String {
         let all = fast + slow;
@@ -272,25 +195,14 @@ weft_response_latency_seconds_bucket{{router="inbound",service="/svc/rates",le="
 
     #[test]
     fn reads_only_the_inbound_router() {
-        let i = Inbound::read(&parse(&rates_text(8, 2, 10, 0)), Service::Rates);
+        let i = inbound(&parse(&rates_text(8, 2, 10, 0)), Service::Rates);
         assert_eq!((i.total, i.success), (10.0, 8.0));
         assert_eq!(i.buckets.len(), 3);
         assert!(i.buckets[2].0.is_infinite());
-    }
-
-    #[test]
-    fn delta_and_reset() {
-        let a = Inbound::read(&parse(&rates_text(8, 2, 10, 0)), Service::Rates);
-        let b = Inbound::read(&parse(&rates_text(18, 2, 15, 5)), Service::Rates);
-        let d = b.since(&a);
-        assert_eq!((d.total, d.success), (10.0, 10.0));
         assert_eq!(
-            d.buckets,
-            vec![(0.005, 5.0), (0.1, 10.0), (f64::INFINITY, 10.0)]
+            inbound(&parse(&rates_text(8, 2, 10, 0)), Service::Web),
+            Inbound::default()
         );
-        // A restarted proxy counts from zero again: take its counters as they are.
-        let restarted = Inbound::read(&parse(&rates_text(1, 0, 1, 0)), Service::Rates);
-        assert_eq!(restarted.since(&b), restarted);
     }
 
     #[test]

@@ -4,9 +4,7 @@
 use super::layout::Layout;
 use super::load::LoadCounts;
 use super::stats::{Report, Row};
-
-/// Spaces between columns.
-const GAP: usize = 3;
+use crate::table::{align, cells, dash, latency, percent};
 
 /// Where everything listens: one row per instance.
 pub(crate) fn addresses(layout: &Layout) -> String {
@@ -69,62 +67,6 @@ fn row_cells(r: &Row) -> Vec<String> {
     ]
 }
 
-fn cells(s: &[&str]) -> Vec<String> {
-    s.iter().map(|c| (*c).to_owned()).collect()
-}
-
-fn dash() -> String {
-    "-".to_owned()
-}
-
-/// `0.9876` -> `98.76%`.
-pub(crate) fn percent(ratio: f64) -> String {
-    format!("{:.2}%", ratio * 100.0)
-}
-
-/// Seconds as milliseconds with precision that fits the magnitude (`0.42ms`, `3.1ms`,
-/// `61ms`, `1.20s`).
-pub(crate) fn latency(secs: f64) -> String {
-    let ms = secs * 1000.0;
-    if ms < 1.0 {
-        format!("{ms:.2}ms")
-    } else if ms < 10.0 {
-        format!("{ms:.1}ms")
-    } else if ms < 1000.0 {
-        format!("{ms:.0}ms")
-    } else {
-        format!("{secs:.2}s")
-    }
-}
-
-/// Left-aligned columns, each as wide as its widest cell plus [`GAP`].
-fn align(rows: &[Vec<String>]) -> String {
-    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..cols)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for row in rows {
-        let mut line = String::new();
-        for (c, cell) in row.iter().enumerate() {
-            line.push_str(cell);
-            if c + 1 < row.len() {
-                let pad = widths[c] + GAP - cell.chars().count();
-                line.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,15 +81,6 @@ mod tests {
             p50: Some(0.0031),
             p99: Some(0.0625),
         }
-    }
-
-    #[test]
-    fn formats_numbers() {
-        assert_eq!(percent(0.98765), "98.77%");
-        assert_eq!(latency(0.00042), "0.42ms");
-        assert_eq!(latency(0.0031), "3.1ms");
-        assert_eq!(latency(0.061), "61ms");
-        assert_eq!(latency(1.2), "1.20s");
     }
 
     #[test]

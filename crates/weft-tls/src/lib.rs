@@ -1,0 +1,28 @@
+//! weft's workload identity: SPIFFE IDs, certificates and trust bundles loaded from PEM files
+//! and reloaded live, the rustls configs for mutual TLS between proxies, and a small built-in
+//! certificate authority ([`ca`]).
+//!
+//! It owns the TLS material and its validation; it does not own listeners, protocol detection
+//! or connection pools (`weft-proxy` wraps its configs in `tokio_rustls` acceptors and
+//! connectors). Everything uses rustls with the `ring` provider; there is no hand-written
+//! cryptography.
+
+pub mod ca;
+mod error;
+mod identity;
+mod material;
+mod spiffe;
+mod verify;
+
+pub use error::TlsError;
+pub use identity::{Identity, IdentityConfig};
+pub use spiffe::server_name_for;
+
+/// After a handshake: the peer's SPIFFE ID from its leaf certificate's URI SAN, if it has
+/// exactly one valid `spiffe://` URI.
+///
+/// On the inbound side this is the client's identity (our server config requires one).
+pub fn peer_spiffe_id(conn: &rustls::CommonState) -> Option<String> {
+    let leaf = conn.peer_certificates()?.first()?;
+    spiffe::id_of(leaf)
+}

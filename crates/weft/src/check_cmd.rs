@@ -1,0 +1,397 @@
+//! `weft check`: runs every check, lists every failure (not only the first), one line per
+//! check with a mark and, on failure, a hint. Offline checks read a config file; online
+//! checks talk to one proxy or a fleet.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use serde::Serialize;
+use serde_json::json;
+use weft_config::{Config, NamerConfig, NamerKind};
+use weft_naming::FsNamer;
+
+use crate::fleet::{self, FleetArgs, Scrape};
+use crate::output::{self, Output};
+use crate::version_cmd::{self, CLI_VERSION, UNKNOWN};
+
+/// Arguments of `weft check`.
+#[derive(Args, Debug)]
+pub(crate) struct CheckArgs {
+    /// Check this config file: it parses and validates (dtabs included), and each fs namer's
+    /// directory exists, is readable, and its service files parse.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Proxies to check (admin reachable, /ready, versions consistent). Without -c, --admin
+    /// or --fleet, the proxy at 127.0.0.1:9990 is checked.
+    #[command(flatten)]
+    fleet: FleetArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+/// The outcome of one check.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+struct Check {
+    /// What kind of check: `config`, `dtab`, `namer`, `fleet`, `admin`, `ready`, `version`.
+    check: &'static str,
+    /// What was checked: a file, a router, a namer prefix, an admin address.
+    target: String,
+    ok: bool,
+    /// What was found, one line.
+    detail: String,
+    /// What to do about a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<String>,
+}
+
+impl Check {
+    fn pass(check: &'static str, target: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check {
+            check,
+            target: target.into(),
+            ok: true,
+            detail: detail.into(),
+            hint: None,
+        }
+    }
+
+    fn fail(
+        check: &'static str,
+        target: impl Into<String>,
+        detail: impl Into<String>,
+        hint: &str,
+    ) -> Check {
+        Check {
+            check,
+            target: target.into(),
+            ok: false,
+            detail: detail.into(),
+            hint: Some(hint.to_owned()),
+        }
+    }
+
+    /// `✔ config weft.yaml: parses ...` on a terminal, `ok   config ...` elsewhere; a
+    /// failure ends with `(hint: ...)`.
+    fn line(&self, terminal: bool) -> String {
+        let mark = match (self.ok, terminal) {
+            (true, true) => "✔",
+            (false, true) => "✘",
+            (true, false) => "ok  ",
+            (false, false) => "FAIL",
+        };
+        let mut line = format!("{mark} {} {}: {}", self.check, self.target, self.detail);
+        if let Some(h) = &self.hint {
+            line.push_str(&format!(" (hint: {h})"));
+        }
+        line.push('\n');
+        line
+    }
+}
+
+/// Runs `weft check`: exit 0 when every check passed, 1 when any failed.
+pub(crate) fn run(args: CheckArgs) -> ExitCode {
+    // The fs namer logs bad files at `warn`; here they are check lines instead.
+    let _ = crate::logging::init("error");
+    let checks = match output::block_on(checks(&args)) {
+        Ok(c) => c,
+        Err(e) => {
+            output::problem(&format!("cannot start a runtime: {e}"));
+            return ExitCode::from(2);
+        }
+    };
+    let ok = checks.iter().all(|c| c.ok);
+    let text = match args.output {
+        Output::Text => {
+            let terminal = output::stdout_is_terminal();
+            let mut text: String = checks.iter().map(|c| c.line(terminal)).collect();
+            let failed = checks.iter().filter(|c| !c.ok).count();
+            text.push_str(&match failed {
+                0 => format!("\nall {} checks passed\n", checks.len()),
+                n => format!("\n{n} of {} checks failed\n", checks.len()),
+            });
+            text
+        }
+        Output::Json => output::json(&json!({ "ok": ok, "checks": checks }), false),
+    };
+    output::exit(output::write_stdout(&text), ok)
+}
+
+async fn checks(args: &CheckArgs) -> Vec<Check> {
+    let mut out = Vec::new();
+    if let Some(file) = &args.config {
+        out.extend(config_checks(file));
+    }
+    let fleet_given = !args.fleet.admins.is_empty() || args.fleet.fleet.is_some();
+    if fleet_given || args.config.is_none() {
+        out.extend(proxy_checks(&args.fleet).await);
+    }
+    // Certificates (valid, chained to the trust bundle, not expiring within a threshold)
+    // belong here once weft-tls exists: one check per configured certificate, offline from
+    // the config's files and online from each proxy. Nothing to check before TLS is built.
+    out
+}
+
+// === offline: the config file ===
+
+fn config_checks(file: &Path) -> Vec<Check> {
+    let shown = file.display().to_string();
+    let config = match Config::load(file) {
+        Ok(c) => c,
+        Err(e) => {
+            return vec![Check::fail(
+                "config",
+                shown,
+                e.to_string(),
+                "fix the file at the line and column shown; the namer and dtab checks need a \
+                 valid file and were not run",
+            )]
+        }
+    };
+    let mut out = vec![Check::pass(
+        "config",
+        shown,
+        format!(
+            "parses and validates ({} router(s), {} namer(s))",
+            config.routers.len(),
+            config.namers.len()
+        ),
+    )];
+    for r in &config.routers {
+        out.push(Check::pass(
+            "dtab",
+            format!("router {}", r.label),
+            format!("parses ({} dentries)", r.dtab.dentries().len()),
+        ));
+    }
+    for n in &config.namers {
+        out.extend(namer_checks(n));
+    }
+    out
+}
+
+fn namer_checks(namer: &NamerConfig) -> Vec<Check> {
+    let prefix = namer.prefix.to_string();
+    #[allow(unreachable_patterns)] // other namer kinds have no offline check yet
+    let root = match &namer.kind {
+        NamerKind::Fs { root_dir } => root_dir,
+        _ => return Vec::new(),
+    };
+    let shown = root.display();
+    let entries = match std::fs::read_dir(root) {
+        Ok(e) => e,
+        Err(e) => {
+            return vec![Check::fail(
+                "namer",
+                prefix,
+                format!("rootDir {shown}: {e}"),
+                "create the directory or fix rootDir (relative to the config file); the proxy \
+                 would route nothing through this namer",
+            )]
+        }
+    };
+    // The same files the namer reads: no hidden files, no editor backups.
+    let files = entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            !name.starts_with('.') && !name.ends_with('~') && e.path().is_file()
+        })
+        .count();
+    let errors = FsNamer::with_prefix(root.clone(), namer.prefix.clone()).errors();
+    if errors.is_empty() {
+        return vec![Check::pass(
+            "namer",
+            prefix,
+            format!("rootDir {shown}: {files} service file(s) parse"),
+        )];
+    }
+    errors
+        .into_iter()
+        .map(|e| {
+            Check::fail(
+                "namer",
+                prefix.clone(),
+                e,
+                "each line is `host port` or `host port * weight`; the proxy keeps the file's \
+                 last good addresses, or fails the service without any",
+            )
+        })
+        .collect()
+}
+
+// === online: the proxies ===
+
+async fn proxy_checks(args: &FleetArgs) -> Vec<Check> {
+    let mut out = Vec::new();
+    let fleet = match args.resolve() {
+        Ok(f) => f,
+        Err(e) => {
+            out.push(Check::fail(
+                "fleet",
+                "--fleet",
+                e,
+                "the file lists one admin HOST:PORT per line",
+            ));
+            // Go on with the --admin addresses.
+            let admins_only = FleetArgs {
+                admins: args.admins.clone(),
+                fleet: None,
+            };
+            match admins_only.resolve() {
+                Ok(f) if !args.admins.is_empty() => f,
+                _ => return out,
+            }
+        }
+    };
+    for p in &fleet.problems {
+        out.push(Check::fail(
+            "fleet",
+            p.source.clone(),
+            p.error.clone(),
+            "one admin HOST:PORT per line; `#` starts a comment",
+        ));
+    }
+    let scrapes = fleet::scrape_all(&fleet.admins).await;
+    for (admin, scrape) in fleet.admins.iter().zip(&scrapes) {
+        out.extend(admin_checks(admin, scrape).await);
+    }
+    out.extend(version_checks(&fleet.admins, &scrapes));
+    out
+}
+
+async fn admin_checks(admin: &str, scrape: &Scrape) -> Vec<Check> {
+    let page = match &scrape.page {
+        Ok(p) => p,
+        Err(e) => {
+            return vec![Check::fail(
+                "admin",
+                admin,
+                without_admin(admin, e),
+                "is the proxy running, with its admin server (admin.ip, admin.port) at this \
+                 address and reachable from here?",
+            )]
+        }
+    };
+    let mut out = vec![match page.problem() {
+        None => Check::pass("admin", admin, "reachable, /metrics readable"),
+        Some(p) => Check::fail(
+            "admin",
+            admin,
+            format!("reachable, but {p}"),
+            "a proxy of another version? compare `weft version --proxy`",
+        ),
+    }];
+    out.push(match crate::admin_client::get(admin, "/ready").await {
+        Ok(_) => Check::pass("ready", admin, "/ready answers 200"),
+        Err(e) => Check::fail(
+            "ready",
+            admin,
+            without_admin(admin, &fleet::describe(&e)),
+            "the proxy is still starting or is draining to shut down; see its log",
+        ),
+    });
+    out
+}
+
+/// An admin error without its leading `admin ADDR: `: the check line names the admin.
+fn without_admin<'a>(admin: &str, error: &'a str) -> &'a str {
+    error
+        .strip_prefix("admin ")
+        .and_then(|e| e.strip_prefix(admin))
+        .and_then(|e| e.strip_prefix(": "))
+        .unwrap_or(error)
+}
+
+/// One line when every proxy read runs the same version; otherwise one failure per proxy
+/// that runs an older version than the newest in the fleet, or whose version is unknown.
+fn version_checks(admins: &[String], scrapes: &[Scrape]) -> Vec<Check> {
+    let versions = version_cmd::versions(
+        admins
+            .iter()
+            .zip(scrapes)
+            .map(|(a, s)| (a.as_str(), s.page.as_ref().map(|p| p.version()))),
+    );
+    let Some((newest, _)) = versions.by_version.first() else {
+        return Vec::new(); // no proxy read: the admin checks already failed
+    };
+    if versions.by_version.len() == 1 && newest != UNKNOWN {
+        let n = versions.by_version[0].1.len();
+        return vec![Check::pass(
+            "version",
+            "fleet",
+            format!("all {n} proxies read run {newest} (this CLI: {CLI_VERSION})"),
+        )];
+    }
+    let mut out = Vec::new();
+    for (version, admins) in &versions.by_version {
+        for admin in admins {
+            if version == UNKNOWN {
+                out.push(Check::fail(
+                    "version",
+                    admin.clone(),
+                    "no weft_build_info{version} in /metrics",
+                    "a proxy of another version? upgrade it",
+                ));
+            } else if version != newest {
+                out.push(Check::fail(
+                    "version",
+                    admin.clone(),
+                    format!("runs {version}, the newest in the fleet is {newest}"),
+                    "upgrade it so the fleet runs one version",
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prom::Page;
+
+    fn scrape(text: &str) -> Scrape {
+        Scrape {
+            at: tokio::time::Instant::now(),
+            page: Ok(Page::parse(text)),
+        }
+    }
+
+    #[test]
+    fn versions_flag_every_older_and_unknown_proxy() {
+        let admins: Vec<String> = ["a:1", "b:1", "c:1", "d:1"].map(String::from).into();
+        let scrapes = [
+            scrape("weft_build_info{version=\"0.2.0\"} 1"),
+            scrape("weft_build_info{version=\"0.1.0\"} 1"),
+            scrape("weft_process_threads 4"),
+            Scrape {
+                at: tokio::time::Instant::now(),
+                page: Err("down".into()),
+            },
+        ];
+        let checks = version_checks(&admins, &scrapes);
+        let failed: Vec<(&str, bool)> = checks.iter().map(|c| (c.target.as_str(), c.ok)).collect();
+        assert_eq!(failed, [("b:1", false), ("c:1", false)]);
+        assert!(checks[0].detail.contains("newest in the fleet is 0.2.0"));
+
+        let same = version_checks(&admins[..2], &[scrapes[0].clone(), scrapes[0].clone()]);
+        assert_eq!(same.len(), 1);
+        assert!(same[0].ok && same[0].detail.starts_with("all 2 proxies read run 0.2.0"));
+    }
+
+    #[test]
+    fn marks_for_terminals_and_pipes() {
+        let ok = Check::pass("config", "w.yaml", "parses");
+        let bad = Check::fail("admin", "127.0.0.1:1", "unreachable", "start it");
+        assert_eq!(ok.line(true), "✔ config w.yaml: parses\n");
+        assert_eq!(ok.line(false), "ok   config w.yaml: parses\n");
+        assert_eq!(
+            bad.line(false),
+            "FAIL admin 127.0.0.1:1: unreachable (hint: start it)\n"
+        );
+        assert!(bad.line(true).starts_with("✘ admin"));
+    }
+}
