@@ -36,7 +36,10 @@ pub(crate) enum Detected {
 
 /// Reads from `io` until the protocol is known, at most `timeout`. Returns the verdict,
 /// whether the timeout expired, and `io` with the bytes read put back in front.
-pub(crate) async fn detect<I>(mut io: I, timeout: Duration) -> io::Result<(Detected, bool, Rewind<I>)>
+pub(crate) async fn detect<I>(
+    mut io: I,
+    timeout: Duration,
+) -> io::Result<(Detected, bool, Rewind<I>)>
 where
     I: AsyncRead + Unpin,
 {
@@ -106,7 +109,11 @@ impl<I> Rewind<I> {
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, out: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        out: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         if !self.prefix.is_empty() {
             let n = self.prefix.len().min(out.remaining());
             out.put_slice(&self.prefix[..n]);
@@ -118,7 +125,11 @@ impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
 }
 
 impl<I: AsyncWrite + Unpin> AsyncWrite for Rewind<I> {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.inner).poll_write(cx, buf)
     }
 
@@ -153,10 +164,18 @@ mod tests {
         assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Detected::Http));
         assert_eq!(classify(b"M-SEARCH * HTTP/1.1"), Some(Detected::Http));
         assert_eq!(classify(H2_PREFACE), Some(Detected::Http));
-        assert_eq!(classify(b"PRI * HTTP/2"), None, "wait for the whole preface");
+        assert_eq!(
+            classify(b"PRI * HTTP/2"),
+            None,
+            "wait for the whole preface"
+        );
         assert_eq!(classify(&[0x16, 0x03, 0x01]), Some(Detected::Tls));
         assert_eq!(classify(b"\x00\x01binary"), Some(Detected::Tcp));
-        assert_eq!(classify(b"get / "), Some(Detected::Tcp), "methods are upper case");
+        assert_eq!(
+            classify(b"get / "),
+            Some(Detected::Tcp),
+            "methods are upper case"
+        );
         assert_eq!(classify(b"GE"), None);
         assert_eq!(classify_partial(b"GE"), Detected::Tcp);
     }

@@ -360,7 +360,10 @@ impl Forwarded {
         strip_hop_by_hop(&mut parts.headers);
         if let (true, Some(protocol)) = (switching, upgrade) {
             // A 101 must tell the client what it switched to (RFC 9110 section 15.2.2).
-            parts.headers.insert(http::header::CONNECTION, http::HeaderValue::from_static("upgrade"));
+            parts.headers.insert(
+                http::header::CONNECTION,
+                http::HeaderValue::from_static("upgrade"),
+            );
             parts.headers.insert(http::header::UPGRADE, protocol);
         }
         append_via(&mut parts.headers, parts.version);

@@ -25,8 +25,8 @@ use crate::forward::{Dispatch, Forwarded};
 use crate::headers::{local_dtab, rewrite_request, via_hops};
 use crate::identify::identify;
 use crate::replay::ReplayBody;
-use crate::upgrade;
 use crate::tap::{Tap, TapRequest, Tapped};
+use crate::upgrade;
 
 /// Bounds on the caches a client can grow with request headers (Host, `l5d-dtab`): past
 /// them, per-request-dtab bindings are rebuilt and service metrics share one overflow series.
@@ -196,15 +196,22 @@ impl Router {
         }
         let local = local_dtab(req.headers())?;
         if upgrade::is_upgrade(&req) {
-            return self.forward_upgrade(req, &local, &id.name, id.rewritten, route.classifier).await;
+            return self
+                .forward_upgrade(req, &local, &id.name, id.rewritten, route.classifier)
+                .await;
         }
         let (mut parts, body) = req.into_parts();
         // A request that a peer proxy carried over HTTP/2 goes on as the HTTP/1 it was.
         if parts.headers.remove(ORIG_PROTO).is_some() {
             parts.version = Version::HTTP_11;
         }
-        let (uri, headers) =
-            rewrite_request(&parts.uri, parts.headers, parts.version, &local, id.rewritten)?;
+        let (uri, headers) = rewrite_request(
+            &parts.uri,
+            parts.headers,
+            parts.version,
+            &local,
+            id.rewritten,
+        )?;
         let service_cfg = &self.config.service;
         let budget = self.retry_budget(&id.name);
         let dispatch = Dispatch {
@@ -242,14 +249,25 @@ impl Router {
         classifier: Classifier,
     ) -> Result<Forwarded, ProxyError> {
         let protocol = req.headers().get(http::header::UPGRADE).cloned();
-        let (uri, headers) =
-            rewrite_request(req.uri(), req.headers().clone(), req.version(), local, rewritten)?;
+        let (uri, headers) = rewrite_request(
+            req.uri(),
+            req.headers().clone(),
+            req.version(),
+            local,
+            rewritten,
+        )?;
         let balancer = self.bound_client(local, name).await?;
         let Pick::Endpoint(endpoint) = balancer.pick() else {
-            return Err(ProxyError::new(ErrorKind::NoEndpoints, format!("{name} has no available endpoints")));
+            return Err(ProxyError::new(
+                ErrorKind::NoEndpoints,
+                format!("{name} has no available endpoints"),
+            ));
         };
         let head = (req.method().clone(), uri, headers);
-        let counters = [self.metrics.tcp_bytes("to_upstream"), self.metrics.tcp_bytes("to_downstream")];
+        let counters = [
+            self.metrics.tcp_bytes("to_upstream"),
+            self.metrics.tcp_bytes("to_downstream"),
+        ];
         let result = upgrade::forward(
             req,
             head,
@@ -446,7 +464,9 @@ impl Router {
 /// Endpoints reached through the `port` transformer are peer weft proxies (linker-to-linker):
 /// HTTP/1 requests to them travel over one multiplexed HTTP/2 connection.
 fn is_meshed(id: &Path) -> bool {
-    id.labels().take(2).eq([b"%".as_slice(), b"port".as_slice()])
+    id.labels()
+        .take(2)
+        .eq([b"%".as_slice(), b"port".as_slice()])
 }
 
 fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {

@@ -63,7 +63,9 @@ pub(crate) async fn serve(
     // Stop accepting before draining, so new connections are refused, not left waiting.
     drop(listener);
     connections.close();
-    tokio::time::timeout(grace, connections.wait()).await.is_ok()
+    tokio::time::timeout(grace, connections.wait())
+        .await
+        .is_ok()
 }
 
 /// One accepted connection.
@@ -123,7 +125,9 @@ impl Connection {
             let router = router.clone();
             async move { Ok::<_, Infallible>(router.handle(req, peer).await) }
         });
-        let conn = self.builder.serve_connection_with_upgrades(TokioIo::new(io), svc);
+        let conn = self
+            .builder
+            .serve_connection_with_upgrades(TokioIo::new(io), svc);
         tokio::pin!(conn);
         let result = tokio::select! {
             result = conn.as_mut() => result,

@@ -27,10 +27,16 @@ where
     let balancer = router.bound_client(&Dtab::empty(), &name).await?;
     let endpoint = match balancer.pick() {
         crate::balance::Pick::Endpoint(e) => e,
-        _ => return Err(ProxyError::new(ErrorKind::NoEndpoints, format!("{name} has no available endpoints"))),
+        _ => {
+            return Err(ProxyError::new(
+                ErrorKind::NoEndpoints,
+                format!("{name} has no available endpoints"),
+            ))
+        }
     };
     let connect = TcpStream::connect(endpoint.addr);
-    let upstream = match tokio::time::timeout(router.config().client.connect_timeout, connect).await {
+    let upstream = match tokio::time::timeout(router.config().client.connect_timeout, connect).await
+    {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => {
             balancer.record(&endpoint, false);
@@ -43,7 +49,10 @@ where
         }
         Err(_) => {
             balancer.record(&endpoint, false);
-            return Err(ProxyError::new(ErrorKind::ConnectTimeout, format!("endpoint {}", endpoint.addr)));
+            return Err(ProxyError::new(
+                ErrorKind::ConnectTimeout,
+                format!("endpoint {}", endpoint.addr),
+            ));
         }
     };
     let _ = upstream.set_nodelay(true);
@@ -53,7 +62,10 @@ where
         downstream,
         upstream,
         router.config().tcp_idle_timeout,
-        [metrics.tcp_bytes("to_upstream"), metrics.tcp_bytes("to_downstream")],
+        [
+            metrics.tcp_bytes("to_upstream"),
+            metrics.tcp_bytes("to_downstream"),
+        ],
     )
     .await;
     Ok(())
@@ -76,8 +88,14 @@ where
     tokio::join!(a_to_b, b_to_a);
 }
 
-async fn pump<R, W>(mut r: R, mut w: W, start: Instant, last: Arc<AtomicU64>, idle: Duration, bytes: Counter)
-where
+async fn pump<R, W>(
+    mut r: R,
+    mut w: W,
+    start: Instant,
+    last: Arc<AtomicU64>,
+    idle: Duration,
+    bytes: Counter,
+) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
@@ -88,7 +106,9 @@ where
             Ok(Ok(n)) => n,
             Err(_) => {
                 // Idle in this direction; the connection is idle only if the other one is too.
-                let quiet = start.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+                let quiet = start
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
                 if quiet >= idle {
                     tracing::debug!(?idle, "tcp connection idle: closing");
                     let _ = w.shutdown().await;
@@ -97,7 +117,10 @@ where
                 continue;
             }
         };
-        last.store(u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
+        last.store(
+            u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         if w.write_all(&buf[..n]).await.is_err() {
             return;
         }

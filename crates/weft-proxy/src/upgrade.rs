@@ -94,10 +94,9 @@ pub(crate) async fn forward(
             .unwrap_or(uri)
     };
     *req.headers_mut() = headers;
-    let mut rsp = sender
-        .send_request(req)
-        .await
-        .map_err(|e| ProxyError::new(ErrorKind::UpstreamReset, format!("endpoint {endpoint}")).with_source(e))?;
+    let mut rsp = sender.send_request(req).await.map_err(|e| {
+        ProxyError::new(ErrorKind::UpstreamReset, format!("endpoint {endpoint}")).with_source(e)
+    })?;
     let switched = if is_connect {
         rsp.status().is_success()
     } else {
@@ -108,7 +107,9 @@ pub(crate) async fn forward(
         let up = hyper::upgrade::on(&mut rsp);
         tokio::spawn(async move {
             match tokio::try_join!(down, up) {
-                Ok((down, up)) => copy_both_ways(TokioIo::new(down), TokioIo::new(up), idle, counters).await,
+                Ok((down, up)) => {
+                    copy_both_ways(TokioIo::new(down), TokioIo::new(up), idle, counters).await
+                }
                 Err(error) => tracing::debug!(%error, "upgrade failed"),
             }
         });
@@ -128,9 +129,19 @@ mod tests {
             .body(())
             .unwrap();
         assert!(is_upgrade(&ws));
-        let plain = Request::builder().header("upgrade", "h2c").body(()).unwrap();
-        assert!(!is_upgrade(&plain), "Upgrade without Connection: upgrade is ignored");
-        let connect = Request::builder().method("CONNECT").uri("db:5432").body(()).unwrap();
+        let plain = Request::builder()
+            .header("upgrade", "h2c")
+            .body(())
+            .unwrap();
+        assert!(
+            !is_upgrade(&plain),
+            "Upgrade without Connection: upgrade is ignored"
+        );
+        let connect = Request::builder()
+            .method("CONNECT")
+            .uri("db:5432")
+            .body(())
+            .unwrap();
         assert!(is_upgrade(&connect));
     }
 }

@@ -129,16 +129,16 @@ fn announce(proxy: &Proxy, admin: std::net::SocketAddr) -> anyhow::Result<()> {
 
 /// SIGTERM and SIGINT handlers, installed synchronously at start-up.
 struct Signals {
-    streams: Option<(
-        tokio::signal::unix::Signal,
-        tokio::signal::unix::Signal,
-    )>,
+    streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
 }
 
 impl Signals {
     fn install() -> Signals {
         use tokio::signal::unix::{signal, SignalKind};
-        let streams = match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        let streams = match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(term), Ok(int)) => Some((term, int)),
             _ => {
                 tracing::warn!("cannot install signal handlers; use POST /shutdown to stop");
