@@ -149,3 +149,68 @@ fn weft_lines(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// A free TCP port on 127.0.0.1 for a program that cannot be told to use port 0 and report
+/// it back (Prometheus' own web listener).
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_prometheus_scrapes_weft_and_queries_a_value_back() {
+    const N: usize = 5;
+    let (weft, _books, _disco) = weft_after_traffic(N).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global: {{scrape_interval: 1s}}\nscrape_configs:\n  - job_name: weft\n    static_configs: [{{targets: ['{}']}}]\n",
+            weft.admin()
+        ),
+    )
+    .expect("write prometheus.yml");
+    let web = format!("127.0.0.1:{}", free_port());
+    let mut prometheus = tokio::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", config.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address={web}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("prometheus (Debian package `prometheus`) must be installed: apt-get install prometheus");
+    let query = "sum(weft_requests_total{service=\"/svc/books\"})";
+    let client = Client::http1(web.parse().expect("addr"));
+    let value = eventually(Duration::from_secs(60), || {
+        let client = client.clone();
+        let web = web.clone();
+        async move {
+            let path = format!("/api/v1/query?query={}", urlencode(query));
+            let r = client.get(&web, &path).await.ok()?;
+            let body: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            let v = body["data"]["result"][0]["value"][1]
+                .as_str()?
+                .parse::<f64>()
+                .ok()?;
+            Some(v)
+        }
+    })
+    .await;
+    let _ = prometheus.kill().await;
+    assert_eq!(
+        value,
+        Some(N as f64),
+        "Prometheus scraped weft and returned the request count"
+    );
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
