@@ -62,9 +62,9 @@ impl Material {
         let roots = {
             let bundle_path = &cfg.trust_bundle;
             let mut roots = RootCertStore::empty();
-            for c in certs(&files.bundle, &bundle_path)? {
+            for c in certs(&files.bundle, bundle_path)? {
                 roots.add(c).map_err(|e| {
-                    TlsError::file(&bundle_path, format!("bad trust anchor: {e}")).with_source(e)
+                    TlsError::file(bundle_path, format!("bad trust anchor: {e}")).with_source(e)
                 })?;
             }
             Arc::new(roots)

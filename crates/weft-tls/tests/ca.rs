@@ -46,7 +46,16 @@ fn init_csr_issue_load_round_trip() {
         old_issuer,
         std::fs::read(dir.join(ca::ISSUER_CERT)).unwrap()
     );
-    assert!(id.clone().spiffe_id() == WEB);
+    let reloaded = Identity::load(&IdentityConfig {
+        cert: tmp.path().join("tls.crt"),
+        key: tmp.path().join("tls.key"),
+        trust_bundle: dir.join(ca::ANCHOR_CERT),
+    });
+    assert!(reloaded.is_ok(), "a leaf of the old issuer stays valid");
+    let (_, csr) = ca::csr(WEB).unwrap();
+    let chain = ca::issue(&dir, &csr, WEB, Duration::from_secs(3600)).unwrap();
+    assert!(chain
+        .ends_with(&String::from_utf8(std::fs::read(dir.join(ca::ISSUER_CERT)).unwrap()).unwrap()));
 }
 
 #[test]

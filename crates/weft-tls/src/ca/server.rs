@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::pki_types::{PrivateKeyDer, UnixTime};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use serde::Deserialize;
@@ -340,6 +340,5 @@ fn make_serving(
         .load_private_key(key_der)
         .map_err(|e| TlsError::new(format!("serving key: {e}")))?;
     let renew_at = UnixTime::now().as_secs() + SERVING_LIFETIME.as_secs() * 7 / 10;
-    let _: &[CertificateDer<'static>] = &chain;
     Ok((Arc::new(CertifiedKey::new(chain, signing)), renew_at))
 }
