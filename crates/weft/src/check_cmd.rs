@@ -162,7 +162,10 @@ fn config_checks(file: &Path) -> Vec<Check> {
         out.push(Check::pass(
             "dtab",
             format!("router {}", r.label),
-            format!("parses ({} dentries)", r.dtab.dentries().len()),
+            match r.dtab.dentries().len() {
+                1 => "parses (1 dentry)".to_owned(),
+                n => format!("parses ({n} dentries)"),
+            },
         ));
     }
     for n in &config.namers {
@@ -318,11 +321,14 @@ fn version_checks(admins: &[String], scrapes: &[Scrape]) -> Vec<Check> {
         return Vec::new(); // no proxy read: the admin checks already failed
     };
     if versions.by_version.len() == 1 && newest != UNKNOWN {
-        let n = versions.by_version[0].1.len();
+        let all = match versions.by_version[0].1.len() {
+            1 => "the 1 proxy read runs".to_owned(),
+            n => format!("all {n} proxies read run"),
+        };
         return vec![Check::pass(
             "version",
             "fleet",
-            format!("all {n} proxies read run {newest} (this CLI: {CLI_VERSION})"),
+            format!("{all} {newest} (this CLI: {CLI_VERSION})"),
         )];
     }
     let mut out = Vec::new();

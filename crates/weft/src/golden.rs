@@ -26,14 +26,18 @@ pub(crate) struct Golden {
 }
 
 impl Golden {
+    /// The numbers of `t`, rounded to what is meaningful (rates to 1/1000 per second,
+    /// latencies to the microsecond) so the JSON does not show float noise.
     fn new(t: &Traffic, rps: f64) -> Golden {
+        let round = |x: f64, unit: f64| (x / unit).round() * unit;
+        let lat = |q| t.latency(q).map(|s| round(s, 1e-6));
         Golden {
             requests: t.total,
-            rps,
-            success: t.success_rate(),
-            latency_p50_seconds: t.latency(0.5),
-            latency_p95_seconds: t.latency(0.95),
-            latency_p99_seconds: t.latency(0.99),
+            rps: round(rps, 1e-3),
+            success: t.success_rate().map(|r| round(r, 1e-6)),
+            latency_p50_seconds: lat(0.5),
+            latency_p95_seconds: lat(0.95),
+            latency_p99_seconds: lat(0.99),
         }
     }
 

@@ -164,7 +164,7 @@ fn to_json(args: &StatArgs, w: &Windows) -> serde_json::Value {
             }
             r.golden.add_to_json(&mut v);
             if let Some(open) = r.open_connections {
-                v["open_connections"] = json!(open);
+                v["open_connections"] = json!(open.round() as i64);
             }
             v
         })

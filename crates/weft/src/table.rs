@@ -57,11 +57,12 @@ pub(crate) fn rate(rps: f64) -> String {
 /// `61ms`, `1.20s`).
 pub(crate) fn latency(secs: f64) -> String {
     let ms = secs * 1000.0;
-    if ms < 1.0 {
+    // Thresholds just below each power of ten, so that rounding never prints `10.0ms`.
+    if ms < 0.995 {
         format!("{ms:.2}ms")
-    } else if ms < 10.0 {
+    } else if ms < 9.95 {
         format!("{ms:.1}ms")
-    } else if ms < 1000.0 {
+    } else if ms < 999.5 {
         format!("{ms:.0}ms")
     } else {
         format!("{secs:.2}s")
@@ -80,6 +81,9 @@ mod tests {
         assert_eq!(latency(0.0031), "3.1ms");
         assert_eq!(latency(0.061), "61ms");
         assert_eq!(latency(1.2), "1.20s");
+        assert_eq!(latency(0.000999), "1.0ms");
+        assert_eq!(latency(0.00999), "10ms");
+        assert_eq!(latency(0.9996), "1.00s");
     }
 
     #[test]

@@ -66,15 +66,26 @@ pub(crate) fn run(args: VersionArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut problems = fleet.problems.clone();
-    problems.extend(fleet::scrape_problems(&fleet.admins, &scrapes));
-    problems.iter().for_each(|p| output::problem(&p.error));
+    let scraped = fleet::scrape_problems(&fleet.admins, &scrapes);
+    fleet
+        .problems
+        .iter()
+        .chain(&scraped)
+        .for_each(|p| output::problem(&p.error));
     let versions = versions(
         fleet
             .admins
             .iter()
             .zip(&scrapes)
             .map(|(a, s)| (a.as_str(), s.page.as_ref().map(|p| p.version()))),
+    );
+    // The proxies that could not be read are listed as `unreachable`; `problems` holds the
+    // rest (fleet file lines, pages with lines that do not parse).
+    let mut problems = fleet.problems.clone();
+    problems.extend(
+        scraped
+            .into_iter()
+            .filter(|p| !versions.unreadable.iter().any(|u| u.source == p.source)),
     );
     let read = versions.by_version.iter().any(|(_, a)| !a.is_empty());
     let text = match args.output {
