@@ -233,12 +233,12 @@ async fn rolling_restart_of_instances_fails_no_idempotent_request() {
         let (n, ok) = wait_metric(&weft, "weft_endpoints", &endpoints, |v| v == 3.0).await;
         assert!(ok, "weft did not take {} back (endpoints {n})", up.name());
         let back = eventually(Duration::from_secs(10), || async {
-            (up.requests() > before + 10).then_some(())
+            (up.requests() > before + 50).then_some(())
         })
         .await;
         assert!(
             back.is_some(),
-            "{} got no traffic after its restart",
+            "{} got fewer than 50 requests within 10s after its restart",
             up.name()
         );
     }
