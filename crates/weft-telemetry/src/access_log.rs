@@ -358,7 +358,9 @@ mod tests {
 
     #[test]
     fn unopenable_file_is_an_error() {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let _guard = rt.enter();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("missing-dir").join("access.log");
@@ -370,7 +372,9 @@ mod tests {
     fn a_full_queue_drops_and_counts_without_blocking() {
         // A current-thread runtime that is never driven: the writer task cannot run, so
         // the queue fills and stays full.
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         let _guard = rt.enter();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("access.log");

@@ -65,10 +65,9 @@ impl ExportMetrics {
 
     /// `weft_access_log_dropped_total` of one router.
     pub(crate) fn access_log_dropped(&self, router: &str) -> Counter {
-        self.access_log_dropped
-            .get_or_create_owned(&RouterLabels {
-                router: Arc::from(router),
-            })
+        self.access_log_dropped.get_or_create_owned(&RouterLabels {
+            router: Arc::from(router),
+        })
     }
 
     /// The exported and dropped span counters of one exporter (`otlp`, `zipkin`).

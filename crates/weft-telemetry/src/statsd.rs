@@ -155,7 +155,11 @@ impl Flusher {
                 Some(Kind::Counter) => {
                     let name = self.name(s.name, &s.labels);
                     let prev = self.counters.insert(name.clone(), s.value).unwrap_or(0.0);
-                    let delta = if s.value >= prev { s.value - prev } else { s.value };
+                    let delta = if s.value >= prev {
+                        s.value - prev
+                    } else {
+                        s.value
+                    };
                     if delta > 0.0 {
                         out.push(format!("{name}:{}|c", num(delta)));
                     }

@@ -4,6 +4,7 @@
 mod accepts;
 mod rejects;
 mod resilience;
+mod telemetry;
 
 use std::time::Duration;
 

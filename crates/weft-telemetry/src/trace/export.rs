@@ -99,8 +99,14 @@ impl Exporter {
         while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
             let n = batch.len() as u64;
             let (body, content_type) = match self.kind {
-                Kind::Otlp => (otlp::encode(&batch, &self.service_name), "application/x-protobuf"),
-                Kind::Zipkin => (zipkin::encode(&batch, &self.service_name), "application/json"),
+                Kind::Otlp => (
+                    otlp::encode(&batch, &self.service_name),
+                    "application/x-protobuf",
+                ),
+                Kind::Zipkin => (
+                    zipkin::encode(&batch, &self.service_name),
+                    "application/json",
+                ),
             };
             batch.clear();
             match self.post(&client, body, content_type).await {

@@ -468,7 +468,12 @@ mod tests {
         assert_eq!(inc.sampled, Some(true));
         let inc = extract(&headers(&[("b3", "a3ce929d0e0e4736-00f067aa0ba902b7")]));
         assert_eq!((inc.parent.is_some(), inc.sampled), (true, None));
-        for bad in ["x", "a3ce929d0e0e4736", "a3ce929d0e0e4736-00f067aa0ba902b7-2", "1-2-3-4-5"] {
+        for bad in [
+            "x",
+            "a3ce929d0e0e4736",
+            "a3ce929d0e0e4736-00f067aa0ba902b7-2",
+            "1-2-3-4-5",
+        ] {
             assert_eq!(extract(&headers(&[("b3", bad)])).format, None, "{bad}");
         }
     }
