@@ -33,6 +33,9 @@ pub struct ClientConfig {
     /// classifier says (yaml `requeueBudget`, same keys as `service.retries.budget`); default
     /// like the retry budget: 0.2, 10/s, 10s.
     pub requeue_budget: RetryBudget,
+    /// mTLS towards meshed endpoints (yaml `tls: {serverIdentity}`); `None`: plaintext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::ClientTlsConfig>,
 }
 
 impl ClientConfig {
@@ -53,6 +56,7 @@ impl Default for ClientConfig {
             failure_accrual: FailureAccrualConfig::default(),
             fail_fast_timeout: Self::DEFAULT_FAIL_FAST_TIMEOUT,
             requeue_budget: RetryBudget::default(),
+            tls: None,
         }
     }
 }

@@ -20,6 +20,7 @@ mod profile;
 mod raw;
 mod service;
 mod telemetry;
+mod tls;
 mod types;
 mod validate;
 mod values;
@@ -37,6 +38,7 @@ pub use service::{ResponseClassifier, RetriesConfig, RetryBackoff, RetryBudget, 
 pub use telemetry::{
     AccessLogConfig, AccessLogFormat, AccessLogTarget, ExporterConfig, StatsdConfig, TracingConfig,
 };
+pub use tls::{ClientTlsConfig, IdentitySettings, ServerTlsConfig};
 pub use types::{
     AdminConfig, IdentifierConfig, NamerConfig, NamerKind, Protocol, RouterConfig, ServerConfig,
     TransformerConfig,
@@ -64,6 +66,9 @@ pub struct Config {
     /// statsd export of the metrics (yaml `statsd`); `None` when absent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub statsd: Option<StatsdConfig>,
+    /// The proxy's mTLS identity (yaml `identity`); `None`: no TLS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentitySettings>,
 }
 
 impl Config {

@@ -21,6 +21,28 @@ pub(crate) struct RawConfig {
     pub(crate) routers: Option<Vec<RawRouter>>,
     pub(crate) tracing: Option<RawTracing>,
     pub(crate) statsd: Option<RawStatsd>,
+    pub(crate) identity: Option<RawIdentity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawIdentity {
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
+    pub(crate) trust_bundle: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawServerTls {
+    pub(crate) require_tls: Option<bool>,
+    pub(crate) authorized_clients: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawClientTls {
+    pub(crate) server_identity: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -106,6 +128,7 @@ pub(crate) struct RawRouter {
     pub(crate) opaque_ports: Option<Vec<Port>>,
     pub(crate) detect_timeout: Option<Dur>,
     pub(crate) tcp_idle_timeout: Option<Dur>,
+    pub(crate) tls: Option<RawServerTls>,
     pub(crate) client: Option<RawClient>,
     pub(crate) service: Option<RawService>,
     pub(crate) access_log: Option<RawAccessLog>,
@@ -151,6 +174,7 @@ pub(crate) struct RawClient {
     pub(crate) pool_idle_timeout: Option<Dur>,
     pub(crate) fail_fast_timeout: Option<Dur>,
     pub(crate) requeue_budget: Option<RawBudget>,
+    pub(crate) tls: Option<RawClientTls>,
 }
 
 #[derive(Debug, Default, Deserialize)]

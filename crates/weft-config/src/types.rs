@@ -145,6 +145,10 @@ pub struct RouterConfig {
     /// this long is closed (yaml `tcpIdleTimeout`); default 1h.
     #[serde(serialize_with = "ser_duration")]
     pub tcp_idle_timeout: Duration,
+    /// mTLS termination and client authorization on this router's servers (yaml `tls`);
+    /// `None`: plaintext only. Needs the top-level `identity`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<crate::ServerTlsConfig>,
     /// Settings of each bound client (one per bound name).
     pub client: ClientConfig,
     /// Settings of each logical service (one per logical name).

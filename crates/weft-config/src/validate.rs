@@ -96,13 +96,79 @@ pub(crate) fn config(raw: RawConfig, base_dir: &FsPath) -> Result<Config> {
         .statsd
         .map(|s| telemetry::statsd(s, &root.key("statsd")))
         .transpose()?;
+    let identity = raw
+        .identity
+        .map(|i| identity(i, &root.key("identity"), base_dir))
+        .transpose()?;
+    if identity.is_none() {
+        for (i, r) in routers.iter().enumerate() {
+            let p = root.key("routers").index(i);
+            if r.tls.is_some() {
+                return invalid(
+                    &p.key("tls"),
+                    "router `tls` needs a top-level `identity` (cert, key, trustBundle)",
+                );
+            }
+            if r.client.tls.is_some() {
+                return invalid(
+                    &p.key("client").key("tls"),
+                    "`client.tls` needs a top-level `identity` (cert, key, trustBundle)",
+                );
+            }
+        }
+    }
     Ok(Config {
         admin,
         namers,
         routers,
         tracing,
         statsd,
+        identity,
     })
+}
+
+fn identity(raw: RawIdentity, p: &KeyPath, base_dir: &FsPath) -> Result<IdentitySettings> {
+    let file = |v: Option<String>, key: &'static str| match v.filter(|s| !s.is_empty()) {
+        Some(f) => Ok(base_dir.join(f)),
+        None => invalid(&p.key(key), format!("missing `{key}`: a PEM file path")),
+    };
+    Ok(IdentitySettings {
+        cert: file(raw.cert, "cert")?,
+        key: file(raw.key, "key")?,
+        trust_bundle: file(raw.trust_bundle, "trustBundle")?,
+    })
+}
+
+fn server_tls(raw: RawServerTls, p: &KeyPath) -> Result<ServerTlsConfig> {
+    let authorized_clients = raw.authorized_clients.unwrap_or_default();
+    for (i, id) in authorized_clients.iter().enumerate() {
+        if !id.starts_with("spiffe://") {
+            return invalid(
+                &p.key("authorizedClients").index(i),
+                format!("{id:?} is not a SPIFFE ID (spiffe://<trust-domain>/...), nor a prefix of one ending in *"),
+            );
+        }
+    }
+    Ok(ServerTlsConfig {
+        require_tls: raw.require_tls.unwrap_or(false),
+        authorized_clients,
+    })
+}
+
+fn client_tls(raw: RawClientTls, p: &KeyPath) -> Result<ClientTlsConfig> {
+    match raw.server_identity {
+        Some(id) if id.starts_with("spiffe://") => Ok(ClientTlsConfig {
+            server_identity: id,
+        }),
+        Some(id) => invalid(
+            &p.key("serverIdentity"),
+            format!("{id:?} is not a SPIFFE ID (spiffe://<trust-domain>/...)"),
+        ),
+        None => invalid(
+            &p.key("serverIdentity"),
+            "missing `serverIdentity`: the SPIFFE ID meshed endpoints must present",
+        ),
+    }
 }
 
 /// Two listen addresses conflict if they share a non-zero port and their IPs are equal, or one
@@ -295,6 +361,7 @@ fn router(raw: RawRouter, p: &KeyPath, base_dir: &FsPath) -> Result<RouterConfig
             true,
             &p.key("tcpIdleTimeout"),
         )?,
+        tls: raw.tls.map(|t| server_tls(t, &p.key("tls"))).transpose()?,
         client: client(raw.client.unwrap_or_default(), &p.key("client"))?,
         service: service::service(raw.service.unwrap_or_default(), &p.key("service"))?,
         access_log: raw
@@ -420,6 +487,7 @@ fn client(raw: RawClient, p: &KeyPath) -> Result<ClientConfig> {
             raw.requeue_budget.unwrap_or_default(),
             &p.key("requeueBudget"),
         )?,
+        tls: raw.tls.map(|t| client_tls(t, &p.key("tls"))).transpose()?,
     })
 }
 

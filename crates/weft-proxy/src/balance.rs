@@ -26,6 +26,7 @@ use weft_telemetry::ClientMetrics;
 use crate::accrual::{Accrual, Transition};
 use crate::client::{ClientParams, Upstream};
 use crate::replay::ReplayBody;
+use crate::tls::MeshTls;
 
 /// Load assumed for an endpoint with no measurement yet: optimistic, so new endpoints get
 /// tried (Finagle uses the same idea).
@@ -98,6 +99,8 @@ pub(crate) struct Balancer {
     changed: Notify,
     /// The endpoints are peer weft proxies: HTTP/1 requests go to them over HTTP/2.
     meshed: bool,
+    /// Mesh TLS towards the endpoints, when configured.
+    tls: Option<MeshTls>,
 }
 
 // === impl Balancer ===
@@ -108,6 +111,7 @@ impl Balancer {
         config: &ClientConfig,
         metrics: ClientMetrics,
         meshed: bool,
+        tls: Option<MeshTls>,
     ) -> Balancer {
         let budget = &config.requeue_budget;
         metrics.set_endpoints(0);
@@ -128,6 +132,7 @@ impl Balancer {
             metrics,
             changed: Notify::new(),
             meshed,
+            tls,
         }
     }
 
@@ -171,6 +176,11 @@ impl Balancer {
         });
         drop(guard);
         self.changed.notify_waiters();
+    }
+
+    /// Mesh TLS towards the endpoints, if configured (for opaque TCP to peers).
+    pub(crate) fn tls(&self) -> Option<&MeshTls> {
+        self.tls.as_ref()
     }
 
     /// True when the endpoints are peer weft proxies (proxy-to-proxy HTTP/2).
@@ -276,7 +286,7 @@ impl Balancer {
             addr,
             weight,
             service: Mutex::new(PeakEwma::new(
-                Upstream::new(addr, self.params),
+                Upstream::new(addr, self.params, self.tls.clone()),
                 DEFAULT_RTT,
                 decay_ns,
                 CompleteOnResponse::default(),

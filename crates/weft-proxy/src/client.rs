@@ -16,6 +16,7 @@ use tokio::net::TcpStream;
 
 use crate::error::{ErrorKind, ProxyError};
 use crate::replay::ReplayBody;
+use crate::tls::{ClientIo, MeshTls};
 
 /// Client settings shared by every endpoint of a router.
 #[derive(Clone, Copy, Debug)]
@@ -28,31 +29,44 @@ pub(crate) struct ClientParams {
 }
 
 /// Connects to one fixed address whatever the request URI says, so that the URI (and with it
-/// Host and `:authority`) keeps the name the client used.
+/// Host and `:authority`) keeps the name the client used; with mesh TLS when configured.
 #[derive(Clone, Debug)]
 pub(crate) struct Connector {
     addr: SocketAddr,
     timeout: Duration,
+    tls: Option<MeshTls>,
 }
 
 impl tower::Service<Uri> for Connector {
-    type Response = TokioIo<TcpStream>;
+    type Response = ClientIo;
     type Error = io::Error;
-    type Future = Pin<Box<dyn Future<Output = io::Result<TokioIo<TcpStream>>> + Send>>;
+    type Future = Pin<Box<dyn Future<Output = io::Result<ClientIo>> + Send>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<io::Result<()>> {
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, _: Uri) -> Self::Future {
-        let (addr, timeout) = (self.addr, self.timeout);
+        let (addr, timeout, tls) = (self.addr, self.timeout, self.tls.clone());
         Box::pin(async move {
             let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timeout"))??;
             // Latency over throughput: requests are small and interactive.
             stream.set_nodelay(true)?;
-            Ok(TokioIo::new(stream))
+            match tls {
+                None => Ok(ClientIo::Plain(TokioIo::new(stream))),
+                Some(tls) => {
+                    // The handshake is part of connecting: bounded by the same timeout, and a
+                    // failure is a connect failure (the request never left).
+                    let tls_stream = tokio::time::timeout(timeout, tls.connect(stream))
+                        .await
+                        .map_err(|_| {
+                            io::Error::new(io::ErrorKind::TimedOut, "tls handshake timeout")
+                        })??;
+                    Ok(ClientIo::Tls(Box::new(TokioIo::new(tls_stream))))
+                }
+            }
         })
     }
 }
@@ -66,10 +80,11 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    pub(crate) fn new(addr: SocketAddr, params: ClientParams) -> Upstream {
+    pub(crate) fn new(addr: SocketAddr, params: ClientParams, tls: Option<MeshTls>) -> Upstream {
         let connector = Connector {
             addr,
             timeout: params.connect_timeout,
+            tls,
         };
         let mut builder = Client::builder(TokioExecutor::new());
         builder

@@ -108,6 +108,43 @@ impl<I> Rewind<I> {
     }
 }
 
+/// The largest TLS record a ClientHello may come in (RFC 8446 section 5.1: 2^14 bytes plus
+/// the 5-byte header).
+const MAX_TLS_RECORD: usize = (1 << 14) + 5;
+
+impl<I: AsyncRead + Unpin> Rewind<I> {
+    /// Reads (into the replay buffer) until it holds the whole first TLS record, at most
+    /// `timeout`; returns that record. Errors on timeout, EOF, or an oversized record.
+    pub(crate) async fn read_tls_record(&mut self, timeout: Duration) -> io::Result<&[u8]> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.prefix.len() >= 5 {
+                let len = 5 + usize::from(u16::from_be_bytes([self.prefix[3], self.prefix[4]]));
+                if len > MAX_TLS_RECORD {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "tls record too large",
+                    ));
+                }
+                if self.prefix.len() >= len {
+                    return Ok(&self.prefix[..len]);
+                }
+            }
+            match tokio::time::timeout_at(deadline, self.inner.read_buf(&mut self.prefix)).await {
+                Err(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no complete ClientHello",
+                    ))
+                }
+                Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+}
+
 impl<I: AsyncRead + Unpin> AsyncRead for Rewind<I> {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -29,6 +29,8 @@ pub enum ErrorKind {
     LoopDetected,
     /// An `l5d-dtab` or `l5d-ctx-dtab` header did not parse. 400.
     BadDtabHeader,
+    /// The client's identity (or its lack of one) is not authorized on this router. 403.
+    Unauthorized,
     /// The name bound to Neg: no such service. 502.
     NoSuchService,
     /// The binding failed (Fail, a delegation loop, a namer error). 502.
@@ -64,6 +66,7 @@ impl ErrorKind {
             ErrorKind::Unidentified => "unidentified",
             ErrorKind::LoopDetected => "loop-detected",
             ErrorKind::BadDtabHeader => "bad-dtab-header",
+            ErrorKind::Unauthorized => "unauthorized",
             ErrorKind::NoSuchService => "no-such-service",
             ErrorKind::BindingFailed => "binding-failed",
             ErrorKind::BindingTimeout => "binding-timeout",
@@ -85,6 +88,7 @@ impl ErrorKind {
             ErrorKind::Unidentified | ErrorKind::LoopDetected | ErrorKind::BadDtabHeader => {
                 StatusCode::BAD_REQUEST
             }
+            ErrorKind::Unauthorized => StatusCode::FORBIDDEN,
             ErrorKind::NoSuchService
             | ErrorKind::BindingFailed
             | ErrorKind::ConnectionRefused
@@ -102,9 +106,10 @@ impl ErrorKind {
     /// Who is at fault.
     pub fn fault(self) -> Fault {
         match self {
-            ErrorKind::Unidentified | ErrorKind::LoopDetected | ErrorKind::BadDtabHeader => {
-                Fault::Downstream
-            }
+            ErrorKind::Unidentified
+            | ErrorKind::LoopDetected
+            | ErrorKind::BadDtabHeader
+            | ErrorKind::Unauthorized => Fault::Downstream,
             ErrorKind::ConnectionRefused
             | ErrorKind::ConnectFailed
             | ErrorKind::ConnectTimeout

@@ -21,6 +21,7 @@ mod router;
 mod server;
 mod tap;
 mod tcp;
+mod tls;
 mod upgrade;
 
 use std::io;
@@ -43,6 +44,7 @@ pub use tap::{Tap, TapEvent, TapFilter, TapSubscription};
 pub struct Proxy {
     routers: Vec<Arc<Router>>,
     tap: Arc<Tap>,
+    identity: Option<weft_tls::Identity>,
     listeners: Vec<(Arc<Router>, TcpListener)>,
 }
 
@@ -56,6 +58,22 @@ impl Proxy {
     /// router and address.
     pub async fn bind(config: &Config, metrics: &Metrics) -> io::Result<Proxy> {
         let interpreter = namers::interpreter(&config.namers);
+        let identity = match &config.identity {
+            Some(settings) => {
+                let identity = weft_tls::Identity::load(&weft_tls::IdentityConfig {
+                    cert: settings.cert.clone(),
+                    key: settings.key.clone(),
+                    trust_bundle: settings.trust_bundle.clone(),
+                })
+                .map_err(|e| {
+                    io::Error::new(io::ErrorKind::InvalidData, format!("identity: {e}"))
+                })?;
+                identity.watch();
+                tracing::info!(id = %identity.spiffe_id(), "identity loaded");
+                Some(identity)
+            }
+            None => None,
+        };
         let tap = Arc::new(Tap::default());
         let mut routers = Vec::new();
         let mut listeners = Vec::new();
@@ -65,6 +83,7 @@ impl Proxy {
                 interpreter.clone(),
                 metrics.router(&rc.label),
                 tap.clone(),
+                identity.clone(),
             ));
             for server in &rc.servers {
                 let listener = TcpListener::bind(server.addr).await.map_err(|e| {
@@ -81,6 +100,7 @@ impl Proxy {
             routers,
             tap,
             listeners,
+            identity,
         })
     }
 
@@ -95,6 +115,11 @@ impl Proxy {
     /// The routers, in config order (shared with the admin server).
     pub fn routers(&self) -> Vec<Arc<Router>> {
         self.routers.clone()
+    }
+
+    /// The proxy's mTLS identity, if configured (for expiry and reload metrics).
+    pub fn identity(&self) -> Option<weft_tls::Identity> {
+        self.identity.clone()
     }
 
     /// The tap registry shared by every router (for the admin server's `/tap`).

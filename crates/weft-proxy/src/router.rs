@@ -26,7 +26,9 @@ use crate::headers::{local_dtab, rewrite_request, via_hops};
 use crate::identify::identify;
 use crate::replay::ReplayBody;
 use crate::tap::{Tap, TapRequest, Tapped};
+use crate::tls::MeshTls;
 use crate::upgrade;
+use weft_tls::Identity;
 
 /// Bounds on the caches a client can grow with request headers (Host, `l5d-dtab`): past
 /// them, per-request-dtab bindings are rebuilt and service metrics share one overflow series.
@@ -56,11 +58,15 @@ pub struct Router {
     /// Retry budgets by logical name.
     budgets: RwLock<HashMap<Path, Arc<TpsBudget>>>,
     tap: Arc<Tap>,
+    /// The proxy's mTLS identity, if configured.
+    identity: Option<Identity>,
 }
 
 /// What the response side needs to know of a request.
 struct RequestCtx {
     peer: SocketAddr,
+    /// The client's SPIFFE ID, when it came over mesh TLS.
+    client_id: Option<Arc<str>>,
     service: Option<ServiceMetrics>,
     tap: Option<Tapped>,
 }
@@ -89,6 +95,7 @@ impl Router {
         interpreter: Interpreter,
         metrics: RouterMetrics,
         tap: Arc<Tap>,
+        identity: Option<Identity>,
     ) -> Router {
         let params = ClientParams {
             connect_timeout: config.client.connect_timeout,
@@ -105,6 +112,7 @@ impl Router {
             services: RwLock::default(),
             budgets: RwLock::default(),
             tap,
+            identity,
         }
     }
 
@@ -122,6 +130,20 @@ impl Router {
         &self.metrics
     }
 
+    /// The identity that terminates mesh TLS on this router's servers: set when the router
+    /// has a `tls` section (validation guarantees an identity exists then).
+    pub(crate) fn server_identity(&self) -> Option<&Identity> {
+        self.config.tls.as_ref().and(self.identity.as_ref())
+    }
+
+    /// Whether a client with this identity (`None`: plaintext) may use the router.
+    pub(crate) fn authorizes(&self, client: Option<&str>) -> bool {
+        self.config
+            .tls
+            .as_ref()
+            .is_none_or(|t| t.authorizes(client))
+    }
+
     /// Explains how `path` binds under the router's dtab extended by `local` (as an
     /// `l5d-dtab` header would), waiting at most the binding timeout for namers.
     pub async fn delegate(&self, path: &Path, local: &Dtab) -> DelegateTree {
@@ -137,10 +159,12 @@ impl Router {
         &self,
         req: Request<Incoming>,
         peer: SocketAddr,
+        client_id: Option<Arc<str>>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
         let mut ctx = RequestCtx {
             peer,
+            client_id,
             service: None,
             tap: None,
         };
@@ -177,6 +201,13 @@ impl Router {
                 format!("more than {} proxies in Via", self.config.max_hops),
             ));
         }
+        if !self.authorizes(ctx.client_id.as_deref()) {
+            let who = ctx.client_id.as_deref().unwrap_or("a plaintext client");
+            return Err(ProxyError::new(
+                ErrorKind::Unauthorized,
+                format!("{who} may not call router {}", self.label()),
+            ));
+        }
         let id = identify(&self.config.identifier, &self.config.dst_prefix, &req)?;
         let route = self.route(&id.name, req.method(), req.uri().path());
         let svc = ctx
@@ -187,6 +218,7 @@ impl Router {
             ctx.tap = self.tap.matching(&TapRequest {
                 router: self.label(),
                 src: ctx.peer,
+                tls: ctx.client_id.is_some(),
                 method: req.method().as_str(),
                 authority: authority(&req),
                 path: req.uri().path_and_query().map_or("/", |p| p.as_str()),
@@ -411,6 +443,7 @@ impl Router {
                         &self.config.client,
                         self.metrics.client(&bound.id.to_string()),
                         is_meshed(&bound.id),
+                        self.mesh_tls(&bound.id),
                     ))
                 })
                 .clone()
@@ -458,6 +491,23 @@ impl Router {
                 ))
             })
             .clone()
+    }
+}
+
+impl Router {
+    /// Mesh TLS for a bound client: its endpoints are peer proxies and `client.tls` names the
+    /// identity they must present.
+    fn mesh_tls(&self, id: &Path) -> Option<MeshTls> {
+        let expected = &self.config.client.tls.as_ref()?.server_identity;
+        let identity = self.identity.as_ref()?;
+        if !is_meshed(id) {
+            return None;
+        }
+        let tls = MeshTls::new(identity, expected);
+        if tls.is_none() {
+            tracing::warn!(%expected, "cannot derive a TLS server name from the expected identity; sending plaintext");
+        }
+        tls
     }
 }
 

@@ -20,6 +20,7 @@ use weft_config::Protocol;
 use crate::detect::{detect, Detected, Rewind};
 use crate::router::Router;
 use crate::tcp;
+use crate::tls;
 
 /// hyper refuses read buffers smaller than this (it must hold a typical request head).
 const MIN_HEADER_BUFFER: usize = 8192;
@@ -104,18 +105,68 @@ impl Connection {
             }
         };
         match detected {
-            Detected::Http => self.serve_http(io).await,
-            // TLS not meant for this proxy's own identity is passed through as opaque bytes,
-            // routed like any TCP connection (the application terminates it).
-            Detected::Tcp | Detected::Tls => {
-                if let Err(error) = tcp::proxy(io, &self.router, self.port).await {
-                    tracing::debug!(peer = %self.peer, %error, "tcp proxy failed");
-                }
-            }
+            Detected::Http => self.serve_http(io, None).await,
+            Detected::Tls => self.serve_tls(io).await,
+            Detected::Tcp => self.serve_tcp(io, None).await,
         }
     }
 
-    async fn serve_http<I>(self, io: I)
+    /// TLS: mesh TLS (its SNI names an identity of our trust domain, and the router has a
+    /// `tls` section) is terminated here and what it carries is served with the client's
+    /// identity; any other TLS is meant for the application and passes through as TCP.
+    async fn serve_tls(self, mut io: Rewind<TcpStream>) {
+        let Some(identity) = self.router.server_identity().cloned() else {
+            return self.serve_tcp(io, None).await;
+        };
+        let timeout = self.router.config().detect_timeout;
+        let sni = match io.read_tls_record(timeout).await {
+            Ok(record) => tls::client_hello_sni(record),
+            Err(error) => {
+                tracing::debug!(peer = %self.peer, %error, "no complete ClientHello");
+                return;
+            }
+        };
+        if !sni
+            .as_deref()
+            .is_some_and(|s| tls::is_mesh_sni(&identity, s))
+        {
+            return self.serve_tcp(io, None).await;
+        }
+        let metrics = self.router.metrics().clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config());
+        let stream = match acceptor.accept(io).await {
+            Ok(s) => s,
+            Err(error) => {
+                metrics.tls_handshake(false);
+                tracing::info!(peer = %self.peer, %error, "mesh TLS handshake failed");
+                return;
+            }
+        };
+        metrics.tls_handshake(true);
+        let client: Option<Arc<str>> = weft_tls::peer_spiffe_id(stream.get_ref().1).map(Arc::from);
+        tracing::debug!(peer = %self.peer, client = ?client, "mesh TLS accepted");
+        match detect(stream, timeout).await {
+            Ok((Detected::Http, _, inner)) => self.serve_http(inner, client).await,
+            Ok((_, _, inner)) => self.serve_tcp(inner, client).await,
+            Err(error) => tracing::debug!(peer = %self.peer, %error, "mesh TLS connection failed"),
+        }
+    }
+
+    /// Opaque TCP, if the client is authorized (`client`: its identity over mesh TLS).
+    async fn serve_tcp<I>(self, io: I, client: Option<Arc<str>>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin,
+    {
+        if !self.router.authorizes(client.as_deref()) {
+            tracing::info!(peer = %self.peer, client = ?client, "unauthorized TCP connection refused");
+            return;
+        }
+        if let Err(error) = tcp::proxy(io, &self.router, self.port).await {
+            tracing::debug!(peer = %self.peer, %error, "tcp proxy failed");
+        }
+    }
+
+    async fn serve_http<I>(self, io: I, client: Option<Arc<str>>)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -123,7 +174,8 @@ impl Connection {
         let peer = self.peer;
         let svc = service_fn(move |req| {
             let router = router.clone();
-            async move { Ok::<_, Infallible>(router.handle(req, peer).await) }
+            let client = client.clone();
+            async move { Ok::<_, Infallible>(router.handle(req, peer, client).await) }
         });
         let conn = self
             .builder

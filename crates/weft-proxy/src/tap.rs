@@ -136,6 +136,7 @@ pub(crate) struct Tapped {
 pub(crate) struct TapRequest<'a> {
     pub(crate) router: &'a str,
     pub(crate) src: SocketAddr,
+    pub(crate) tls: bool,
     pub(crate) method: &'a str,
     pub(crate) authority: &'a str,
     pub(crate) path: &'a str,
@@ -202,7 +203,7 @@ impl Tap {
                 id: tapped.id,
                 router: tapped.router.clone(),
                 src: req.src.to_string(),
-                tls: false,
+                tls: req.tls,
                 method: req.method.to_string(),
                 authority: req.authority.to_string(),
                 path: req.path.to_string(),
@@ -344,6 +345,7 @@ mod tests {
         TapRequest {
             router: "outbound",
             src: "127.0.0.1:1".parse().unwrap(),
+            tls: false,
             method,
             authority: "books",
             path,

@@ -56,18 +56,31 @@ where
         }
     };
     let _ = upstream.set_nodelay(true);
-    balancer.record(&endpoint, true);
     let metrics = router.metrics();
-    copy_both_ways(
-        downstream,
-        upstream,
-        router.config().tcp_idle_timeout,
-        [
-            metrics.tcp_bytes("to_upstream"),
-            metrics.tcp_bytes("to_downstream"),
-        ],
-    )
-    .await;
+    let counters = [
+        metrics.tcp_bytes("to_upstream"),
+        metrics.tcp_bytes("to_downstream"),
+    ];
+    let idle = router.config().tcp_idle_timeout;
+    match balancer.tls() {
+        // To a peer proxy with mesh TLS: the bytes travel encrypted between the proxies.
+        Some(tls) => {
+            let stream = tls.connect(upstream).await.map_err(|e| {
+                balancer.record(&endpoint, false);
+                ProxyError::new(
+                    ErrorKind::ConnectFailed,
+                    format!("mesh TLS to {}", endpoint.addr),
+                )
+                .with_source(e)
+            })?;
+            balancer.record(&endpoint, true);
+            copy_both_ways(downstream, stream, idle, counters).await;
+        }
+        None => {
+            balancer.record(&endpoint, true);
+            copy_both_ways(downstream, upstream, idle, counters).await;
+        }
+    }
     Ok(())
 }
 

@@ -111,6 +111,16 @@ struct Inner {
     detections: Family<DetectLabels, Counter>,
     tcp_bytes: Family<TcpLabels, Counter>,
     exporters: export_metrics::ExportMetrics,
+    tls_handshakes: Family<HandshakeLabels, Counter>,
+    identity_expiry: Gauge,
+    identity_reloads: Counter,
+    identity_rejected: Counter,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct HandshakeLabels {
+    router: Arc<str>,
+    result: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -170,6 +180,30 @@ impl Metrics {
         let budget_exhausted = Family::default();
         let detections = Family::default();
         let tcp_bytes = Family::default();
+        let tls_handshakes = Family::default();
+        let identity_expiry = Gauge::default();
+        let identity_reloads = Counter::default();
+        let identity_rejected = Counter::default();
+        registry.register(
+            "tls_handshakes",
+            "Mesh TLS handshakes on inbound servers, by result (ok, error)",
+            tls_handshakes.clone(),
+        );
+        registry.register(
+            "identity_cert_expiry_timestamp_seconds",
+            "When the proxy's current identity certificate expires, seconds since the Unix epoch (0 without an identity)",
+            identity_expiry.clone(),
+        );
+        registry.register(
+            "identity_reloads",
+            "Identity material (cert, key, trust bundle) reloaded from its files",
+            identity_reloads.clone(),
+        );
+        registry.register(
+            "identity_rejected_reloads",
+            "Changed identity files rejected (broken, mismatched, expired); the last good material stays in use",
+            identity_rejected.clone(),
+        );
         registry.register(
             "requests",
             "Requests received, by router and logical service name",
@@ -276,6 +310,10 @@ impl Metrics {
                 detections,
                 tcp_bytes,
                 exporters,
+                tls_handshakes,
+                identity_expiry,
+                identity_reloads,
+                identity_rejected,
             }),
         }
     }
@@ -295,6 +333,21 @@ impl Metrics {
     /// The counters of the trace exporters and the access logs.
     pub(crate) fn exporters(&self) -> &export_metrics::ExportMetrics {
         &self.inner.exporters
+    }
+
+    /// Sets the identity gauges: certificate expiry (Unix seconds) and the reload counters
+    /// (totals so far; the counters advance by the difference).
+    pub fn set_identity(&self, not_after_unix: i64, reloads: u64, rejected: u64) {
+        let inner = &self.inner;
+        inner.identity_expiry.set(not_after_unix);
+        let advance = |c: &Counter, total: u64| {
+            let seen = c.get();
+            if total > seen {
+                c.inc_by(total - seen);
+            }
+        };
+        advance(&inner.identity_reloads, reloads);
+        advance(&inner.identity_rejected, rejected);
     }
 
     /// Recording handles for one router (`router` label).
@@ -343,6 +396,19 @@ impl RouterMetrics {
             timed_out,
         };
         self.metrics.inner.detections.get_or_create(&labels).inc();
+    }
+
+    /// Counts one mesh TLS handshake on an inbound server.
+    pub fn tls_handshake(&self, ok: bool) {
+        let labels = HandshakeLabels {
+            router: self.router.clone(),
+            result: if ok { "ok" } else { "error" },
+        };
+        self.metrics
+            .inner
+            .tls_handshakes
+            .get_or_create(&labels)
+            .inc();
     }
 
     /// The byte counter of opaque streams in one `direction` (`to_upstream`, `to_downstream`).

@@ -154,7 +154,10 @@ async fn serve(a: ServeArgs) -> Result<String, String> {
     })
     .await
     .map_err(|e| e.to_string())?;
-    eprintln!("weft identity CA listening on https://{}", server.local_addr());
+    eprintln!(
+        "weft identity CA listening on https://{}",
+        server.local_addr()
+    );
     tokio::select! {
         _ = server.wait() => Err("the CA server stopped".into()),
         _ = tokio::signal::ctrl_c() => Ok(String::new()),
@@ -176,7 +179,9 @@ async fn request(a: RequestArgs) -> Result<String, String> {
             _ = tokio::signal::ctrl_c() => Ok(String::new()),
         }
     } else {
-        let (_, not_after) = ca::request_to_files(&cfg).await.map_err(|e| e.to_string())?;
+        let (_, not_after) = ca::request_to_files(&cfg)
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(format!(
             "wrote {} and {} for {}, valid until {}\n",
             cfg.cert.display(),

@@ -6,6 +6,7 @@ mod demo;
 mod dtab_cmd;
 mod fleet;
 mod golden;
+mod identity_cmd;
 mod logging;
 mod output;
 mod prom;
@@ -13,9 +14,9 @@ mod proxy_cmd;
 mod routes_cmd;
 mod stat_cmd;
 mod table;
+mod tap_cmd;
 mod top_cmd;
 mod version_cmd;
-mod tap_cmd;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,9 @@ enum Command {
     /// One service instance of the demo mesh (started by `weft demo`).
     #[command(hide = true)]
     DemoApp(demo::AppArgs),
+    /// Manage mesh identities: the built-in CA, certificate requests and renewal.
+    #[command(subcommand)]
+    Identity(identity_cmd::IdentityCommand),
     /// Watch live requests through a running proxy.
     Tap(tap_cmd::TapArgs),
     /// Golden metrics per router or service: success rate, RPS, latency p50/p95/p99, open
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Demo(args) => demo::run(args),
         Command::DemoApp(args) => demo::run_app(args),
         Command::Tap(args) => tap_cmd::run(args),
+        Command::Identity(cmd) => identity_cmd::run(cmd),
         Command::Stat(args) => stat_cmd::run(args),
         Command::Routes(args) => routes_cmd::run(args),
         Command::Top(args) => top_cmd::run(args),

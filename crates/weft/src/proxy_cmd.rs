@@ -71,6 +71,7 @@ async fn serve(
     log_control: crate::logging::LogControl,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
+    let metrics_for_identity = metrics.clone();
     let proxy = Proxy::bind(&config, &metrics).await?;
     let admin = TcpListener::bind(config.admin.addr)
         .await
@@ -85,6 +86,9 @@ async fn serve(
     // Signal handlers go in before anyone learns we are up: a SIGTERM sent right after the
     // `listening` line or the first 200 from /ready must drain, not kill.
     let signals = Signals::install();
+    if let Some(identity) = proxy.identity() {
+        tokio::spawn(report_identity(identity, metrics_for_identity.clone()));
+    }
     announce(&proxy, admin.local_addr()?)?;
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(weft_admin::serve(admin, state.clone(), admin_stop.clone()));
@@ -125,6 +129,19 @@ fn announce(proxy: &Proxy, admin: std::net::SocketAddr) -> anyhow::Result<()> {
     out.flush()?;
     tracing::info!(%admin, listeners = %line["routers"], "listening");
     Ok(())
+}
+
+/// Keeps the identity gauges (certificate expiry, reloads) current.
+async fn report_identity(identity: weft_tls::Identity, metrics: Metrics) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        metrics.set_identity(
+            identity.not_after_unix(),
+            identity.reloads(),
+            identity.rejected_reloads(),
+        );
+    }
 }
 
 /// SIGTERM and SIGINT handlers, installed synchronously at start-up.

@@ -13,11 +13,11 @@ fn unknown_key_at_top_level() {
         2,
         1,
         None,
-        "unknown field `routes`, expected one of `admin`, `namers`, `routers`",
+        "unknown field `routes`, expected one of `admin`, `namers`, `routers`, `tracing`, `statsd`, `identity`",
     );
     assert_eq!(
         e.to_string(),
-        "weft.yaml:2:1: unknown field `routes`, expected one of `admin`, `namers`, `routers`"
+        "weft.yaml:2:1: unknown field `routes`, expected one of `admin`, `namers`, `routers`, `tracing`, `statsd`, `identity`"
     );
 }
 
@@ -144,13 +144,13 @@ fn port_out_of_range() {
 fn wrong_types_and_unknown_kinds() {
     let e = err("routers: {}\n");
     assert_err(&e, 1, 10, Some("routers"), "expected a sequence");
-    let e = err("routers:\n  - label: a\n    servers: [{port: 1}]\n    protocol: tcp\n");
+    let e = err("routers:\n  - label: a\n    servers: [{port: 1}]\n    protocol: udp\n");
     assert_err(
         &e,
         4,
         15,
         Some("routers[0].protocol"),
-        "unknown variant `tcp`, expected `http`",
+        "unknown variant `udp`, expected `http` or `tcp`",
     );
     let e = err(&format!("{MINIMAL}    identifier: {{kind: foo}}\n"));
     assert_err(
@@ -566,4 +566,28 @@ fn config_error_is_a_plain_std_error() {
         "weft.yaml:6:10: routers[0].dtab: invalid dtab: expected '=>', found '/'"
     );
     assert!(std::error::Error::source(&e).is_none());
+}
+
+#[test]
+fn tls_settings_need_an_identity_and_spiffe_ids() {
+    let e = err(&format!("{MINIMAL}    tls: {{requireTls: true}}\n"));
+    assert!(e.to_string().contains("routers[0].tls"), "{e}");
+    assert!(e.to_string().contains("identity"), "{e}");
+    let with_identity = |extra: &str| {
+        format!("identity: {{cert: c.pem, key: k.pem, trustBundle: b.pem}}\n{MINIMAL}{extra}")
+    };
+    let e = err(&with_identity("    tls: {authorizedClients: [web]}\n"));
+    assert!(
+        e.to_string()
+            .contains("routers[0].tls.authorizedClients[0]"),
+        "{e}"
+    );
+    let e = err(&with_identity("    client: {tls: {}}\n"));
+    assert!(
+        e.to_string()
+            .contains("routers[0].client.tls.serverIdentity"),
+        "{e}"
+    );
+    let e = err("identity: {cert: c.pem}\nroutes: []\n");
+    assert!(e.to_string().contains("routes"), "{e}");
 }
