@@ -234,34 +234,39 @@ impl Balancer {
             .clone()
     }
 
-    /// Picks an endpoint: two candidates drawn at random in proportion to their weights, the
-    /// one with the lower peak-EWMA load wins; ejected endpoints are skipped.
-    pub(crate) fn pick(&self) -> Pick {
+    /// Picks an endpoint: two candidates drawn at random in proportion to their weights; the
+    /// one that has not just failed wins, then the one with the lower peak-EWMA load. Ejected
+    /// endpoints, and (while others are available) those in `avoid`, are skipped.
+    ///
+    /// The failure check comes first because a refused connection completes fast and would
+    /// otherwise look like the least loaded endpoint (Finagle penalises failures likewise).
+    pub(crate) fn pick(&self, avoid: &[SocketAddr]) -> Pick {
         let set = self.snapshot();
         let now = Instant::now();
         let n = set.endpoints.len();
         if n == 0 {
             return Pick::Empty;
         }
-        let available = |i: usize| set.endpoints[i].accrual.is_available(now);
+        let usable = |i: usize| set.endpoints[i].accrual.is_available(now);
+        let preferred = |i: usize| usable(i) && !avoid.contains(&set.endpoints[i].addr);
         let a = draw(n, set.cumulative.as_deref());
         let mut b = draw(n, set.cumulative.as_deref());
         if n > 1 && a == b {
             // A second distinct candidate, so P2C always compares two.
             b = (a + 1 + fastrand::usize(..n - 1)) % n;
         }
-        let chosen = match (available(a), available(b)) {
-            (true, true) if a != b => Some(if set.endpoints[b].load() < set.endpoints[a].load() {
-                b
-            } else {
-                a
-            }),
+        let chosen = match (preferred(a), preferred(b)) {
+            (true, true) if a != b => Some(better(&set.endpoints, a, b)),
             (true, _) => Some(a),
             (false, true) => Some(b),
-            // Both candidates are ejected: scan for any available one (rare).
+            // Neither candidate will do: scan for one that does, then for any usable one.
             (false, false) => {
                 let start = fastrand::usize(..n);
-                (0..n).map(|i| (start + i) % n).find(|i| available(*i))
+                let order = (0..n).map(|i| (start + i) % n);
+                order
+                    .clone()
+                    .find(|i| preferred(*i))
+                    .or_else(|| order.clone().find(|i| usable(*i)))
             }
         };
         match chosen {
@@ -294,6 +299,20 @@ impl Balancer {
             requests: self.metrics.endpoint_requests(&addr.to_string()),
             accrual: Accrual::new(self.accrual.clone()),
         }
+    }
+}
+
+/// The better of two endpoints: one without recent failures, else the lower load.
+fn better(endpoints: &[Arc<Endpoint>], a: usize, b: usize) -> usize {
+    let (ea, eb) = (&endpoints[a], &endpoints[b]);
+    match (
+        ea.accrual.consecutive_failures() > 0,
+        eb.accrual.consecutive_failures() > 0,
+    ) {
+        (true, false) => b,
+        (false, true) => a,
+        _ if eb.load() < ea.load() => b,
+        _ => a,
     }
 }
 

@@ -22,6 +22,7 @@ use weft_telemetry::{Classification, ServiceMetrics};
 use crate::balance::{Balancer, Endpoint};
 use crate::classify::{grpc_status, Classifier, Verdict};
 use crate::error::ErrorKind;
+use crate::observe::Observed;
 use crate::tap::Tapped;
 
 /// A downstream response body.
@@ -63,6 +64,8 @@ pub(crate) struct Completion {
     pub(crate) endpoint: Arc<Endpoint>,
     /// Live taps of this request, and when its response head went out.
     pub(crate) tap: Option<Tapped>,
+    /// Trace span and access log line, finished with the stream.
+    pub(crate) observed: Option<Observed>,
     pub(crate) head_at: Instant,
 }
 
@@ -107,6 +110,14 @@ impl Completion {
                 End::Complete => None,
             };
             tap.end(self.status, self.head_at, bytes, grpc_status, error);
+        }
+        if let Some(observed) = self.observed {
+            let error = match end {
+                End::Failed => Some(error),
+                End::Cancelled => Some("cancelled"),
+                End::Complete => None,
+            };
+            observed.finish(self.status, Some(self.endpoint.addr), error, bytes);
         }
         if !matches!(end, End::Cancelled) {
             self.balancer.record(&self.endpoint, verdict.is_success());

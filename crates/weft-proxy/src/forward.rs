@@ -24,6 +24,7 @@ use crate::classify::{is_grpc, Classifier, Verdict};
 use crate::client::classify_client_error;
 use crate::error::{ErrorKind, ProxyError};
 use crate::headers::{append_via, strip_hop_by_hop};
+use crate::observe::Observed;
 use crate::replay::ReplayBody;
 use crate::router::{Router, ORIG_PROTO};
 use crate::tap::Tapped;
@@ -90,6 +91,8 @@ impl Dispatch<'_> {
         self.budget.deposit();
         let mut deposited: Option<Arc<Balancer>> = None;
         let mut last_error: Option<ProxyError> = None;
+        // Endpoints this request already failed on: later attempts go elsewhere if they can.
+        let mut tried: Vec<std::net::SocketAddr> = Vec::new();
         for attempt in 1..=MAX_ATTEMPTS {
             let balancer = router.bound_client(local, name).await?;
             if deposited
@@ -101,11 +104,15 @@ impl Dispatch<'_> {
             }
             // Only the first attempt waits out failfast; a later one that finds every endpoint
             // ejected reports what went wrong with the earlier attempts instead.
-            let endpoint = match (self.pick(&balancer, last_error.is_none()).await, last_error) {
+            let endpoint = match (
+                self.pick(&balancer, &tried, last_error.is_none()).await,
+                last_error,
+            ) {
                 (Ok(e), _) => e,
                 (Err(_), Some(previous)) => return Err(previous),
                 (Err(e), None) => return Err(e),
             };
+            tried.push(endpoint.addr);
             let err = match self.attempt(&balancer, &endpoint).await {
                 Ok(fwd) => {
                     let retryable = matches!(fwd.verdict, Verdict::Failure { retryable: true });
@@ -126,7 +133,7 @@ impl Dispatch<'_> {
                 Err(Failed::Sent(err)) => return Err(err),
                 Err(Failed::Unsent(err)) => {
                     // Requeue on another endpoint: the request never left, so any method may go.
-                    if balancer.len() < 2 {
+                    if balancer.len() < 2 || attempt == MAX_ATTEMPTS {
                         return Err(err);
                     }
                     if !balancer.requeue_budget().withdraw() {
@@ -258,10 +265,15 @@ impl Dispatch<'_> {
 
     /// Picks an endpoint; while every endpoint is ejected, waits for one to come back (if
     /// `wait`), at most the failfast timeout, then 503 `failfast`.
-    async fn pick(&self, balancer: &Balancer, wait: bool) -> Result<Arc<Endpoint>, ProxyError> {
+    async fn pick(
+        &self,
+        balancer: &Balancer,
+        avoid: &[std::net::SocketAddr],
+        wait: bool,
+    ) -> Result<Arc<Endpoint>, ProxyError> {
         let deadline = Instant::now() + self.fail_fast;
         loop {
-            match balancer.pick() {
+            match balancer.pick(avoid) {
                 Pick::Endpoint(e) => return Ok(e),
                 Pick::Empty => {
                     return Err(ProxyError::new(
@@ -344,6 +356,7 @@ impl Forwarded {
         self,
         service: ServiceMetrics,
         tap: Option<Tapped>,
+        observed: Option<Observed>,
     ) -> Response<ProxyBody> {
         let Forwarded {
             mut parts,
@@ -373,6 +386,7 @@ impl Forwarded {
         }
         let completion = Completion {
             tap,
+            observed,
             head_at: Instant::now(),
             service,
             status: parts.status.as_u16(),

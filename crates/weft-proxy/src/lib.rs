@@ -16,6 +16,7 @@ mod forward;
 mod headers;
 mod identify;
 mod namers;
+mod observe;
 mod replay;
 mod router;
 mod server;
@@ -75,15 +76,31 @@ impl Proxy {
             None => None,
         };
         let tap = Arc::new(Tap::default());
+        let tracer = weft_telemetry::trace::Tracer::new(config.tracing.as_ref(), metrics);
         let mut routers = Vec::new();
         let mut listeners = Vec::new();
         for rc in &config.routers {
+            let access_log = match &rc.access_log {
+                Some(cfg) => Some(
+                    weft_telemetry::access_log::AccessLog::new(cfg, &rc.label, metrics).map_err(
+                        |e| {
+                            io::Error::new(
+                                e.kind(),
+                                format!("router {}: access log: {e}", rc.label),
+                            )
+                        },
+                    )?,
+                ),
+                None => None,
+            };
             let router = Arc::new(Router::new(
                 rc.clone(),
                 interpreter.clone(),
                 metrics.router(&rc.label),
                 tap.clone(),
                 identity.clone(),
+                tracer.clone(),
+                access_log,
             ));
             for server in &rc.servers {
                 let listener = TcpListener::bind(server.addr).await.map_err(|e| {

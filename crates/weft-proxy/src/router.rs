@@ -24,10 +24,13 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::forward::{Dispatch, Forwarded};
 use crate::headers::{local_dtab, rewrite_request, via_hops};
 use crate::identify::identify;
+use crate::observe::Observed;
 use crate::replay::ReplayBody;
 use crate::tap::{Tap, TapRequest, Tapped};
 use crate::tls::MeshTls;
 use crate::upgrade;
+use weft_telemetry::access_log::AccessLog;
+use weft_telemetry::trace::Tracer;
 use weft_tls::Identity;
 
 /// Bounds on the caches a client can grow with request headers (Host, `l5d-dtab`): past
@@ -60,6 +63,8 @@ pub struct Router {
     tap: Arc<Tap>,
     /// The proxy's mTLS identity, if configured.
     identity: Option<Identity>,
+    tracer: Tracer,
+    access_log: Option<AccessLog>,
 }
 
 /// What the response side needs to know of a request.
@@ -67,6 +72,8 @@ struct RequestCtx {
     peer: SocketAddr,
     /// The client's SPIFFE ID, when it came over mesh TLS.
     client_id: Option<Arc<str>>,
+    /// Trace span and access log, when enabled.
+    observed: Option<Observed>,
     service: Option<ServiceMetrics>,
     tap: Option<Tapped>,
 }
@@ -96,6 +103,8 @@ impl Router {
         metrics: RouterMetrics,
         tap: Arc<Tap>,
         identity: Option<Identity>,
+        tracer: Tracer,
+        access_log: Option<AccessLog>,
     ) -> Router {
         let params = ClientParams {
             connect_timeout: config.client.connect_timeout,
@@ -113,6 +122,8 @@ impl Router {
             budgets: RwLock::default(),
             tap,
             identity,
+            tracer,
+            access_log,
         }
     }
 
@@ -162,11 +173,20 @@ impl Router {
         client_id: Option<Arc<str>>,
     ) -> Response<ProxyBody> {
         let start = Instant::now();
+        let observed = Observed::start(
+            &self.tracer,
+            self.access_log.as_ref(),
+            self.label(),
+            peer,
+            &req,
+            authority(&req),
+        );
         let mut ctx = RequestCtx {
             peer,
             client_id,
             service: None,
             tap: None,
+            observed,
         };
         let result = self.forward(req, &mut ctx).await;
         let service = ctx
@@ -174,16 +194,19 @@ impl Router {
             .unwrap_or_else(|| self.service_metrics(None, DEFAULT_ROUTE));
         service.latency(start.elapsed().as_secs_f64());
         match result {
-            Ok(forwarded) => forwarded.into_response(service, ctx.tap),
+            Ok(forwarded) => forwarded.into_response(service, ctx.tap, ctx.observed),
             Err(err) => {
                 tracing::debug!(router = %self.label(), error = %err, "proxy error");
                 let rsp: Response<ProxyBody> = err.to_response();
                 let (status, reason) = (rsp.status().as_u16(), err.kind().reason());
                 service.response(status, Classification::failure, reason);
+                let len = http_body::Body::size_hint(rsp.body()).exact().unwrap_or(0);
                 if let Some(tap) = ctx.tap {
                     tap.response(None, status, Some(reason));
-                    let len = http_body::Body::size_hint(rsp.body()).exact().unwrap_or(0);
                     tap.end(status, Instant::now(), len, None, None);
+                }
+                if let Some(observed) = ctx.observed {
+                    observed.finish(status, None, Some(reason), len);
                 }
                 rsp
             }
@@ -214,6 +237,9 @@ impl Router {
             .service
             .insert(self.service_metrics(Some(&id.name), route.name));
         svc.request();
+        if let Some(observed) = ctx.observed.as_mut() {
+            observed.identified(&id.name.to_string(), route.name);
+        }
         if self.tap.is_active() {
             ctx.tap = self.tap.matching(&TapRequest {
                 router: self.label(),
@@ -237,13 +263,16 @@ impl Router {
         if parts.headers.remove(ORIG_PROTO).is_some() {
             parts.version = Version::HTTP_11;
         }
-        let (uri, headers) = rewrite_request(
+        let (uri, mut headers) = rewrite_request(
             &parts.uri,
             parts.headers,
             parts.version,
             &local,
             id.rewritten,
         )?;
+        if let Some(observed) = &ctx.observed {
+            observed.inject(&mut headers);
+        }
         let service_cfg = &self.config.service;
         let budget = self.retry_budget(&id.name);
         let dispatch = Dispatch {
@@ -289,7 +318,7 @@ impl Router {
             rewritten,
         )?;
         let balancer = self.bound_client(local, name).await?;
-        let Pick::Endpoint(endpoint) = balancer.pick() else {
+        let Pick::Endpoint(endpoint) = balancer.pick(&[]) else {
             return Err(ProxyError::new(
                 ErrorKind::NoEndpoints,
                 format!("{name} has no available endpoints"),

@@ -25,7 +25,7 @@ where
 {
     let name = Path::from_labels(["tcp".to_string(), port.to_string()]);
     let balancer = router.bound_client(&Dtab::empty(), &name).await?;
-    let endpoint = match balancer.pick() {
+    let endpoint = match balancer.pick(&[]) {
         crate::balance::Pick::Endpoint(e) => e,
         _ => {
             return Err(ProxyError::new(

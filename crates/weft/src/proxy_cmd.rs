@@ -48,10 +48,18 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
         println!("config OK: routers {}", routers.join(", "));
         return ExitCode::SUCCESS;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(usize::from(args.threads))
-        .enable_all()
-        .build();
+    // One thread: a current-thread runtime, with no work-stealing or cross-thread wake-ups on
+    // the request path (the profile in docs/benchmarks.md showed them).
+    let runtime = if args.threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(args.threads))
+            .enable_all()
+            .build()
+    };
     let result = match runtime {
         Ok(rt) => rt.block_on(serve(config, log_level, log_control)),
         Err(e) => Err(e.into()),
@@ -86,6 +94,9 @@ async fn serve(
     // Signal handlers go in before anyone learns we are up: a SIGTERM sent right after the
     // `listening` line or the first 200 from /ready must drain, not kill.
     let signals = Signals::install();
+    if let Some(statsd) = &config.statsd {
+        weft_telemetry::statsd::spawn(metrics_for_identity.clone(), statsd);
+    }
     if let Some(identity) = proxy.identity() {
         tokio::spawn(report_identity(identity, metrics_for_identity.clone()));
     }
