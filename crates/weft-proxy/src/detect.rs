@@ -70,11 +70,12 @@ fn classify(buf: &[u8]) -> Option<Detected> {
         return (buf.len() >= H2_PREFACE.len()).then_some(Detected::Http);
     }
     // HTTP/1: a method token (RFC 9110 section 9: a token; in practice upper-case letters
-    // and '-') followed by a space.
+    // and '-') followed by a space. A token ended by a line break is a broken request line:
+    // HTTP too, so the client gets a 400 rather than a silently closed connection.
     for (i, b) in buf.iter().enumerate() {
         match b {
             b'A'..=b'Z' | b'-' if i < MAX_METHOD => continue,
-            b' ' if i > 0 => return Some(Detected::Http),
+            b' ' | b'\r' | b'\n' if i > 0 => return Some(Detected::Http),
             _ => return Some(Detected::Tcp),
         }
     }
