@@ -87,11 +87,6 @@ impl Accrual {
         }
     }
 
-    /// Failures in a row since the last success (while alive).
-    pub(crate) fn consecutive_failures(&self) -> u32 {
-        self.lock().consecutive_failures
-    }
-
     /// When the next ejected endpoint's backoff ends, if it is ejected.
     pub(crate) fn ejected_until(&self) -> Option<Instant> {
         match self.lock().phase {

@@ -234,12 +234,9 @@ impl Balancer {
             .clone()
     }
 
-    /// Picks an endpoint: two candidates drawn at random in proportion to their weights; the
-    /// one that has not just failed wins, then the one with the lower peak-EWMA load. Ejected
-    /// endpoints, and (while others are available) those in `avoid`, are skipped.
-    ///
-    /// The failure check comes first because a refused connection completes fast and would
-    /// otherwise look like the least loaded endpoint (Finagle penalises failures likewise).
+    /// Picks an endpoint: two candidates drawn at random in proportion to their weights, the
+    /// one with the lower peak-EWMA load wins. Ejected endpoints, and (while others are
+    /// available) those in `avoid`, are skipped.
     pub(crate) fn pick(&self, avoid: &[SocketAddr]) -> Pick {
         let set = self.snapshot();
         let now = Instant::now();
@@ -302,17 +299,15 @@ impl Balancer {
     }
 }
 
-/// The better of two endpoints: one without recent failures, else the lower load.
+/// The better of two endpoints: the lower peak-EWMA load. Failing endpoints are left to
+/// failure accrual (which ejects them) and to the per-request `avoid` list (which keeps a
+/// retry or requeue off the endpoint that just failed); penalising any recent failure here
+/// would starve an endpoint after one transient error.
 fn better(endpoints: &[Arc<Endpoint>], a: usize, b: usize) -> usize {
-    let (ea, eb) = (&endpoints[a], &endpoints[b]);
-    match (
-        ea.accrual.consecutive_failures() > 0,
-        eb.accrual.consecutive_failures() > 0,
-    ) {
-        (true, false) => b,
-        (false, true) => a,
-        _ if eb.load() < ea.load() => b,
-        _ => a,
+    if endpoints[b].load() < endpoints[a].load() {
+        b
+    } else {
+        a
     }
 }
 

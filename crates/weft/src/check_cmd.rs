@@ -26,6 +26,9 @@ pub(crate) struct CheckArgs {
     /// or --fleet, the proxy at 127.0.0.1:9990 is checked.
     #[command(flatten)]
     fleet: FleetArgs,
+    /// A certificate expiring within this long fails the check (e.g. 2h, 7d).
+    #[arg(long, value_name = "DURATION", default_value = "2h", value_parser = humantime::parse_duration)]
+    cert_threshold: std::time::Duration,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -122,15 +125,83 @@ async fn checks(args: &CheckArgs) -> Vec<Check> {
     let mut out = Vec::new();
     if let Some(file) = &args.config {
         out.extend(config_checks(file));
+        if let Ok(config) = Config::load(file) {
+            out.extend(identity_check(&config, args.cert_threshold));
+        }
     }
     let fleet_given = !args.fleet.admins.is_empty() || args.fleet.fleet.is_some();
     if fleet_given || args.config.is_none() {
-        out.extend(proxy_checks(&args.fleet).await);
+        out.extend(proxy_checks(&args.fleet, args.cert_threshold).await);
     }
-    // Certificates (valid, chained to the trust bundle, not expiring within a threshold)
-    // belong here once weft-tls exists: one check per configured certificate, offline from
-    // the config's files and online from each proxy. Nothing to check before TLS is built.
     out
+}
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A certificate expiring at `not_after` (Unix seconds): fine, or expiring within
+/// `threshold`, or expired.
+fn expiry_check(target: String, not_after: i64, threshold: std::time::Duration) -> Check {
+    let left = not_after - unix_now();
+    let limit = i64::try_from(threshold.as_secs()).unwrap_or(i64::MAX);
+    if left <= 0 {
+        Check::fail(
+            "certificate",
+            target,
+            "expired",
+            "issue a new certificate (weft identity request) and check the renewal loop",
+        )
+    } else if left < limit {
+        Check::fail(
+            "certificate",
+            target,
+            format!("expires in {}", humantime::format_duration(std::time::Duration::from_secs(left as u64))),
+            "renewal should have replaced it by now: check `weft identity request --renew` and the CA",
+        )
+    } else {
+        Check::pass(
+            "certificate",
+            target,
+            format!(
+                "valid for {}",
+                humantime::format_duration(std::time::Duration::from_secs(left as u64))
+            ),
+        )
+    }
+}
+
+/// The config's identity: the files load (key matches, chained to the bundle, not expired)
+/// and the certificate is not expiring within the threshold.
+fn identity_check(config: &Config, threshold: std::time::Duration) -> Vec<Check> {
+    let Some(settings) = &config.identity else {
+        return Vec::new();
+    };
+    let target = settings.cert.display().to_string();
+    let loaded = weft_tls::Identity::load(&weft_tls::IdentityConfig {
+        cert: settings.cert.clone(),
+        key: settings.key.clone(),
+        trust_bundle: settings.trust_bundle.clone(),
+    });
+    match loaded {
+        Ok(identity) => vec![
+            Check::pass(
+                "identity",
+                target.clone(),
+                format!("{} chains to the trust bundle", identity.spiffe_id()),
+            ),
+            expiry_check(target, identity.not_after_unix(), threshold),
+        ],
+        Err(e) => vec![Check::fail(
+            "identity",
+            target,
+            e.to_string(),
+            "fix or re-issue the file named; a running proxy keeps its last good material",
+        )],
+    }
 }
 
 // === offline: the config file ===
@@ -227,7 +298,7 @@ fn namer_checks(namer: &NamerConfig) -> Vec<Check> {
 
 // === online: the proxies ===
 
-async fn proxy_checks(args: &FleetArgs) -> Vec<Check> {
+async fn proxy_checks(args: &FleetArgs, threshold: std::time::Duration) -> Vec<Check> {
     let mut out = Vec::new();
     let fleet = match args.resolve() {
         Ok(f) => f,
@@ -259,13 +330,13 @@ async fn proxy_checks(args: &FleetArgs) -> Vec<Check> {
     }
     let scrapes = fleet::scrape_all(&fleet.admins).await;
     for (admin, scrape) in fleet.admins.iter().zip(&scrapes) {
-        out.extend(admin_checks(admin, scrape).await);
+        out.extend(admin_checks(admin, scrape, threshold).await);
     }
     out.extend(version_checks(&fleet.admins, &scrapes));
     out
 }
 
-async fn admin_checks(admin: &str, scrape: &Scrape) -> Vec<Check> {
+async fn admin_checks(admin: &str, scrape: &Scrape, threshold: std::time::Duration) -> Vec<Check> {
     let page = match &scrape.page {
         Ok(p) => p,
         Err(e) => {
@@ -287,6 +358,19 @@ async fn admin_checks(admin: &str, scrape: &Scrape) -> Vec<Check> {
             "a proxy of another version? compare `weft version --proxy`",
         ),
     }];
+    let expiry = page
+        .samples
+        .iter()
+        .find(|s| s.name == "weft_identity_cert_expiry_timestamp_seconds")
+        .map(|s| s.value as i64)
+        .filter(|v| *v > 0);
+    if let Some(not_after) = expiry {
+        out.push(expiry_check(
+            format!("{admin} identity"),
+            not_after,
+            threshold,
+        ));
+    }
     out.push(match crate::admin_client::get(admin, "/ready").await {
         Ok(_) => Check::pass("ready", admin, "/ready answers 200"),
         Err(e) => Check::fail(
