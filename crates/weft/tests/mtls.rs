@@ -181,3 +181,70 @@ async fn certificate_rotation_under_load_fails_no_request() {
         "requests failed during rotation: {failed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tcp_echo_through_two_proxies_over_mutual_tls_keeps_half_close() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let ca_tmp = tempfile::tempdir().expect("tempdir");
+    ca::init(ca_tmp.path(), TRUST_DOMAIN).expect("ca init");
+    let bundle = ca_tmp.path().join(ca::ANCHOR_CERT);
+    let certs = tempfile::tempdir().expect("tempdir");
+    let (in_cert, in_key) = issue(ca_tmp.path(), certs.path(), "db", BOOKS);
+    let (out_cert, out_key) = issue(ca_tmp.path(), certs.path(), "client", WEB);
+
+    // The database: reads to EOF, then answers and closes.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let db = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                if s.read_to_end(&mut got).await.is_ok() {
+                    let _ = s.write_all(&[b"echo:".as_slice(), &got].concat()).await;
+                    let _ = s.shutdown().await;
+                }
+            });
+        }
+    });
+    let ip = private_loopback();
+    let inbound_cfg = format!(
+        "{}admin: {{ip: 127.0.0.1, port: 0}}\n\
+         routers:\n  - label: inbound\n    servers: [{{ip: {ip}, port: 4143}}]\n    tls: {{requireTls: true}}\n    dtab: |\n      /tcp => /$/inet/127.0.0.1/{};\n",
+        identity_yaml(&in_cert, &in_key, &bundle),
+        db.port()
+    );
+    let inbound = Weft::start(bin(), &inbound_cfg).await;
+    let disco = Disco::new();
+    disco.write("db", &format!("{ip} 9999\n"));
+    let outbound_cfg = format!(
+        "{}admin: {{ip: 127.0.0.1, port: 0}}\n\
+         namers:\n  - {{kind: fs, prefix: /#/fs, rootDir: '{}', transformers: [{{kind: port, port: 4143}}]}}\n\
+         routers:\n  - label: db\n    protocol: tcp\n    servers: [{{ip: 127.0.0.1, port: 0}}]\n    client: {{tls: {{serverIdentity: '{BOOKS}'}}}}\n    dtab: |\n      /tcp => /#/fs/db;\n",
+        identity_yaml(&out_cert, &out_key, &bundle),
+        disco.path().display()
+    );
+    let outbound = Weft::start(bin(), &outbound_cfg).await;
+    let mut s = tokio::net::TcpStream::connect(outbound.router("db"))
+        .await
+        .expect("connect");
+    s.write_all(b"\x00\x01query").await.expect("write");
+    s.shutdown().await.expect("half-close");
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+        .await
+        .expect("answer within 10s")
+        .expect("read");
+    assert_eq!(got, b"echo:\x00\x01query");
+    let text = get_metrics(inbound.admin()).await;
+    assert_eq!(
+        metrics::sum(
+            &text,
+            "weft_tls_handshakes_total",
+            &[("router", "inbound"), ("result", "ok")]
+        ),
+        1.0,
+        "the hop between the proxies was mutual TLS: {text}"
+    );
+}
