@@ -64,7 +64,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
     lifetime: Duration,
     /// Names (DNS or IP) of the CA's own serving certificate; repeatable. Default:
-    /// localhost, 127.0.0.1 and identity.<trust-domain>.
+    /// localhost, 127.0.0.1 and `identity.<trust-domain>`.
     #[arg(long = "name")]
     names: Vec<String>,
 }
