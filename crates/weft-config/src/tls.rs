@@ -1,6 +1,6 @@
 //! Mutual TLS settings: the proxy's identity (top-level `identity`), what an inbound router
 //! requires of its clients (router `tls`), and whom an outbound client expects to reach
-//! (`client.tls`). See `docs/tls.md`.
+//! (`client.tls`). See `docs/identity.md`.
 
 use std::path::PathBuf;
 

@@ -1,6 +1,6 @@
 //! `weft identity`: the built-in certificate authority (init, rotate-issuer, serve), the
 //! proxy's side of it (request, optionally renewing), and `show` to inspect identity files.
-//! See docs/tls.md.
+//! See docs/identity.md.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
