@@ -1,5 +1,5 @@
 //! Micro-benchmarks of per-request work in the proxy (`cargo bench -p weft-proxy`): header
-//! rewriting between hops and metrics recording.
+//! rewriting between hops, metrics recording, and the cost of tap when no tap is open.
 //!
 //! The header functions are crate-private, so this file compiles `src/headers.rs` itself
 //! (its only in-crate dependency is the error type, which is public) and measures exactly the
@@ -99,6 +99,11 @@ fn bench(c: &mut Criterion) {
             service.response(black_box(200), Classification::success, "");
         })
     });
+
+    // What the request path pays for tap when no tap is open: the check it makes before
+    // building anything for tap (see `Router::forward`).
+    let tap = std::sync::Arc::new(weft_proxy::Tap::default());
+    c.bench_function("tap_closed", |b| b.iter(|| black_box(tap.is_active())));
 }
 
 criterion_group!(benches, bench);

@@ -172,8 +172,9 @@ impl Tap {
         }
     }
 
-    /// True while any tap is open: the request path's only cost when none is (one load).
-    pub(crate) fn is_active(&self) -> bool {
+    /// True while any tap is open. This one atomic load is all the request path pays for
+    /// tap when none is open (benchmarked in `benches/request_path.rs`, `tap_closed`).
+    pub fn is_active(&self) -> bool {
         self.active.load(Ordering::Acquire) > 0
     }
 
