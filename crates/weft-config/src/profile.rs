@@ -56,6 +56,11 @@ pub struct RouteConfig {
     /// `responseClassifier`); default: the service's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub response_classifier: Option<ResponseClassifier>,
+    /// Client identities allowed on this route (yaml `authorizedClients`), on top of the
+    /// router's `tls.authorizedClients`: SPIFFE IDs, exact or ending in `*`. Default: every
+    /// client the router admits. Needs the router's `tls` section.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authorized_clients: Option<Vec<String>>,
 }
 
 /// The conditions of a route (yaml `match`): all given conditions must hold, and at least one

@@ -334,6 +334,7 @@ pub(crate) struct RawRoute {
     pub(crate) timeout: Option<Dur>,
     pub(crate) is_retryable: Option<bool>,
     pub(crate) response_classifier: Option<RawClassifier>,
+    pub(crate) authorized_clients: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -90,6 +90,8 @@ fn authority<B>(req: &Request<B>) -> &str {
 /// What a matched route decides for one request.
 struct RouteParams<'a> {
     name: &'a str,
+    /// Client identities allowed on this route, if it restricts them.
+    authorized: Option<&'a [String]>,
     timeout: Option<Duration>,
     classifier: Classifier,
 }
@@ -240,6 +242,22 @@ impl Router {
         if let Some(observed) = ctx.observed.as_mut() {
             observed.identified(&id.name.to_string(), route.name);
         }
+        if let Some(allowed) = route.authorized {
+            let client = ctx.client_id.as_deref();
+            let ok = client.is_some_and(|id| {
+                allowed.iter().any(|p| match p.strip_suffix('*') {
+                    Some(prefix) => id.starts_with(prefix),
+                    None => id == p,
+                })
+            });
+            if !ok {
+                let who = client.unwrap_or("a plaintext client");
+                return Err(ProxyError::new(
+                    ErrorKind::Unauthorized,
+                    format!("{who} may not use route {}", route.name),
+                ));
+            }
+        }
         if self.tap.is_active() {
             ctx.tap = self.tap.matching(&TapRequest {
                 router: self.label(),
@@ -358,6 +376,7 @@ impl Router {
         match matched {
             Some(r) => RouteParams {
                 name: &r.name,
+                authorized: r.authorized_clients.as_deref(),
                 timeout: r.timeout,
                 classifier: Classifier {
                     classifier: r
@@ -369,6 +388,7 @@ impl Router {
             },
             None => RouteParams {
                 name: DEFAULT_ROUTE,
+                authorized: None,
                 timeout: None,
                 classifier: Classifier {
                     classifier: service.response_classifier.clone(),

@@ -61,6 +61,11 @@ struct Mesh {
 
 /// app <- inbound (mTLS required, only `web` authorized) <- outbound (identity `client_id`).
 async fn mesh(client_id: &str) -> Mesh {
+    mesh_with(client_id, "").await
+}
+
+/// Like [`mesh`], with `inbound_extra` YAML added to the inbound router (4-space indented).
+async fn mesh_with(client_id: &str, inbound_extra: &str) -> Mesh {
     let ca_tmp = tempfile::tempdir().expect("tempdir");
     let ca_dir = ca_tmp.path().to_path_buf();
     ca::init(&ca_dir, TRUST_DOMAIN).expect("ca init");
@@ -73,7 +78,7 @@ async fn mesh(client_id: &str) -> Mesh {
     let ip = private_loopback();
     let inbound_cfg = format!(
         "{}admin: {{ip: 127.0.0.1, port: 0}}\n\
-         routers:\n  - label: inbound\n    servers: [{{ip: {ip}, port: 4143}}]\n    tls: {{requireTls: true, authorizedClients: ['{WEB}']}}\n    dtab: |\n      /svc => /$/inet/127.0.0.1/{};\n",
+         routers:\n  - label: inbound\n    servers: [{{ip: {ip}, port: 4143}}]\n    tls: {{requireTls: true, authorizedClients: ['{WEB}']}}\n{inbound_extra}    dtab: |\n      /svc => /$/inet/127.0.0.1/{};\n",
         identity_yaml(&in_cert, &in_key, &bundle),
         app.port()
     );
@@ -247,4 +252,15 @@ async fn tcp_echo_through_two_proxies_over_mutual_tls_keeps_half_close() {
         1.0,
         "the hop between the proxies was mutual TLS: {text}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_restricted_to_other_identities_gets_403_while_others_pass() {
+    let profile = "    service:\n      profiles:\n        - prefix: /svc/books\n          routes:\n            - name: admin\n              match: {pathPrefix: /admin}\n              authorizedClients: ['spiffe://weft.test/ns/ops/*']\n";
+    let m = mesh_with(WEB, profile).await;
+    let client = m.outbound.http1("outbound");
+    let open = client.get("books", "/page").await.expect("request");
+    assert_eq!(open.status.as_u16(), 200, "{:?}", open.text());
+    let admin = client.get("books", "/admin/users").await.expect("request");
+    assert_proxy_error(&admin, 403, "unauthorized");
 }

@@ -227,12 +227,27 @@ fn route(raw: RawRoute, inherited: &ResponseClassifier, p: &KeyPath) -> Result<R
             format!("isRetryable has no effect: the route's response classifier {name} never retries; give the route (or the service) a classifier that retries, like responseClassifier: retryableAll5XX"),
         );
     }
+    let authorized_clients = match raw.authorized_clients {
+        Some(ids) => {
+            for (i, id) in ids.iter().enumerate() {
+                if !id.starts_with("spiffe://") {
+                    return invalid(
+                        &p.key("authorizedClients").index(i),
+                        format!("{id:?} is not a SPIFFE ID (spiffe://<trust-domain>/...), nor a prefix of one ending in *"),
+                    );
+                }
+            }
+            Some(ids)
+        }
+        None => None,
+    };
     Ok(RouteConfig {
         name,
         matcher,
         timeout,
         is_retryable,
         response_classifier,
+        authorized_clients,
     })
 }
 
