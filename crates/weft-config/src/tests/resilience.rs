@@ -181,6 +181,7 @@ fn every_resilience_key() {
             timeout: Some(secs(1)),
             is_retryable: true,
             response_classifier: Some(ResponseClassifier::RetryableAll5XX),
+            authorized_clients: None,
         }
     );
     assert_eq!(p.routes[1].name, "books/by-id");
