@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,17 +35,6 @@ fn identity_yaml(cert: &Path, key: &Path, bundle: &Path) -> String {
         key.display(),
         bundle.display()
     )
-}
-
-/// A loopback address of its own, so the fixed inbound port of the `port` transformer
-/// cannot collide with other tests.
-fn private_loopback() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(
-        127,
-        fastrand::u8(100..200),
-        fastrand::u8(1..255),
-        fastrand::u8(1..255),
-    ))
 }
 
 struct Mesh {
@@ -198,21 +186,7 @@ async fn tcp_echo_through_two_proxies_over_mutual_tls_keeps_half_close() {
     let (out_cert, out_key) = issue(ca_tmp.path(), certs.path(), "client", WEB);
 
     // The database: reads to EOF, then answers and closes.
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let db = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                if s.read_to_end(&mut got).await.is_ok() {
-                    let _ = s.write_all(&[b"echo:".as_slice(), &got].concat()).await;
-                    let _ = s.shutdown().await;
-                }
-            });
-        }
-    });
+    let db = echo_after_eof().await;
     let ip = private_loopback();
     let inbound_cfg = format!(
         "{}admin: {{ip: 127.0.0.1, port: 0}}\n\

@@ -4,30 +4,12 @@
 
 mod support;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-
-/// A TCP server that reads until EOF, then answers `echo:<what it read>` and closes.
-async fn echo_after_eof() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                if s.read_to_end(&mut got).await.is_ok() {
-                    let _ = s.write_all(&[b"echo:".as_slice(), &got].concat()).await;
-                    let _ = s.shutdown().await;
-                }
-            });
-        }
-    });
-    addr
-}
 
 /// A server that speaks first: it sends a banner on accept, then echoes lines.
 async fn banner_server() -> SocketAddr {
@@ -89,17 +71,6 @@ async fn upgrade_echo() -> SocketAddr {
         }
     });
     addr
-}
-
-/// A loopback address of its own (Linux routes all of 127/8 to lo), so a fixed inbound port
-/// (which the `port` transformer needs) cannot collide with other tests.
-fn private_loopback() -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(
-        127,
-        fastrand::u8(100..200),
-        fastrand::u8(1..255),
-        fastrand::u8(1..255),
-    ))
 }
 
 /// Starts an inbound weft on `ip:4143` that sends every name to `app`.

@@ -88,3 +88,36 @@ pub(crate) fn assert_proxy_error(r: &TestResponse, status: u16, reason: &str) {
     );
     assert!(!r.body.is_empty(), "proxy errors carry a short text body");
 }
+
+/// A TCP server that reads until EOF, then answers `echo:<what it read>` and closes: it
+/// proves a half-close went through the proxy.
+pub(crate) async fn echo_after_eof() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut got = Vec::new();
+                if s.read_to_end(&mut got).await.is_ok() {
+                    let _ = s.write_all(&[b"echo:".as_slice(), &got].concat()).await;
+                    let _ = s.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// A loopback address of its own (Linux routes all of 127/8 to lo), so a fixed inbound port
+/// (which the `port` transformer needs) cannot collide with other tests.
+pub(crate) fn private_loopback() -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+        127,
+        fastrand::u8(100..200),
+        fastrand::u8(1..255),
+        fastrand::u8(1..255),
+    ))
+}
