@@ -53,8 +53,6 @@ pub enum ErrorKind {
     UpstreamProtocol,
     /// The request did not complete within its total timeout. 504.
     RequestTimeout,
-    /// The proxy is draining and takes no new requests. 503, safe to retry elsewhere.
-    ShuttingDown,
 }
 
 // === impl ErrorKind ===
@@ -78,7 +76,6 @@ impl ErrorKind {
             ErrorKind::UpstreamReset => "upstream-reset",
             ErrorKind::UpstreamProtocol => "upstream-protocol",
             ErrorKind::RequestTimeout => "request-timeout",
-            ErrorKind::ShuttingDown => "shutting-down",
         }
     }
 
@@ -95,10 +92,9 @@ impl ErrorKind {
             | ErrorKind::ConnectFailed
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
-            ErrorKind::BindingTimeout
-            | ErrorKind::NoEndpoints
-            | ErrorKind::FailFast
-            | ErrorKind::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::BindingTimeout | ErrorKind::NoEndpoints | ErrorKind::FailFast => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ErrorKind::ConnectTimeout | ErrorKind::RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -120,8 +116,7 @@ impl ErrorKind {
             | ErrorKind::BindingFailed
             | ErrorKind::BindingTimeout
             | ErrorKind::NoEndpoints
-            | ErrorKind::FailFast
-            | ErrorKind::ShuttingDown => Fault::Proxy,
+            | ErrorKind::FailFast => Fault::Proxy,
         }
     }
 
@@ -136,7 +131,6 @@ impl ErrorKind {
                 | ErrorKind::BindingTimeout
                 | ErrorKind::NoEndpoints
                 | ErrorKind::FailFast
-                | ErrorKind::ShuttingDown
         )
     }
 }
