@@ -33,7 +33,8 @@ pub struct ClientConfig {
     /// classifier says (yaml `requeueBudget`, same keys as `service.retries.budget`); default
     /// like the retry budget: 0.2, 10/s, 10s.
     pub requeue_budget: RetryBudget,
-    /// mTLS towards meshed endpoints (yaml `tls: {serverIdentity}`); `None`: plaintext.
+    /// TLS towards the endpoints (yaml `tls`): mesh mTLS (`{serverIdentity}`) or TLS to a
+    /// server outside the mesh (`{serverName, trustRoots}`); `None`: plaintext.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::ClientTlsConfig>,
 }

@@ -38,7 +38,9 @@ pub use service::{ResponseClassifier, RetriesConfig, RetryBackoff, RetryBudget, 
 pub use telemetry::{
     AccessLogConfig, AccessLogFormat, AccessLogTarget, ExporterConfig, StatsdConfig, TracingConfig,
 };
-pub use tls::{ClientTlsConfig, IdentitySettings, ServerTlsConfig};
+pub use tls::{
+    CertificateFiles, ClientTlsConfig, IdentitySettings, IngressTlsConfig, ServerTlsConfig,
+};
 pub use types::{
     AdminConfig, IdentifierConfig, NamerConfig, NamerKind, Protocol, RouterConfig, ServerConfig,
     TransformerConfig,

@@ -43,6 +43,21 @@ pub(crate) struct RawServerTls {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawClientTls {
     pub(crate) server_identity: Option<String>,
+    pub(crate) server_name: Option<String>,
+    pub(crate) trust_roots: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawIngressTls {
+    pub(crate) certificates: Option<Vec<RawCertificate>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawCertificate {
+    pub(crate) cert: Option<String>,
+    pub(crate) key: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -139,6 +154,7 @@ pub(crate) struct RawRouter {
 pub(crate) struct RawServer {
     pub(crate) ip: Option<Ip>,
     pub(crate) port: Option<Port>,
+    pub(crate) tls: Option<RawIngressTls>,
 }
 
 #[derive(Debug, Deserialize)]

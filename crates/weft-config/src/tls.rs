@@ -1,6 +1,7 @@
-//! Mutual TLS settings: the proxy's identity (top-level `identity`), what an inbound router
-//! requires of its clients (router `tls`), and whom an outbound client expects to reach
-//! (`client.tls`). See `docs/identity.md`.
+//! TLS settings: the proxy's identity (top-level `identity`), what an inbound router requires
+//! of its clients (router `tls`), whom an outbound client expects to reach (`client.tls`:
+//! mesh mTLS or TLS to servers outside the mesh), and TLS termination on ingress listeners
+//! (`servers[].tls`). See `docs/identity.md` and `docs/tls.md`.
 
 use std::path::PathBuf;
 
@@ -53,13 +54,53 @@ impl ServerTlsConfig {
     }
 }
 
-/// TLS towards meshed endpoints (yaml `client.tls`): the connection is mutual TLS with the
-/// proxy's identity, and the server must present `serverIdentity`.
+/// TLS towards a router's endpoints (yaml `client.tls`): either mutual TLS to peer proxies
+/// (`{serverIdentity}`) or ordinary TLS to a server outside the mesh (`{serverName,
+/// trustRoots}`, both optional). The two are exclusive. See `docs/tls.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(untagged, rename_all_fields = "camelCase")]
+pub enum ClientTlsConfig {
+    /// Mutual TLS with the proxy's identity to meshed endpoints (those reached through the
+    /// `port` transformer); the endpoint's certificate must carry `server_identity`.
+    Mesh {
+        /// The SPIFFE ID the endpoint's certificate must carry (yaml `serverIdentity`).
+        server_identity: String,
+    },
+    /// TLS to every endpoint of the router, as a browser would: SNI, the server's certificate
+    /// verified for the server name against trust roots, ALPN `h2` for HTTP/2 requests and
+    /// `http/1.1` for the others, no client certificate.
+    Origin {
+        /// The name sent as SNI and that the certificate must be valid for (yaml
+        /// `serverName`, a DNS name or an IP address). `None`: the host of a bound name
+        /// `/$/inet/<host>/<port>`, else the endpoint's IP address.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        server_name: Option<String>,
+        /// PEM files of the trusted roots (yaml `trustRoots`), joined to the config file's
+        /// directory when relative. Empty: the operating system's trust store.
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        trust_roots: Vec<PathBuf>,
+    },
+}
+
+/// TLS termination on one listener (yaml `servers[].tls`): every connection must be TLS,
+/// answered with the certificate whose DNS names match the ClientHello's SNI. Needs no
+/// `identity`; clients have none (no client certificate is asked for). See `docs/tls.md`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct ClientTlsConfig {
-    /// The SPIFFE ID the endpoint's certificate must carry (yaml `serverIdentity`).
-    pub server_identity: String,
+pub struct IngressTlsConfig {
+    /// The certificates to choose from, at least one (yaml `certificates`). The first one is
+    /// the default, presented when the client sends no SNI or a name no certificate has.
+    pub certificates: Vec<CertificateFiles>,
+}
+
+/// One certificate of an ingress server (yaml `{cert, key}`): PEM files, watched and
+/// reloaded live. Relative paths are taken from the config file's directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateFiles {
+    /// The certificate chain, leaf first (yaml `cert`).
+    pub cert: PathBuf,
+    /// The leaf's private key (yaml `key`).
+    pub key: PathBuf,
 }
 
 #[cfg(test)]

@@ -186,22 +186,28 @@ pub enum Protocol {
 }
 
 /// One listener of a router (yaml `{ip: 127.0.0.1, port: 4140}`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     /// Listen address: yaml `ip` (default `127.0.0.1`) and `port` (required; 0 = ephemeral).
     pub addr: SocketAddr,
+    /// TLS termination with the listener's own certificates (yaml `tls`), for clients outside
+    /// the mesh; `None`: plaintext, or mesh TLS per the router's `tls`.
+    pub tls: Option<crate::IngressTlsConfig>,
 }
 
 impl Serialize for ServerConfig {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
-        struct Out {
+        struct Out<'a> {
             ip: IpAddr,
             port: u16,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tls: Option<&'a crate::IngressTlsConfig>,
         }
         Out {
             ip: self.addr.ip(),
             port: self.addr.port(),
+            tls: self.tls.as_ref(),
         }
         .serialize(s)
     }

@@ -16,6 +16,7 @@ use crate::*;
 
 mod service;
 mod telemetry;
+mod tls;
 
 /// A validation failure: the key path, the message, and for a dtab the 1-based line and
 /// column of the error inside the dtab text.
@@ -98,24 +99,10 @@ pub(crate) fn config(raw: RawConfig, base_dir: &FsPath) -> Result<Config> {
         .transpose()?;
     let identity = raw
         .identity
-        .map(|i| identity(i, &root.key("identity"), base_dir))
+        .map(|i| tls::identity(i, &root.key("identity"), base_dir))
         .transpose()?;
-    if identity.is_none() {
-        for (i, r) in routers.iter().enumerate() {
-            let p = root.key("routers").index(i);
-            if r.tls.is_some() {
-                return invalid(
-                    &p.key("tls"),
-                    "router `tls` needs a top-level `identity` (cert, key, trustBundle)",
-                );
-            }
-            if r.client.tls.is_some() {
-                return invalid(
-                    &p.key("client").key("tls"),
-                    "`client.tls` needs a top-level `identity` (cert, key, trustBundle)",
-                );
-            }
-        }
+    for (i, r) in routers.iter().enumerate() {
+        tls::check_router(r, &root.key("routers").index(i), identity.is_some())?;
     }
     Ok(Config {
         admin,
@@ -125,50 +112,6 @@ pub(crate) fn config(raw: RawConfig, base_dir: &FsPath) -> Result<Config> {
         statsd,
         identity,
     })
-}
-
-fn identity(raw: RawIdentity, p: &KeyPath, base_dir: &FsPath) -> Result<IdentitySettings> {
-    let file = |v: Option<String>, key: &'static str| match v.filter(|s| !s.is_empty()) {
-        Some(f) => Ok(base_dir.join(f)),
-        None => invalid(&p.key(key), format!("missing `{key}`: a PEM file path")),
-    };
-    Ok(IdentitySettings {
-        cert: file(raw.cert, "cert")?,
-        key: file(raw.key, "key")?,
-        trust_bundle: file(raw.trust_bundle, "trustBundle")?,
-    })
-}
-
-fn server_tls(raw: RawServerTls, p: &KeyPath) -> Result<ServerTlsConfig> {
-    let authorized_clients = raw.authorized_clients.unwrap_or_default();
-    for (i, id) in authorized_clients.iter().enumerate() {
-        if !id.starts_with("spiffe://") {
-            return invalid(
-                &p.key("authorizedClients").index(i),
-                format!("{id:?} is not a SPIFFE ID (spiffe://<trust-domain>/...), nor a prefix of one ending in *"),
-            );
-        }
-    }
-    Ok(ServerTlsConfig {
-        require_tls: raw.require_tls.unwrap_or(false),
-        authorized_clients,
-    })
-}
-
-fn client_tls(raw: RawClientTls, p: &KeyPath) -> Result<ClientTlsConfig> {
-    match raw.server_identity {
-        Some(id) if id.starts_with("spiffe://") => Ok(ClientTlsConfig {
-            server_identity: id,
-        }),
-        Some(id) => invalid(
-            &p.key("serverIdentity"),
-            format!("{id:?} is not a SPIFFE ID (spiffe://<trust-domain>/...)"),
-        ),
-        None => invalid(
-            &p.key("serverIdentity"),
-            "missing `serverIdentity`: the SPIFFE ID meshed endpoints must present",
-        ),
-    }
 }
 
 /// Two listen addresses conflict if they share a non-zero port and their IPs are equal, or one
@@ -295,8 +238,13 @@ fn router(raw: RawRouter, p: &KeyPath, base_dir: &FsPath) -> Result<RouterConfig
             );
         };
         let ip = s.ip.map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |ip| ip.0);
+        let tls = s
+            .tls
+            .map(|t| tls::ingress_tls(t, &p.key("servers").index(i).key("tls"), base_dir))
+            .transpose()?;
         addrs.push(ServerConfig {
             addr: SocketAddr::new(ip, port.0),
+            tls,
         });
     }
     let dtab = match raw.dtab.as_deref() {
@@ -361,8 +309,11 @@ fn router(raw: RawRouter, p: &KeyPath, base_dir: &FsPath) -> Result<RouterConfig
             true,
             &p.key("tcpIdleTimeout"),
         )?,
-        tls: raw.tls.map(|t| server_tls(t, &p.key("tls"))).transpose()?,
-        client: client(raw.client.unwrap_or_default(), &p.key("client"))?,
+        tls: raw
+            .tls
+            .map(|t| tls::server_tls(t, &p.key("tls")))
+            .transpose()?,
+        client: client(raw.client.unwrap_or_default(), &p.key("client"), base_dir)?,
         service: service::service(raw.service.unwrap_or_default(), &p.key("service"))?,
         access_log: raw
             .access_log
@@ -453,7 +404,7 @@ fn identifier(raw: Option<RawIdentifier>, p: &KeyPath) -> Result<IdentifierConfi
     })
 }
 
-fn client(raw: RawClient, p: &KeyPath) -> Result<ClientConfig> {
+fn client(raw: RawClient, p: &KeyPath, base_dir: &FsPath) -> Result<ClientConfig> {
     let d = ClientConfig::default();
     let lb = raw.load_balancer.unwrap_or_default();
     let lbp = p.key("loadBalancer");
@@ -487,7 +438,10 @@ fn client(raw: RawClient, p: &KeyPath) -> Result<ClientConfig> {
             raw.requeue_budget.unwrap_or_default(),
             &p.key("requeueBudget"),
         )?,
-        tls: raw.tls.map(|t| client_tls(t, &p.key("tls"))).transpose()?,
+        tls: raw
+            .tls
+            .map(|t| tls::client_tls(t, &p.key("tls"), base_dir))
+            .transpose()?,
     })
 }
 

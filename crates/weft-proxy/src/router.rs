@@ -547,7 +547,12 @@ impl Router {
     /// Mesh TLS for a bound client: its endpoints are peer proxies and `client.tls` names the
     /// identity they must present.
     fn mesh_tls(&self, id: &Path) -> Option<MeshTls> {
-        let expected = &self.config.client.tls.as_ref()?.server_identity;
+        let weft_config::ClientTlsConfig::Mesh {
+            server_identity: expected,
+        } = self.config.client.tls.as_ref()?
+        else {
+            return None;
+        };
         let identity = self.identity.as_ref()?;
         if !is_meshed(id) {
             return None;

@@ -24,7 +24,8 @@ fn every_default() {
     assert_eq!(
         r.servers,
         [ServerConfig {
-            addr: "127.0.0.1:4140".parse().unwrap()
+            addr: "127.0.0.1:4140".parse().unwrap(),
+            tls: None,
         }]
     );
     assert_eq!(
@@ -339,7 +340,7 @@ fn docs_full_example_parses() {
 
 /// Serializing, then parsing the output, gives the same configuration.
 #[track_caller]
-fn assert_round_trips(c: &Config) {
+pub(super) fn assert_round_trips(c: &Config) {
     let json = serde_json::to_string(c).unwrap();
     let again = parse(&json);
     assert_eq!(&again, c, "via JSON:\n{json}");

@@ -5,6 +5,7 @@ mod accepts;
 mod rejects;
 mod resilience;
 mod telemetry;
+mod tls;
 
 use std::time::Duration;
 

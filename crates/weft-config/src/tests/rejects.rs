@@ -582,7 +582,7 @@ fn tls_settings_need_an_identity_and_spiffe_ids() {
             .contains("routers[0].tls.authorizedClients[0]"),
         "{e}"
     );
-    let e = err(&with_identity("    client: {tls: {}}\n"));
+    let e = err(&with_identity("    client: {tls: {serverIdentity: web}}\n"));
     assert!(
         e.to_string()
             .contains("routers[0].client.tls.serverIdentity"),
