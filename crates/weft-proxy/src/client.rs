@@ -1,5 +1,6 @@
 //! The HTTP client towards one endpoint: an HTTP/1 connection pool with an idle timeout and one
-//! multiplexed HTTP/2 connection, both over a connector pinned to the endpoint's address.
+//! multiplexed HTTP/2 connection, both over a connector pinned to the endpoint's address that
+//! originates TLS when the router's `client.tls` asks for it.
 
 use std::future::Future;
 use std::io;
@@ -14,9 +15,12 @@ use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
+use weft_tls::Alpn;
+
 use crate::error::{ErrorKind, ProxyError};
+use crate::handshake::UpstreamTlsError;
 use crate::replay::ReplayBody;
-use crate::tls::{ClientIo, MeshTls};
+use crate::tls::{ClientIo, ClientTls};
 
 /// Client settings shared by every endpoint of a router.
 #[derive(Clone, Copy, Debug)]
@@ -29,12 +33,38 @@ pub(crate) struct ClientParams {
 }
 
 /// Connects to one fixed address whatever the request URI says, so that the URI (and with it
-/// Host and `:authority`) keeps the name the client used; with mesh TLS when configured.
+/// Host and `:authority`) keeps the name the client used; with TLS when configured (mesh TLS
+/// to peer proxies, or TLS to a server outside the mesh offering one ALPN protocol).
+///
+/// Connecting and the TLS handshake are each bounded by the connect timeout (expiry: an
+/// `io::ErrorKind::TimedOut` error). A failed handshake is an error wrapping an
+/// `UpstreamTlsError` ([`classify_client_error`] makes it `upstream-tls`).
 #[derive(Clone, Debug)]
 pub(crate) struct Connector {
     addr: SocketAddr,
     timeout: Duration,
-    tls: Option<MeshTls>,
+    tls: Option<ClientTls>,
+    alpn: Alpn,
+}
+
+impl Connector {
+    /// Connects to `addr` within `timeout`, with `tls` if given, for HTTP/1.1 (ALPN
+    /// `http/1.1` to servers outside the mesh).
+    pub(crate) fn new(addr: SocketAddr, timeout: Duration, tls: Option<ClientTls>) -> Connector {
+        Connector {
+            addr,
+            timeout,
+            tls,
+            alpn: Alpn::Http1,
+        }
+    }
+
+    /// The same connector for an HTTP/2 client: servers outside the mesh are offered ALPN
+    /// `h2` only, and must select it.
+    pub(crate) fn http2(mut self) -> Connector {
+        self.alpn = Alpn::H2;
+        self
+    }
 }
 
 impl tower::Service<Uri> for Connector {
@@ -47,7 +77,7 @@ impl tower::Service<Uri> for Connector {
     }
 
     fn call(&mut self, _: Uri) -> Self::Future {
-        let (addr, timeout, tls) = (self.addr, self.timeout, self.tls.clone());
+        let (addr, timeout, tls, alpn) = (self.addr, self.timeout, self.tls.clone(), self.alpn);
         Box::pin(async move {
             let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
                 .await
@@ -59,7 +89,7 @@ impl tower::Service<Uri> for Connector {
                 Some(tls) => {
                     // The handshake is part of connecting: bounded by the same timeout, and a
                     // failure is a connect failure (the request never left).
-                    let tls_stream = tokio::time::timeout(timeout, tls.connect(stream))
+                    let tls_stream = tokio::time::timeout(timeout, tls.handshake(stream, alpn))
                         .await
                         .map_err(|_| {
                             io::Error::new(io::ErrorKind::TimedOut, "tls handshake timeout")
@@ -80,12 +110,8 @@ pub(crate) struct Upstream {
 }
 
 impl Upstream {
-    pub(crate) fn new(addr: SocketAddr, params: ClientParams, tls: Option<MeshTls>) -> Upstream {
-        let connector = Connector {
-            addr,
-            timeout: params.connect_timeout,
-            tls,
-        };
+    pub(crate) fn new(addr: SocketAddr, params: ClientParams, tls: Option<ClientTls>) -> Upstream {
+        let connector = Connector::new(addr, params.connect_timeout, tls);
         let mut builder = Client::builder(TokioExecutor::new());
         builder
             .pool_timer(TokioTimer::new())
@@ -95,7 +121,7 @@ impl Upstream {
             // new one: the usual keep-alive race, where the request provably never left.
             .retry_canceled_requests(true);
         let h1 = builder.build(connector.clone());
-        let h2 = builder.http2_only(true).build(connector);
+        let h2 = builder.http2_only(true).build(connector.http2());
         Upstream { h1, h2 }
     }
 }
@@ -119,12 +145,17 @@ impl tower::Service<Request<ReplayBody>> for Upstream {
     }
 }
 
-/// Maps a client failure to a proxy error kind: connect failures are retryable (the request
-/// never left), anything after that is an upstream reset or protocol error.
+/// Maps a client failure to a proxy error kind: connect failures (TLS handshakes included) are
+/// retryable (the request never left), anything after that is an upstream reset or protocol
+/// error.
 pub(crate) fn classify_client_error(
     err: hyper_util::client::legacy::Error,
     endpoint: SocketAddr,
 ) -> ProxyError {
+    if let Some(tls) = find_upstream_tls(&err) {
+        let detail = format!("endpoint {endpoint}: {tls}");
+        return ProxyError::new(ErrorKind::UpstreamTls, detail).with_source(err);
+    }
     let kind = if err.is_connect() {
         match find_io_kind(&err) {
             Some(io::ErrorKind::ConnectionRefused) => ErrorKind::ConnectionRefused,
@@ -144,6 +175,25 @@ fn find_io_kind(err: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind
     while let Some(e) = cur {
         if let Some(io) = e.downcast_ref::<io::Error>() {
             return Some(io.kind());
+        }
+        cur = e.source();
+    }
+    None
+}
+
+/// The TLS handshake failure a connector reported, wrapped in an `io::Error` somewhere in the
+/// chain (`io::Error::source` skips the wrapped error itself, so each one is opened).
+fn find_upstream_tls<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a UpstreamTlsError> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(tls) = e.downcast_ref::<UpstreamTlsError>() {
+            return Some(tls);
+        }
+        let inner = e.downcast_ref::<io::Error>().and_then(|io| io.get_ref());
+        if let Some(tls) = inner.and_then(|i| i.downcast_ref::<UpstreamTlsError>()) {
+            return Some(tls);
         }
         cur = e.source();
     }

@@ -47,6 +47,10 @@ pub enum ErrorKind {
     ConnectFailed,
     /// The TCP connection was not established within the connect timeout. 504, safe to retry.
     ConnectTimeout,
+    /// The TLS handshake with the endpoint failed: its certificate was refused (untrusted,
+    /// expired, not valid for the server name or identity), it refused ours, or it does not
+    /// speak what was asked of it over ALPN. 502, safe to retry: the request never left.
+    UpstreamTls,
     /// The upstream closed or reset the connection before the response head. 502.
     UpstreamReset,
     /// The upstream sent something that is not valid HTTP. 502.
@@ -73,6 +77,7 @@ impl ErrorKind {
             ErrorKind::ConnectionRefused => "connection-refused",
             ErrorKind::ConnectFailed => "connect-failed",
             ErrorKind::ConnectTimeout => "connect-timeout",
+            ErrorKind::UpstreamTls => "upstream-tls",
             ErrorKind::UpstreamReset => "upstream-reset",
             ErrorKind::UpstreamProtocol => "upstream-protocol",
             ErrorKind::RequestTimeout => "request-timeout",
@@ -90,6 +95,7 @@ impl ErrorKind {
             | ErrorKind::BindingFailed
             | ErrorKind::ConnectionRefused
             | ErrorKind::ConnectFailed
+            | ErrorKind::UpstreamTls
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamProtocol => StatusCode::BAD_GATEWAY,
             ErrorKind::BindingTimeout | ErrorKind::NoEndpoints | ErrorKind::FailFast => {
@@ -109,6 +115,7 @@ impl ErrorKind {
             ErrorKind::ConnectionRefused
             | ErrorKind::ConnectFailed
             | ErrorKind::ConnectTimeout
+            | ErrorKind::UpstreamTls
             | ErrorKind::UpstreamReset
             | ErrorKind::UpstreamProtocol
             | ErrorKind::RequestTimeout => Fault::Upstream,
@@ -128,6 +135,7 @@ impl ErrorKind {
             ErrorKind::ConnectionRefused
                 | ErrorKind::ConnectFailed
                 | ErrorKind::ConnectTimeout
+                | ErrorKind::UpstreamTls
                 | ErrorKind::BindingTimeout
                 | ErrorKind::NoEndpoints
                 | ErrorKind::FailFast
@@ -218,6 +226,19 @@ mod tests {
         assert_eq!(rsp.headers()["l5d-proxy-error"], "connection-refused");
         assert_eq!(rsp.headers()["l5d-retryable"], "true");
         assert_eq!(rsp.body(), "connection-refused: 127.0.0.1:1\n");
+    }
+
+    #[test]
+    fn upstream_tls_is_a_retryable_502() {
+        let rsp: Response<Bytes> = ProxyError::new(
+            ErrorKind::UpstreamTls,
+            "endpoint 127.0.0.1:443: TLS with x: why",
+        )
+        .to_response();
+        assert_eq!(rsp.status(), StatusCode::BAD_GATEWAY);
+        assert_eq!(rsp.headers()["l5d-proxy-error"], "upstream-tls");
+        assert_eq!(rsp.headers()["l5d-retryable"], "true");
+        assert_eq!(ErrorKind::UpstreamTls.fault(), Fault::Upstream);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod client;
 mod detect;
 mod error;
 mod forward;
+mod handshake;
 mod headers;
 mod identify;
 mod namers;
@@ -46,7 +47,7 @@ pub struct Proxy {
     routers: Vec<Arc<Router>>,
     tap: Arc<Tap>,
     identity: Option<weft_tls::Identity>,
-    listeners: Vec<(Arc<Router>, TcpListener)>,
+    listeners: Vec<(Arc<Router>, server::Listener)>,
 }
 
 // === impl Proxy ===
@@ -55,8 +56,9 @@ impl Proxy {
     /// Builds the namers and routers of `config` and binds every server's listener. Must run
     /// inside a tokio runtime (namers start watching at once).
     ///
-    /// Errors: a listener that cannot be bound (address in use, permission), naming the
-    /// router and address.
+    /// Errors: a listener that cannot be bound (address in use, permission), or TLS files that
+    /// do not load (identity, `client.tls.trustRoots`, ingress certificates), naming the
+    /// router and address or file.
     pub async fn bind(config: &Config, metrics: &Metrics) -> io::Result<Proxy> {
         let interpreter = namers::interpreter(&config.namers);
         let identity = match &config.identity {
@@ -93,7 +95,7 @@ impl Proxy {
                 ),
                 None => None,
             };
-            let router = Arc::new(Router::new(
+            let mut router = Router::new(
                 rc.clone(),
                 interpreter.clone(),
                 metrics.router(&rc.label),
@@ -101,15 +103,30 @@ impl Proxy {
                 identity.clone(),
                 tracer.clone(),
                 access_log,
-            ));
+            );
+            if let Some(weft_config::ClientTlsConfig::Origin { trust_roots, .. }) = &rc.client.tls {
+                let origination = weft_tls::Origination::load(trust_roots).map_err(|e| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("router {}: client.tls: {e}", rc.label),
+                    )
+                })?;
+                origination.watch();
+                router.set_origination(origination);
+            }
+            let router = Arc::new(router);
             for server in &rc.servers {
+                let ingress = match &server.tls {
+                    Some(tls) => Some(ingress_tls(&rc.label, server.addr, tls)?),
+                    None => None,
+                };
                 let listener = TcpListener::bind(server.addr).await.map_err(|e| {
                     io::Error::new(
                         e.kind(),
                         format!("router {}: cannot listen on {}: {e}", rc.label, server.addr),
                     )
                 })?;
-                listeners.push((router.clone(), listener));
+                listeners.push((router.clone(), server::Listener { listener, ingress }));
             }
             routers.push(router);
         }
@@ -125,7 +142,7 @@ impl Proxy {
     pub fn listening(&self) -> Vec<(String, SocketAddr)> {
         self.listeners
             .iter()
-            .filter_map(|(r, l)| Some((r.label().to_string(), l.local_addr().ok()?)))
+            .filter_map(|(r, l)| Some((r.label().to_string(), l.listener.local_addr().ok()?)))
             .collect()
     }
 
@@ -160,4 +177,26 @@ impl Proxy {
         }
         clean
     }
+}
+
+/// Loads and watches an ingress listener's certificates; returns its rustls config.
+fn ingress_tls(
+    router: &str,
+    addr: SocketAddr,
+    tls: &weft_config::IngressTlsConfig,
+) -> io::Result<Arc<rustls::ServerConfig>> {
+    let pairs: Vec<_> = tls
+        .certificates
+        .iter()
+        .map(|c| (c.cert.clone(), c.key.clone()))
+        .collect();
+    let certs = weft_tls::ServerCertificates::load(&pairs).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("router {router}: ingress TLS on {addr}: {e}"),
+        )
+    })?;
+    certs.watch();
+    tracing::info!(%router, %addr, names = ?certs.names(), "ingress TLS certificates loaded");
+    Ok(certs.server_config())
 }

@@ -27,8 +27,9 @@ use crate::identify::identify;
 use crate::observe::Observed;
 use crate::replay::ReplayBody;
 use crate::tap::{Tap, TapRequest, Tapped};
-use crate::tls::MeshTls;
+use crate::tls::ClientTls;
 use crate::upgrade;
+use rustls::pki_types::ServerName;
 use weft_telemetry::access_log::AccessLog;
 use weft_telemetry::trace::Tracer;
 use weft_tls::Identity;
@@ -63,6 +64,9 @@ pub struct Router {
     tap: Arc<Tap>,
     /// The proxy's mTLS identity, if configured.
     identity: Option<Identity>,
+    /// TLS to servers outside the mesh (`client.tls` without `serverIdentity`), loaded when
+    /// the proxy starts.
+    origination: Option<weft_tls::Origination>,
     tracer: Tracer,
     access_log: Option<AccessLog>,
 }
@@ -124,9 +128,16 @@ impl Router {
             budgets: RwLock::default(),
             tap,
             identity,
+            origination: None,
             tracer,
             access_log,
         }
+    }
+
+    /// Sets the TLS configs for servers outside the mesh, which `client.tls` without
+    /// `serverIdentity` asks for (without them, such a router's clients send plaintext).
+    pub(crate) fn set_origination(&mut self, origination: weft_tls::Origination) {
+        self.origination = Some(origination);
     }
 
     /// The router's label (`label` in the config).
@@ -492,7 +503,7 @@ impl Router {
                         &self.config.client,
                         self.metrics.client(&bound.id.to_string()),
                         is_meshed(&bound.id),
-                        self.mesh_tls(&bound.id),
+                        self.client_tls(&bound.id),
                     ))
                 })
                 .clone()
@@ -544,25 +555,52 @@ impl Router {
 }
 
 impl Router {
-    /// Mesh TLS for a bound client: its endpoints are peer proxies and `client.tls` names the
-    /// identity they must present.
-    fn mesh_tls(&self, id: &Path) -> Option<MeshTls> {
-        let weft_config::ClientTlsConfig::Mesh {
-            server_identity: expected,
-        } = self.config.client.tls.as_ref()?
-        else {
-            return None;
-        };
-        let identity = self.identity.as_ref()?;
-        if !is_meshed(id) {
-            return None;
+    /// TLS for a bound client: mesh TLS when its endpoints are peer proxies and `client.tls`
+    /// names the identity they must present; TLS to servers outside the mesh for every bound
+    /// client when `client.tls` has no `serverIdentity`.
+    fn client_tls(&self, id: &Path) -> Option<ClientTls> {
+        match self.config.client.tls.as_ref()? {
+            weft_config::ClientTlsConfig::Mesh {
+                server_identity: expected,
+            } => {
+                let identity = self.identity.as_ref()?;
+                if !is_meshed(id) {
+                    return None;
+                }
+                let tls = ClientTls::mesh(identity, expected);
+                if tls.is_none() {
+                    tracing::warn!(%expected, "cannot derive a TLS server name from the expected identity; sending plaintext");
+                }
+                tls
+            }
+            weft_config::ClientTlsConfig::Origin { server_name, .. } => {
+                let origination = self.origination.as_ref()?;
+                let name = server_name.clone().or_else(|| inet_host(id));
+                let server_name = name.and_then(|n| match ServerName::try_from(n.clone()) {
+                    Ok(sn) => Some(sn),
+                    Err(_) => {
+                        tracing::warn!(name = %n, client = %id, "not a TLS server name; checking certificates against endpoint addresses");
+                        None
+                    }
+                });
+                Some(ClientTls::origin(origination, server_name))
+            }
         }
-        let tls = MeshTls::new(identity, expected);
-        if tls.is_none() {
-            tracing::warn!(%expected, "cannot derive a TLS server name from the expected identity; sending plaintext");
-        }
-        tls
     }
+}
+
+/// The host of a bound name `/$/inet/<host>/<port>`: the default TLS server name.
+fn inet_host(id: &Path) -> Option<String> {
+    let mut labels = id.labels();
+    if !labels
+        .by_ref()
+        .take(2)
+        .eq([b"$".as_slice(), b"inet".as_slice()])
+    {
+        return None;
+    }
+    let host = std::str::from_utf8(labels.next()?).ok()?;
+    Some(host.to_ascii_lowercase())
 }
 
 /// Endpoints reached through the `port` transformer are peer weft proxies (linker-to-linker):

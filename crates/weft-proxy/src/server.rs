@@ -1,7 +1,10 @@
 //! Servers: accept loops that detect each connection's protocol and serve it: HTTP/1.1 and
 //! HTTP/2 (prior knowledge, with HTTP/1 upgrades) through the router, anything else as
-//! opaque TCP. On shutdown they drain: listeners close, HTTP/1 connections close after their
-//! current response, HTTP/2 connections get GOAWAY, requests in flight finish.
+//! opaque TCP. Mesh TLS (told apart by SNI) is terminated with the proxy's identity; an
+//! ingress listener (`servers[].tls`) terminates all TLS with its own certificates. Every
+//! terminated handshake is counted, with a reason when it fails. On shutdown they drain:
+//! listeners close, HTTP/1 connections close after their current response, HTTP/2
+//! connections get GOAWAY, requests in flight finish.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -13,24 +16,36 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use weft_config::Protocol;
 
 use crate::detect::{detect, Detected, Rewind};
+use crate::handshake::{Failure, Refused};
 use crate::router::Router;
 use crate::tcp;
-use crate::tls;
+use crate::tls::{self, Hello};
 
 /// hyper refuses read buffers smaller than this (it must hold a typical request head).
 const MIN_HEADER_BUFFER: usize = 8192;
 /// Pause after a failed accept (e.g. out of file descriptors) so the loop does not spin.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+/// Bound on a TLS handshake the proxy terminates: on an ingress listener from the first byte,
+/// for mesh TLS from the complete ClientHello (which must come within `detectTimeout`).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// One listener of a router, with the TLS config of an ingress listener (`servers[].tls`).
+pub(crate) struct Listener {
+    pub(crate) listener: TcpListener,
+    pub(crate) ingress: Option<Arc<rustls::ServerConfig>>,
+}
 
 /// Serves `listener` for `router` until `shutdown` fires, then drains its connections for at
 /// most `grace`. Returns true if every connection finished within the grace period.
 pub(crate) async fn serve(
-    listener: TcpListener,
+    Listener { listener, ingress }: Listener,
     router: Arc<Router>,
     shutdown: CancellationToken,
     grace: Duration,
@@ -50,6 +65,7 @@ pub(crate) async fn serve(
                         shutdown: shutdown.clone(),
                         peer,
                         port,
+                        ingress: ingress.clone(),
                     };
                     connections.spawn(conn.run(stream));
                 }
@@ -76,12 +92,16 @@ struct Connection {
     shutdown: CancellationToken,
     peer: SocketAddr,
     port: u16,
+    ingress: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Connection {
     async fn run(self, stream: TcpStream) {
         let metrics = self.router.metrics().clone();
         let _open = metrics.connection_opened();
+        if let Some(tls) = self.ingress.clone() {
+            return self.serve_ingress(stream, tls).await;
+        }
         let config = self.router.config();
         let opaque = config.protocol == Protocol::Tcp || config.opaque_ports.contains(&self.port);
         let (detected, io) = if opaque {
@@ -113,42 +133,142 @@ impl Connection {
 
     /// TLS: mesh TLS (its SNI names an identity of our trust domain, and the router has a
     /// `tls` section) is terminated here and what it carries is served with the client's
-    /// identity; any other TLS is meant for the application and passes through as TCP.
+    /// identity; any other TLS is meant for the application and passes through as TCP, unless
+    /// it is no ClientHello at all on a router that requires TLS.
     async fn serve_tls(self, mut io: Rewind<TcpStream>) {
         let Some(identity) = self.router.server_identity().cloned() else {
             return self.serve_tcp(io, None).await;
         };
-        let timeout = self.router.config().detect_timeout;
-        let sni = match io.read_tls_record(timeout).await {
-            Ok(record) => tls::client_hello_sni(record),
-            Err(error) => {
-                tracing::debug!(peer = %self.peer, %error, "no complete ClientHello");
-                return;
+        let config = self.router.config();
+        let (timeout, require_tls) = (
+            config.detect_timeout,
+            config.tls.as_ref().is_some_and(|t| t.require_tls),
+        );
+        let hello = match io.read_tls_record(timeout).await {
+            Ok(record) => tls::inspect_client_hello(record),
+            Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
+                let why = format!("no complete ClientHello within {timeout:?}");
+                return self.refused("mesh", Refused::new(Failure::Timeout, why));
             }
+            Err(error) => return self.refused("mesh", Refused::before_hello(&error)),
         };
-        if !sni
-            .as_deref()
-            .is_some_and(|s| tls::is_mesh_sni(&identity, s))
-        {
-            return self.serve_tcp(io, None).await;
+        match hello {
+            Hello::Sni(Some(sni)) if tls::is_mesh_sni(&identity, &sni) => {}
+            Hello::Invalid(error) if require_tls => {
+                let why = format!(
+                    "not a TLS ClientHello: {}",
+                    weft_tls::explain(&error, "client")
+                );
+                return self.refused("mesh", Refused::new(Failure::NoClientHello, why));
+            }
+            _ => return self.serve_tcp(io, None).await,
         }
-        let metrics = self.router.metrics().clone();
-        let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config());
-        let stream = match acceptor.accept(io).await {
-            Ok(s) => s,
-            Err(error) => {
-                metrics.tls_handshake(false);
-                tracing::info!(peer = %self.peer, %error, "mesh TLS handshake failed");
-                return;
-            }
+        let acceptor = TlsAcceptor::from(identity.server_config());
+        let stream = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(io)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(error)) => return self.refused("mesh", Refused::during(&error)),
+            Err(_) => return self.refused("mesh", Refused::timeout(HANDSHAKE_TIMEOUT)),
         };
-        metrics.tls_handshake(true);
+        self.router.metrics().tls_handshake(Ok(()));
         let client: Option<Arc<str>> = weft_tls::peer_spiffe_id(stream.get_ref().1).map(Arc::from);
         tracing::debug!(peer = %self.peer, client = ?client, "mesh TLS accepted");
-        match detect(stream, timeout).await {
+        self.serve_decrypted(stream, client).await
+    }
+
+    /// An ingress listener: every connection must be TLS, terminated with the listener's
+    /// certificates (picked by SNI); what it carries is served without a client identity.
+    /// Plaintext and garbage are refused (closed) and counted; a connection closed before
+    /// its first byte (a TCP health check) is not a handshake and is not counted.
+    async fn serve_ingress(self, stream: TcpStream, config: Arc<rustls::ServerConfig>) {
+        let accepted = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.accept_ingress(stream, config))
+            .await
+            .unwrap_or_else(|_| Err(Refused::timeout(HANDSHAKE_TIMEOUT)));
+        match accepted {
+            Ok(Some(stream)) => {
+                self.router.metrics().tls_handshake(Ok(()));
+                let (_, session) = stream.get_ref();
+                tracing::debug!(
+                    peer = %self.peer,
+                    sni = ?session.server_name(),
+                    alpn = ?session.alpn_protocol().map(String::from_utf8_lossy),
+                    "ingress TLS accepted"
+                );
+                self.serve_decrypted(stream, None).await
+            }
+            Ok(None) => tracing::debug!(peer = %self.peer, "closed before sending a byte"),
+            Err(refused) => self.refused("ingress", refused),
+        }
+    }
+
+    /// The server side of an ingress handshake; `None` if the client closed at once.
+    async fn accept_ingress(
+        &self,
+        stream: TcpStream,
+        config: Arc<rustls::ServerConfig>,
+    ) -> Result<Option<TlsStream<Rewind<TcpStream>>>, Refused> {
+        let mut first = [0u8; 1];
+        match stream.peek(&mut first).await {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(error) => return Err(Refused::before_hello(&error)),
+        }
+        let (detected, timed_out, io) = detect(stream, HANDSHAKE_TIMEOUT)
+            .await
+            .map_err(|e| Refused::before_hello(&e))?;
+        match (detected, timed_out) {
+            (Detected::Tls, _) => {}
+            (Detected::Http, _) => {
+                return Err(Refused::new(
+                    Failure::Plaintext,
+                    "plaintext HTTP sent to a TLS port",
+                ))
+            }
+            (Detected::Tcp, true) => return Err(Refused::timeout(HANDSHAKE_TIMEOUT)),
+            (Detected::Tcp, false) => {
+                return Err(Refused::new(
+                    Failure::NoClientHello,
+                    "the first bytes are not a TLS handshake record",
+                ))
+            }
+        }
+        let start = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io)
+            .await
+            .map_err(|e| Refused::before_hello(&e))?;
+        let stream = start
+            .into_stream(config)
+            .await
+            .map_err(|e| Refused::during(&e))?;
+        Ok(Some(stream))
+    }
+
+    /// Counts and logs a failed handshake; the connection is then dropped (closed).
+    fn refused(&self, what: &'static str, refused: Refused) {
+        let reason = refused.failure.reason();
+        self.router.metrics().tls_handshake(Err(reason));
+        tracing::info!(
+            peer = %self.peer,
+            reason,
+            "{what} TLS handshake failed: {}",
+            refused.why
+        );
+    }
+
+    /// What a terminated TLS connection carries: opaque TCP on a `tcp` router or an opaque
+    /// port, else detected as usual (HTTP, or TCP).
+    async fn serve_decrypted<I>(self, io: I, client: Option<Arc<str>>)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let config = self.router.config();
+        if config.protocol == Protocol::Tcp || config.opaque_ports.contains(&self.port) {
+            return self.serve_tcp(io, client).await;
+        }
+        match detect(io, config.detect_timeout).await {
             Ok((Detected::Http, _, inner)) => self.serve_http(inner, client).await,
             Ok((_, _, inner)) => self.serve_tcp(inner, client).await,
-            Err(error) => tracing::debug!(peer = %self.peer, %error, "mesh TLS connection failed"),
+            Err(error) => {
+                tracing::debug!(peer = %self.peer, %error, "TLS connection failed during detection")
+            }
         }
     }
 

@@ -117,10 +117,26 @@ struct Inner {
     identity_rejected: Counter,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+/// `router`, `result` (`ok`, `error`) and, on errors only, `reason`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct HandshakeLabels {
     router: Arc<str>,
-    result: &'static str,
+    failure: Option<&'static str>,
+}
+
+impl EncodeLabelSet for HandshakeLabels {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelSetEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        let router: &str = &self.router;
+        match self.failure {
+            None => [("router", router), ("result", "ok")].encode(encoder),
+            Some(reason) => {
+                [("router", router), ("result", "error"), ("reason", reason)].encode(encoder)
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -186,7 +202,7 @@ impl Metrics {
         let identity_rejected = Counter::default();
         registry.register(
             "tls_handshakes",
-            "Mesh TLS handshakes on inbound servers, by result (ok, error)",
+            "TLS handshakes terminated by the proxy (mesh TLS and ingress servers), by result (ok, error) and, for errors, reason",
             tls_handshakes.clone(),
         );
         registry.register(
@@ -398,11 +414,13 @@ impl RouterMetrics {
         self.metrics.inner.detections.get_or_create(&labels).inc();
     }
 
-    /// Counts one mesh TLS handshake on an inbound server.
-    pub fn tls_handshake(&self, ok: bool) {
+    /// Counts one TLS handshake the proxy terminated (mesh TLS or an ingress server):
+    /// `Ok(())` as `result="ok"`, `Err(reason)` as `result="error", reason=<reason>`. The
+    /// reason must come from a small fixed set (see `docs/metrics.md`), as it is a label.
+    pub fn tls_handshake(&self, outcome: Result<(), &'static str>) {
         let labels = HandshakeLabels {
             router: self.router.clone(),
-            result: if ok { "ok" } else { "error" },
+            failure: outcome.err(),
         };
         self.metrics
             .inner
@@ -649,5 +667,19 @@ mod tests {
         assert!(metrics
             .encode()
             .contains(r#"weft_open_connections{router="in"} 0"#));
+    }
+
+    #[test]
+    fn handshake_errors_carry_a_reason_and_successes_none() {
+        let metrics = Metrics::new("0");
+        let router = metrics.router("edge");
+        router.tls_handshake(Ok(()));
+        router.tls_handshake(Err("timeout"));
+        router.tls_handshake(Err("timeout"));
+        let text = metrics.encode();
+        assert!(text.contains(r#"weft_tls_handshakes_total{router="edge",result="ok"} 1"#));
+        assert!(text.contains(
+            r#"weft_tls_handshakes_total{router="edge",result="error",reason="timeout"} 2"#
+        ));
     }
 }

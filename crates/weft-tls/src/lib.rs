@@ -1,6 +1,8 @@
-//! weft's workload identity: SPIFFE IDs, certificates and trust bundles loaded from PEM files
-//! and reloaded live, the rustls configs for mutual TLS between proxies, and a small built-in
-//! certificate authority ([`ca`]).
+//! weft's TLS material: the workload identity (SPIFFE IDs, certificates and trust bundles
+//! loaded from PEM files and reloaded live) with the rustls configs for mutual TLS between
+//! proxies; the configs for TLS to servers outside the mesh ([`Origination`]) and for TLS
+//! termination of clients outside it ([`ServerCertificates`], picked by SNI); plain words for
+//! handshake failures ([`explain`]); and a small built-in certificate authority ([`ca`]).
 //!
 //! It owns the TLS material and its validation; it does not own listeners, protocol detection
 //! or connection pools (`weft-proxy` wraps its configs in `tokio_rustls` acceptors and
@@ -9,13 +11,20 @@
 
 pub mod ca;
 mod error;
+mod explain;
 mod identity;
+mod ingress;
 mod material;
+mod origin;
+mod reload;
 mod spiffe;
 mod verify;
 
 pub use error::TlsError;
+pub use explain::{cert_problem, explain, CertProblem};
 pub use identity::{Identity, IdentityConfig};
+pub use ingress::ServerCertificates;
+pub use origin::{Alpn, Origination};
 pub use spiffe::server_name_for;
 
 /// After a handshake: the peer's SPIFFE ID from its leaf certificate's URI SAN, if it has

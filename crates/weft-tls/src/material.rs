@@ -14,28 +14,6 @@ use rustls::{CertificateError, RootCertStore};
 
 use crate::{spiffe, IdentityConfig, TlsError};
 
-/// The bytes of the three files, as read together.
-#[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Files {
-    pub(crate) cert: Vec<u8>,
-    pub(crate) key: Vec<u8>,
-    pub(crate) bundle: Vec<u8>,
-}
-
-impl Files {
-    pub(crate) fn read(cfg: &IdentityConfig) -> Result<Files, TlsError> {
-        let read = |p: &Path| {
-            std::fs::read(p)
-                .map_err(|e| TlsError::file(p, format!("cannot read: {e}")).with_source(e))
-        };
-        Ok(Files {
-            cert: read(&cfg.cert)?,
-            key: read(&cfg.key)?,
-            bundle: read(&cfg.trust_bundle)?,
-        })
-    }
-}
-
 /// One validated set of identity material.
 pub(crate) struct Material {
     pub(crate) certified: Arc<CertifiedKey>,
@@ -48,21 +26,22 @@ pub(crate) struct Material {
 }
 
 impl Material {
-    /// Validates `files`: the key matches the leaf certificate, the leaf carries a SPIFFE ID,
-    /// and the chain leads to the bundle and is valid at `now` for server and client use.
+    /// Validates the bytes of the `[cert, key, bundle]` files: the key matches the leaf
+    /// certificate, the leaf carries a SPIFFE ID, and the chain leads to the bundle and is
+    /// valid at `now` for server and client use.
     pub(crate) fn build(
         cfg: &IdentityConfig,
-        files: &Files,
+        [cert, key, bundle]: [&[u8]; 3],
         provider: &Arc<CryptoProvider>,
         now: UnixTime,
     ) -> Result<Material, TlsError> {
-        let chain = certs(&files.cert, &cfg.cert)?;
-        let key = PrivateKeyDer::from_pem_slice(&files.key)
+        let chain = certs(cert, &cfg.cert)?;
+        let key = PrivateKeyDer::from_pem_slice(key)
             .map_err(|e| TlsError::file(&cfg.key, format!("no usable PEM private key: {e:?}")))?;
         let roots = {
             let bundle_path = &cfg.trust_bundle;
             let mut roots = RootCertStore::empty();
-            for c in certs(&files.bundle, bundle_path)? {
+            for c in certs(bundle, bundle_path)? {
                 roots.add(c).map_err(|e| {
                     TlsError::file(bundle_path, format!("bad trust anchor: {e}")).with_source(e)
                 })?;

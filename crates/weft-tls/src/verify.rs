@@ -82,7 +82,7 @@ impl ClientCertVerifier for MeshClientVerifier {
             message,
             cert,
             dss,
-            &self.0.provider.signature_verification_algorithms,
+            &self.0.provider().signature_verification_algorithms,
         )
     }
 
@@ -96,13 +96,13 @@ impl ClientCertVerifier for MeshClientVerifier {
             message,
             cert,
             dss,
-            &self.0.provider.signature_verification_algorithms,
+            &self.0.provider().signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0
-            .provider
+            .provider()
             .signature_verification_algorithms
             .supported_schemes()
     }
@@ -134,7 +134,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             &current.roots,
             intermediates,
             now,
-            self.state.provider.signature_verification_algorithms.all,
+            self.state.provider().signature_verification_algorithms.all,
         )?;
         match spiffe::id_of(end_entity) {
             Some(id) if id == self.expected => Ok(ServerCertVerified::assertion()),
@@ -153,7 +153,7 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             message,
             cert,
             dss,
-            &self.state.provider.signature_verification_algorithms,
+            &self.state.provider().signature_verification_algorithms,
         )
     }
 
@@ -167,13 +167,13 @@ impl ServerCertVerifier for SpiffeServerVerifier {
             message,
             cert,
             dss,
-            &self.state.provider.signature_verification_algorithms,
+            &self.state.provider().signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.state
-            .provider
+            .provider()
             .signature_verification_algorithms
             .supported_schemes()
     }
