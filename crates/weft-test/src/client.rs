@@ -55,9 +55,11 @@ pub struct TestBody {
     len: Option<u64>,
 }
 
-/// A connector that ignores the URI and dials a fixed address.
+/// A hyper-util connector that ignores the URI and dials a fixed address: what [`Client`]
+/// uses, and what other clients built on hyper-util's (e.g. tonic's) can use to reach a
+/// router whatever the `:authority`.
 #[derive(Clone, Debug)]
-struct FixedConnector(SocketAddr);
+pub struct FixedConnector(SocketAddr);
 
 // === impl Client ===
 
@@ -265,6 +267,13 @@ impl Body for TestBody {
 }
 
 // === impl FixedConnector ===
+
+impl FixedConnector {
+    /// A connector that dials `addr` (with `TCP_NODELAY`) for every URI.
+    pub fn new(addr: SocketAddr) -> FixedConnector {
+        FixedConnector(addr)
+    }
+}
 
 impl tower_service::Service<Uri> for FixedConnector {
     type Response = TokioIo<TcpStream>;

@@ -21,7 +21,7 @@ pub mod scripted;
 mod upstream;
 mod weft;
 
-pub use client::{Client, ClientError, TestBody, TestResponse};
+pub use client::{Client, ClientError, FixedConnector, TestBody, TestResponse};
 pub use disco::Disco;
 pub use metrics::get_metrics;
 pub use upstream::{closed_port, Behaviour, Echo, Upstream, DELAY_HEADER, ECHO_HEADER};

@@ -3,6 +3,8 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub(crate) mod pki;
+
 use std::future::Future;
 use std::time::Duration;
 
