@@ -331,7 +331,12 @@ fn docs_full_example_parses() {
         .and_then(|block| block.split("```").next())
         .expect("docs/configuration.md has a full example");
     let c = Config::parse(example, "docs/weft.yaml").unwrap();
-    assert_eq!(c.routers.len(), 2);
+    assert_eq!(c.routers.len(), 4);
+    assert!(c.routers[2].servers[0].tls.is_some());
+    assert!(matches!(
+        c.routers[3].client.tls,
+        Some(ClientTlsConfig::Origin { .. })
+    ));
     assert_eq!(c.namers.len(), 2);
     assert_eq!(c.routers[0].service.total_timeout, Some(secs(30)));
 }
