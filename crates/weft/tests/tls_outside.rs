@@ -16,12 +16,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use support::pki::{assert_closed_cleanly, client_hello, leaf};
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -107,15 +106,6 @@ fn replace(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, bytes).expect("write");
     std::fs::rename(&tmp, path).expect("rename");
-}
-
-/// The first certificate of a PEM file.
-fn leaf(path: &Path) -> CertificateDer<'static> {
-    CertificateDer::pem_file_iter(path)
-        .expect("read")
-        .next()
-        .expect("a certificate")
-        .expect("parse")
 }
 
 // === an HTTPS upstream ===
@@ -447,16 +437,21 @@ async fn ingress_picks_the_certificate_by_sni_over_http1_and_http2() {
             );
         }
     }
-    // An unknown name gets the default certificate (which is not valid for it).
-    let seen = tls_get(ing.addr(), accept_any(), Some("unknown.test"))
+    // An unknown name gets the default certificate, which the client refuses.
+    let cfg = ing.ca.client_config(&[b"http/1.1"]);
+    let err = tls_get(ing.addr(), cfg, Some("unknown.test"))
         .await
-        .expect("unknown SNI");
-    assert_eq!((seen.leaf, seen.status), (a, 200));
-    assert_eq!(
-        ing.handshakes(&[("router", "edge"), ("result", "ok")])
-            .await,
-        9.0
-    );
+        .expect_err("the default certificate is not valid for unknown.test");
+    assert!(err.contains(r#"only valid for DnsName("a.test")"#), "{err}");
+    let counted = eventually(Duration::from_secs(10), || async {
+        let ok = ing
+            .handshakes(&[("router", "edge"), ("result", "ok")])
+            .await;
+        let refused = ing.handshakes(&[("reason", "peer-alert")]).await;
+        (ok == 8.0 && refused == 1.0).then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "{}", get_metrics(ing.weft.admin()).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -466,7 +461,7 @@ async fn ingress_refuses_plaintext_and_garbage_counted_by_reason_while_good_requ
     let addr = ing.addr();
 
     // A stalled half ClientHello stays open while a good request passes.
-    let hello = client_hello(cfg.clone(), "a.test");
+    let hello = client_hello(cfg.clone(), ServerName::try_from("a.test").expect("name"));
     let mut stalled = TcpStream::connect(addr).await.expect("connect");
     stalled
         .write_all(&hello[..hello.len() / 2])
@@ -492,12 +487,12 @@ async fn ingress_refuses_plaintext_and_garbage_counted_by_reason_while_good_requ
         let mut s = TcpStream::connect(addr).await.expect("connect");
         s.write_all(bytes).await.expect("write");
         s.shutdown().await.expect("half-close");
-        assert_closed_without_a_response(&mut s).await;
+        assert_closed_cleanly(&mut s).await;
     }
     // Closing at once (a TCP health check) is no handshake.
     drop(TcpStream::connect(addr).await.expect("connect"));
     stalled.shutdown().await.expect("half-close");
-    assert_closed_without_a_response(&mut stalled).await;
+    assert_closed_cleanly(&mut stalled).await;
 
     let want = [("plaintext", 1.0), ("no-client-hello", 3.0)];
     let counted = eventually(Duration::from_secs(10), || async {
@@ -565,94 +560,4 @@ async fn replaced_certificate_is_used_by_new_connections_and_a_broken_one_is_not
         .await
         .expect("after a broken file");
     assert_eq!(seen.leaf, renewed, "the last good certificate stays");
-}
-
-/// The first flight of a TLS client for `sni`: its ClientHello.
-fn client_hello(cfg: Arc<rustls::ClientConfig>, sni: &str) -> Vec<u8> {
-    let name = ServerName::try_from(sni.to_string()).expect("name");
-    let mut conn = rustls::ClientConnection::new(cfg, name).expect("client");
-    let mut out = Vec::new();
-    conn.write_tls(&mut out).expect("ClientHello");
-    out
-}
-
-/// Reads until the proxy closes `s` (10 s at most); nothing but TLS alerts may come back.
-async fn assert_closed_without_a_response(s: &mut TcpStream) {
-    let mut got = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(10), async {
-        let mut buf = [0u8; 1024];
-        loop {
-            match s.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => got.extend_from_slice(&buf[..n]),
-            }
-        }
-    })
-    .await;
-    assert!(read.is_ok(), "the connection stayed open");
-    assert!(
-        got.is_empty() || got[0] == 0x15,
-        "something other than an alert came back: {:?}",
-        String::from_utf8_lossy(&got)
-    );
-}
-
-/// A client that accepts any server certificate, to see what a server presents for a name
-/// its certificates do not cover. Signatures are still checked.
-fn accept_any() -> Arc<rustls::ClientConfig> {
-    #[derive(Debug)]
-    struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
-
-    impl ServerCertVerifier for AcceptAny {
-        fn verify_server_cert(
-            &self,
-            _: &CertificateDer<'_>,
-            _: &[CertificateDer<'_>],
-            _: &ServerName<'_>,
-            _: &[u8],
-            _: UnixTime,
-        ) -> Result<ServerCertVerified, rustls::Error> {
-            Ok(ServerCertVerified::assertion())
-        }
-
-        fn verify_tls12_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls12_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn verify_tls13_signature(
-            &self,
-            message: &[u8],
-            cert: &CertificateDer<'_>,
-            dss: &DigitallySignedStruct,
-        ) -> Result<HandshakeSignatureValid, rustls::Error> {
-            rustls::crypto::verify_tls13_signature(
-                message,
-                cert,
-                dss,
-                &self.0.signature_verification_algorithms,
-            )
-        }
-
-        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-            self.0.signature_verification_algorithms.supported_schemes()
-        }
-    }
-
-    let cfg = rustls::ClientConfig::builder_with_provider(provider())
-        .with_safe_default_protocol_versions()
-        .expect("versions")
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AcceptAny(provider())))
-        .with_no_client_auth();
-    Arc::new(cfg)
 }
