@@ -244,6 +244,17 @@ async fn watch_loop<S: Source>(
     }
 }
 
+/// True for events that may change a file's content: created, written, renamed, removed
+/// (and events the backend cannot classify); false for opens, reads and closes without write.
+fn changes_content(kind: &notify::EventKind) -> bool {
+    use notify::event::{AccessKind, AccessMode};
+    match kind {
+        notify::EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        notify::EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
 /// Watches the directories of `paths`. Without a working watcher the periodic re-check still
 /// applies.
 fn fs_watcher(
@@ -257,6 +268,11 @@ fn fs_watcher(
         .collect();
     let handler = move |ev: notify::Result<notify::Event>| {
         if let Ok(ev) = ev {
+            // Only changes: inotify also reports opens and reads (`Access`), and every check
+            // opens the files it watches, so waking on those would re-check in a busy loop.
+            if !changes_content(&ev.kind) {
+                return;
+            }
             let ours = ev
                 .paths
                 .iter()
@@ -288,4 +304,30 @@ fn fs_watcher(
         }
     }
     Some(watcher)
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::fs_watcher;
+
+    /// Regression: reading a watched file (as every check does) must not wake the reload loop,
+    /// or the loop re-checks forever and takes a whole core while idle.
+    #[tokio::test]
+    async fn reading_a_watched_file_does_not_wake_the_reload_loop() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("tls.crt");
+        std::fs::write(&path, "one").expect("write");
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let _watcher = fs_watcher(std::slice::from_ref(&path), wake.clone()).expect("watcher");
+        std::fs::read(&path).expect("read");
+        let woke = tokio::time::timeout(Duration::from_millis(500), wake.notified()).await;
+        assert!(woke.is_err(), "a read woke the reload loop");
+        std::fs::write(&path, "two").expect("write");
+        tokio::time::timeout(Duration::from_secs(5), wake.notified())
+            .await
+            .expect("a write must wake the reload loop");
+    }
 }
