@@ -24,9 +24,10 @@ use weft_naming::AddrSet;
 use weft_telemetry::ClientMetrics;
 
 use crate::accrual::{Accrual, Transition};
-use crate::client::{ClientParams, Upstream};
+use crate::client::{ClientError, ClientParams, Connector};
 use crate::replay::ReplayBody;
 use crate::tls::MeshTls;
+use crate::upstream::Upstream;
 
 /// Load assumed for an endpoint with no measurement yet: optimistic, so new endpoints get
 /// tried (Finagle uses the same idea).
@@ -53,10 +54,8 @@ impl Endpoint {
     pub(crate) fn call(
         &self,
         req: Request<ReplayBody>,
-    ) -> impl std::future::Future<
-        Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>,
-    > + Send
-           + 'static {
+    ) -> impl std::future::Future<Output = Result<Response<Incoming>, ClientError>> + Send + 'static
+    {
         self.requests.inc();
         self.service
             .lock()
@@ -288,7 +287,10 @@ impl Balancer {
             addr,
             weight,
             service: Mutex::new(PeakEwma::new(
-                Upstream::new(addr, self.params, self.tls.clone()),
+                Upstream::new(
+                    Connector::new(addr, self.params.connect_timeout, self.tls.clone()),
+                    self.params.pool_idle_timeout,
+                ),
                 DEFAULT_RTT,
                 decay_ns,
                 CompleteOnResponse::default(),

@@ -1,6 +1,6 @@
-//! The HTTP client towards one endpoint: an HTTP/1 connection pool with an idle timeout and one
-//! multiplexed HTTP/2 connection, both over a connector pinned to the endpoint's address that
-//! originates TLS when the router's `client.tls` asks for it.
+//! Connecting to one endpoint: a connector pinned to the endpoint's address that originates
+//! TLS when the router's `client.tls` asks for it, client settings, and what a failed request
+//! means for the proxy. The connection pool itself is in `upstream.rs`.
 
 use std::future::Future;
 use std::io;
@@ -9,17 +9,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::{Request, Response, Uri, Version};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::{Client, ResponseFuture};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use http::Uri;
+use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use weft_tls::Alpn;
 
 use crate::error::{ErrorKind, ProxyError};
 use crate::handshake::UpstreamTlsError;
-use crate::replay::ReplayBody;
 use crate::tls::{ClientIo, ClientTls};
 
 /// Client settings shared by every endpoint of a router.
@@ -101,46 +98,41 @@ impl tower::Service<Uri> for Connector {
     }
 }
 
-/// Sends requests to one endpoint: HTTP/2 requests over one multiplexed connection, others
-/// over a pool of HTTP/1.1 connections.
-#[derive(Clone, Debug)]
-pub(crate) struct Upstream {
-    h1: Client<Connector, ReplayBody>,
-    h2: Client<Connector, ReplayBody>,
-}
-
-impl Upstream {
-    pub(crate) fn new(addr: SocketAddr, params: ClientParams, tls: Option<ClientTls>) -> Upstream {
-        let connector = Connector::new(addr, params.connect_timeout, tls);
-        let mut builder = Client::builder(TokioExecutor::new());
-        builder
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(params.pool_idle_timeout)
-            // A pooled connection that closed before the request was written is retried on a
-            // new one: the usual keep-alive race, where the request provably never left.
-            .retry_canceled_requests(true);
-        let h1 = builder.build(connector.clone());
-        let h2 = builder.http2_only(true).build(connector.http2());
-        Upstream { h1, h2 }
+impl Connector {
+    /// Opens one connection to the endpoint.
+    pub(crate) async fn connect(&self) -> io::Result<ClientIo> {
+        tower::Service::call(&mut self.clone(), Uri::default()).await
     }
 }
 
-impl tower::Service<Request<ReplayBody>> for Upstream {
-    type Response = Response<Incoming>;
-    type Error = hyper_util::client::legacy::Error;
-    type Future = ResponseFuture;
+/// Why a request to an endpoint got no response.
+#[derive(Debug)]
+pub(crate) enum ClientError {
+    /// No connection: refused, timed out, or the TLS handshake failed.
+    Connect(io::Error),
+    /// A new connection closed before the request was written: it never left.
+    ClosedBeforeSend(hyper::Error),
+    /// The connection failed after the request may have been written.
+    Http(hyper::Error),
+}
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::Connect(_) => f.write_str("connect failed"),
+            ClientError::ClosedBeforeSend(_) => {
+                f.write_str("connection closed before the request was sent")
+            }
+            ClientError::Http(_) => f.write_str("request failed"),
+        }
     }
+}
 
-    fn call(&mut self, mut req: Request<ReplayBody>) -> ResponseFuture {
-        if req.version() == Version::HTTP_2 {
-            self.h2.request(req)
-        } else {
-            *req.version_mut() = Version::HTTP_11;
-            self.h1.request(req)
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ClientError::Connect(e) => Some(e),
+            ClientError::ClosedBeforeSend(e) | ClientError::Http(e) => Some(e),
         }
     }
 }
@@ -148,37 +140,22 @@ impl tower::Service<Request<ReplayBody>> for Upstream {
 /// Maps a client failure to a proxy error kind: connect failures (TLS handshakes included) are
 /// retryable (the request never left), anything after that is an upstream reset or protocol
 /// error.
-pub(crate) fn classify_client_error(
-    err: hyper_util::client::legacy::Error,
-    endpoint: SocketAddr,
-) -> ProxyError {
+pub(crate) fn classify_client_error(err: ClientError, endpoint: SocketAddr) -> ProxyError {
     if let Some(tls) = find_upstream_tls(&err) {
         let detail = format!("endpoint {endpoint}: {tls}");
         return ProxyError::new(ErrorKind::UpstreamTls, detail).with_source(err);
     }
-    let kind = if err.is_connect() {
-        match find_io_kind(&err) {
-            Some(io::ErrorKind::ConnectionRefused) => ErrorKind::ConnectionRefused,
-            Some(io::ErrorKind::TimedOut) => ErrorKind::ConnectTimeout,
+    let kind = match &err {
+        ClientError::Connect(io) => match io.kind() {
+            io::ErrorKind::ConnectionRefused => ErrorKind::ConnectionRefused,
+            io::ErrorKind::TimedOut => ErrorKind::ConnectTimeout,
             _ => ErrorKind::ConnectFailed,
-        }
-    } else if find_hyper(&err).is_some_and(|e| e.is_parse() || e.is_parse_status()) {
-        ErrorKind::UpstreamProtocol
-    } else {
-        ErrorKind::UpstreamReset
+        },
+        ClientError::ClosedBeforeSend(_) => ErrorKind::ConnectFailed,
+        ClientError::Http(e) if e.is_parse() || e.is_parse_status() => ErrorKind::UpstreamProtocol,
+        ClientError::Http(_) => ErrorKind::UpstreamReset,
     };
     ProxyError::new(kind, format!("endpoint {endpoint}")).with_source(err)
-}
-
-fn find_io_kind(err: &(dyn std::error::Error + 'static)) -> Option<io::ErrorKind> {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(io) = e.downcast_ref::<io::Error>() {
-            return Some(io.kind());
-        }
-        cur = e.source();
-    }
-    None
 }
 
 /// The TLS handshake failure a connector reported, wrapped in an `io::Error` somewhere in the
@@ -194,17 +171,6 @@ fn find_upstream_tls<'a>(
         let inner = e.downcast_ref::<io::Error>().and_then(|io| io.get_ref());
         if let Some(tls) = inner.and_then(|i| i.downcast_ref::<UpstreamTlsError>()) {
             return Some(tls);
-        }
-        cur = e.source();
-    }
-    None
-}
-
-fn find_hyper<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a hyper::Error> {
-    let mut cur = Some(err);
-    while let Some(e) = cur {
-        if let Some(h) = e.downcast_ref::<hyper::Error>() {
-            return Some(h);
         }
         cur = e.source();
     }

@@ -25,6 +25,7 @@ mod tap;
 mod tcp;
 mod tls;
 mod upgrade;
+mod upstream;
 
 use std::io;
 use std::net::SocketAddr;

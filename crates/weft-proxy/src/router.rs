@@ -38,12 +38,21 @@ use weft_tls::Identity;
 /// them, per-request-dtab bindings are rebuilt and service metrics share one overflow series.
 const MAX_LOCAL_BINDINGS: usize = 1024;
 const MAX_SERVICES: usize = 1024;
+/// Bindings and clients kept at most; when full, the cache starts over (entries in use stay
+/// alive with their requests and are recreated on the next one). Bounds the memory a client
+/// can make the proxy spend by sending many distinct Host headers.
+const MAX_NAMES: usize = 4096;
 const OVERFLOW_SERVICE: &str = "[overflow]";
 const UNIDENTIFIED_SERVICE: &str = "[unidentified]";
 /// Marks a request that a peer proxy upgraded from HTTP/1 to HTTP/2 (Linkerd's header).
-pub(crate) const ORIG_PROTO: &str = "l5d-orig-proto";
+pub(crate) const ORIG_PROTO: http::HeaderName = http::HeaderName::from_static("l5d-orig-proto");
 /// The route label of requests that match no route of a service profile.
 const DEFAULT_ROUTE: &str = "[default]";
+
+/// The hasher of the per-request caches below. SipHash was the largest single cost of their
+/// four lookups per request; foldhash is several times cheaper and still seeded per process.
+/// Keys can come from requests (a Host header becomes a name), so every map is also bounded.
+type FastHash = foldhash::fast::RandomState;
 
 /// One configured router (e.g. `outbound`), shared by all of its servers.
 pub struct Router {
@@ -52,15 +61,15 @@ pub struct Router {
     metrics: RouterMetrics,
     params: ClientParams,
     /// Bindings under the router's own dtab, by logical name.
-    bindings: RwLock<HashMap<Path, Binding>>,
+    bindings: RwLock<HashMap<Path, Binding, FastHash>>,
     /// Bindings under a dtab extended by request headers, by (local dtab text, name).
-    local_bindings: Mutex<HashMap<(String, Path), Binding>>,
+    local_bindings: Mutex<HashMap<(String, Path), Binding, FastHash>>,
     /// Bound clients (balancers), by bound id.
-    clients: RwLock<HashMap<Path, Arc<Balancer>>>,
+    clients: RwLock<HashMap<Path, Arc<Balancer>, FastHash>>,
     /// Metrics handles by (logical name, route).
-    services: RwLock<HashMap<(Path, Box<str>), ServiceMetrics>>,
+    services: RwLock<HashMap<(Path, Box<str>), ServiceMetrics, FastHash>>,
     /// Retry budgets by logical name.
-    budgets: RwLock<HashMap<Path, Arc<TpsBudget>>>,
+    budgets: RwLock<HashMap<Path, Arc<TpsBudget>, FastHash>>,
     tap: Arc<Tap>,
     /// The proxy's mTLS identity, if configured.
     identity: Option<Identity>,
@@ -289,7 +298,7 @@ impl Router {
         }
         let (mut parts, body) = req.into_parts();
         // A request that a peer proxy carried over HTTP/2 goes on as the HTTP/1 it was.
-        if parts.headers.remove(ORIG_PROTO).is_some() {
+        if parts.headers.remove(&ORIG_PROTO).is_some() {
             parts.version = Version::HTTP_11;
         }
         let (uri, mut headers) = rewrite_request(
@@ -465,6 +474,9 @@ impl Router {
                 .bindings
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
+            if map.len() >= MAX_NAMES {
+                map.clear();
+            }
             return map
                 .entry(name.clone())
                 .or_insert_with(|| {
@@ -496,6 +508,9 @@ impl Router {
         let existing = read(&self.clients).get(&bound.id).cloned();
         let balancer = existing.unwrap_or_else(|| {
             let mut map = self.clients.write().unwrap_or_else(PoisonError::into_inner);
+            if map.len() >= MAX_NAMES {
+                map.clear();
+            }
             map.entry(bound.id.clone())
                 .or_insert_with(|| {
                     Arc::new(Balancer::new(

@@ -10,7 +10,7 @@
 //! the router's bounded binding cache, `endpoint` from discovery (series are removed when an
 //! endpoint leaves), `error` from a fixed set of reasons.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
 use prometheus_client::metrics::counter::Counter;
@@ -452,6 +452,7 @@ impl RouterMetrics {
             latency: inner.latency.get_or_create_owned(&labels),
             retries: inner.retries.get_or_create_owned(&labels),
             requeues: inner.requeues.get_or_create_owned(&labels),
+            responses: Arc::default(),
             metrics: self.metrics.clone(),
             labels,
         }
@@ -486,8 +487,17 @@ pub struct ServiceMetrics {
     latency: Histogram,
     retries: Counter,
     requeues: Counter,
+    /// The response counters this service has used, so the usual few (a status or two) are
+    /// found without hashing three label strings per response.
+    responses: Arc<Mutex<Vec<(ResponseKey, Counter)>>>,
     metrics: Metrics,
 }
+
+/// Status code, classification and error reason of a response.
+type ResponseKey = (u16, Classification, &'static str);
+/// At most this many distinct response counters are cached per service; rarer ones are
+/// looked up in the family every time.
+const RESPONSE_CACHE: usize = 16;
 
 // === impl ServiceMetrics ===
 
@@ -506,6 +516,15 @@ impl ServiceMetrics {
     /// stream, so a body that failed midway counts as a failure), and the proxy error reason
     /// (`""` when the exchange completed normally).
     pub fn response(&self, status_code: u16, classification: Classification, error: &'static str) {
+        let key = (status_code, classification, error);
+        let mut cache = self
+            .responses
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some((_, counter)) = cache.iter().find(|(k, _)| *k == key) {
+            counter.inc();
+            return;
+        }
         let labels = ResponseLabels {
             router: self.labels.router.clone(),
             service: self.labels.service.clone(),
@@ -514,7 +533,11 @@ impl ServiceMetrics {
             classification,
             error,
         };
-        self.metrics.inner.responses.get_or_create(&labels).inc();
+        let counter = self.metrics.inner.responses.get_or_create_owned(&labels);
+        counter.inc();
+        if cache.len() < RESPONSE_CACHE {
+            cache.push((key, counter));
+        }
     }
 
     /// Counts a retry of a failed attempt.

@@ -20,6 +20,13 @@ mod version_cmd;
 
 use std::process::ExitCode;
 
+/// mimalloc instead of glibc malloc: glibc keeps memory freed after a burst of connections in
+/// its per-thread arenas (RSS stayed at the burst's peak in `bench/run`'s memory test), while
+/// mimalloc returns freed pages to the OS after a short delay; it is also faster on the
+/// small, short-lived allocations of the request path. See docs/benchmarks.md.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::{Parser, Subcommand};
 
 /// weft: a service mesh proxy with dtab routing.
