@@ -1,5 +1,6 @@
 //! Micro-benchmarks of per-request work in the proxy (`cargo bench -p weft-proxy`): header
-//! rewriting between hops, metrics recording, and the cost of tap when no tap is open.
+//! rewriting between hops, metrics recording, the cost of tap when no tap is open, and the
+//! balancer's P2C pick (through `weft_proxy::bench_support`).
 //!
 //! The header functions are crate-private, so this file compiles `src/headers.rs` itself
 //! (its only in-crate dependency is the error type, which is public) and measures exactly the
@@ -104,6 +105,12 @@ fn bench(c: &mut Criterion) {
     // building anything for tap (see `Router::forward`).
     let tap = std::sync::Arc::new(weft_proxy::Tap::default());
     c.bench_function("tap_closed", |b| b.iter(|| black_box(tap.is_active())));
+    for n in [3, 100] {
+        let balancer = weft_proxy::bench_support::BalancerBench::new(n);
+        c.bench_function(&format!("balancer_pick_{n}"), |b| {
+            b.iter(|| black_box(balancer.pick()))
+        });
+    }
 }
 
 criterion_group!(benches, bench);

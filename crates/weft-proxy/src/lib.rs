@@ -7,6 +7,8 @@
 
 mod accrual;
 mod balance;
+#[doc(hidden)]
+pub mod bench_support;
 mod body;
 mod classify;
 mod client;
