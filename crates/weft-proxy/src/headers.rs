@@ -15,7 +15,8 @@ const L5D_CTX_DTAB: HeaderName = HeaderName::from_static("l5d-ctx-dtab");
 
 /// Headers that describe one connection, never the message (RFC 9110 section 7.6.1, plus the
 /// legacy `Proxy-Connection` and `Keep-Alive` that HTTP/1.0 peers still send).
-const HOP_BY_HOP: [HeaderName; 7] = [
+const HOP_COUNT: usize = 7;
+const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -31,16 +32,16 @@ const HOP_BY_HOP: [HeaderName; 7] = [
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the names first: most messages carry few or no hop-by-hop headers, and
     // each `remove` of an absent name still hashes it (a third of the header work per request).
-    let mut present: Vec<HeaderName> = Vec::new();
+    let mut present = [false; HOP_COUNT];
     let mut te = false;
     for name in headers.keys() {
-        if HOP_BY_HOP.contains(name) {
-            present.push(name.clone());
+        if let Some(i) = HOP_BY_HOP.iter().position(|h| h == name) {
+            present[i] = true;
         } else if name == header::TE {
             te = true;
         }
     }
-    if present.is_empty() && !te {
+    if !present.contains(&true) && !te {
         return;
     }
     let named: Vec<HeaderName> = headers
@@ -48,9 +49,22 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .map(str::trim)
+        // `close` and the fixed set (`keep-alive` above all) need no parsing: they are not
+        // header names, or they go anyway.
+        .filter(|t| {
+            !t.is_empty()
+                && !t.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|h| t.eq_ignore_ascii_case(h.as_str()))
+        })
+        .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
         .collect();
-    for name in named.into_iter().chain(present) {
+    for name in named {
+        headers.remove(name);
+    }
+    for (name, _) in HOP_BY_HOP.iter().zip(present).filter(|(_, p)| *p) {
         headers.remove(name);
     }
     let te_is_trailers = headers
@@ -166,6 +180,22 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x-kept"], "yes");
+    }
+
+    #[test]
+    fn connection_options_are_matched_without_case_and_close_is_not_a_header() {
+        let mut h = map(&[
+            ("connection", "Close, Keep-Alive,X-Secret"),
+            ("keep-alive", "timeout=5"),
+            ("x-secret", "1"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
+        assert_eq!(h["x-kept"], "yes");
+        let mut untouched = map(&[("x-kept", "yes"), ("te", "trailers")]);
+        strip_hop_by_hop(&mut untouched);
+        assert_eq!(untouched.len(), 2);
     }
 
     #[test]
