@@ -63,13 +63,14 @@ where
     ];
     let idle = router.config().tcp_idle_timeout;
     match balancer.tls() {
-        // To a peer proxy with mesh TLS: the bytes travel encrypted between the proxies.
+        // TLS to a peer proxy (mesh) or to a server outside the mesh: the bytes travel
+        // encrypted from here on. The error's text names the server and says why.
         Some(tls) => {
             let stream = tls.connect(upstream).await.map_err(|e| {
                 balancer.record(&endpoint, false);
                 ProxyError::new(
-                    ErrorKind::ConnectFailed,
-                    format!("mesh TLS to {}", endpoint.addr),
+                    ErrorKind::UpstreamTls,
+                    format!("endpoint {}: {e}", endpoint.addr),
                 )
                 .with_source(e)
             })?;
