@@ -37,7 +37,8 @@ pub(crate) struct CheckArgs {
 /// The outcome of one check.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 struct Check {
-    /// What kind of check: `config`, `dtab`, `namer`, `fleet`, `admin`, `ready`, `version`.
+    /// What kind of check: `config`, `dtab`, `namer`, `identity`, `certificate`, `ingress tls`,
+    /// `trust roots`, `fleet`, `admin`, `ready`, `version`.
     check: &'static str,
     /// What was checked: a file, a router, a namer prefix, an admin address.
     target: String,
@@ -127,6 +128,7 @@ async fn checks(args: &CheckArgs) -> Vec<Check> {
         out.extend(config_checks(file));
         if let Ok(config) = Config::load(file) {
             out.extend(identity_check(&config, args.cert_threshold));
+            out.extend(outside_tls_checks(&config));
         }
     }
     let fleet_given = !args.fleet.admins.is_empty() || args.fleet.fleet.is_some();
@@ -202,6 +204,54 @@ fn identity_check(config: &Config, threshold: std::time::Duration) -> Vec<Check>
             "fix or re-issue the file named; a running proxy keeps its last good material",
         )],
     }
+}
+
+/// TLS towards and from outside the mesh: each ingress listener's certificates load (key
+/// matches, PEM parses; the names they serve are shown), and each `client.tls.trustRoots`
+/// set loads. A running proxy keeps its last good set when a file goes bad, so these catch
+/// what the next restart would refuse.
+fn outside_tls_checks(config: &Config) -> Vec<Check> {
+    let mut out = Vec::new();
+    for router in &config.routers {
+        for server in &router.servers {
+            let Some(tls) = &server.tls else { continue };
+            let pairs: Vec<_> = tls
+                .certificates
+                .iter()
+                .map(|c| (c.cert.clone(), c.key.clone()))
+                .collect();
+            let target = format!("router {} ingress {}", router.label, server.addr);
+            out.push(match weft_tls::ServerCertificates::load(&pairs) {
+                Ok(certs) => Check::pass(
+                    "ingress tls",
+                    target,
+                    format!("certificates load, serving {:?}", certs.names()),
+                ),
+                Err(e) => Check::fail(
+                    "ingress tls",
+                    target,
+                    e.to_string(),
+                    "fix or replace the file named (cert and key must match)",
+                ),
+            });
+        }
+        if let Some(weft_config::ClientTlsConfig::Origin { trust_roots, .. }) = &router.client.tls {
+            if trust_roots.is_empty() {
+                continue;
+            }
+            let target = format!("router {} client.tls.trustRoots", router.label);
+            out.push(match weft_tls::Origination::load(trust_roots) {
+                Ok(_) => Check::pass("trust roots", target, "load"),
+                Err(e) => Check::fail(
+                    "trust roots",
+                    target,
+                    e.to_string(),
+                    "point trustRoots at PEM files holding CA certificates",
+                ),
+            });
+        }
+    }
+    out
 }
 
 // === offline: the config file ===

@@ -561,3 +561,50 @@ async fn replaced_certificate_is_used_by_new_connections_and_a_broken_one_is_not
         .expect("after a broken file");
     assert_eq!(seen.leaf, renewed, "the last good certificate stays");
 }
+
+/// `weft check -c` loads ingress certificates and trust roots offline, as the next start
+/// would: a good pair passes naming what it serves, a cert with another certificate's key and
+/// a trust-roots file without certificates fail, each on its own line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn check_loads_ingress_certificates_and_trust_roots_offline() {
+    let ca = TestCa::new("weft test CA");
+    let a = ca.issue("a", &["a.test"]);
+    let b = ca.issue("b", &["b.test"]);
+    let garbage = ca.dir.path().join("roots.pem");
+    std::fs::write(&garbage, "not a certificate\n").expect("write");
+    let config = format!(
+        "routers:\n  \
+         - label: good\n    servers: [{{port: 0, tls: {{certificates: [{{cert: {}, key: {}}}]}}}}]\n    dtab: /svc => /$/inet/127.0.0.1/1;\n  \
+         - label: bad\n    servers: [{{port: 0, tls: {{certificates: [{{cert: {}, key: {}}}]}}}}]\n    dtab: /svc => /$/inet/127.0.0.1/1;\n    client: {{tls: {{serverName: api.test, trustRoots: [{}]}}}}\n",
+        yaml_path(&a.0),
+        yaml_path(&a.1),
+        yaml_path(&a.0),
+        yaml_path(&b.1),
+        yaml_path(&garbage),
+    );
+    let file = ca.dir.path().join("weft.yaml");
+    std::fs::write(&file, config).expect("write config");
+    let out = tokio::process::Command::new(bin())
+        .args(["check", "-c"])
+        .arg(&file)
+        .args(["-o", "json"])
+        .output()
+        .await
+        .expect("run weft check");
+    assert!(!out.status.success(), "two failures must fail the check");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let checks = v["checks"].as_array().expect("checks");
+    let find = |kind: &str, target: &str| {
+        checks
+            .iter()
+            .find(|c| {
+                c["check"] == kind && c["target"].as_str().is_some_and(|t| t.contains(target))
+            })
+            .unwrap_or_else(|| panic!("no {kind} check for {target}: {v:#}"))
+    };
+    let good = find("ingress tls", "router good");
+    assert_eq!(good["ok"], true, "{v:#}");
+    assert!(good.to_string().contains("a.test"), "{good}");
+    assert_eq!(find("ingress tls", "router bad")["ok"], false, "{v:#}");
+    assert_eq!(find("trust roots", "router bad")["ok"], false, "{v:#}");
+}
