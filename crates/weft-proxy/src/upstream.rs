@@ -3,7 +3,7 @@
 //!
 //! Why not hyper-util's pooled `Client`: per request it hashed a pool key, spawned a task to
 //! put the connection back, and went through two more channels; in a proxy that sends every
-//! request to an endpoint it already picked, that was about a seventh of the instructions
+//! request to an endpoint it already picked, that was about an eighth of the instructions
 //! per request (`bench/profile --callgrind`, docs/benchmarks.md). This pool keeps the same
 //! behaviour where it matters: idle connections close after `pool_idle_timeout`, and a
 //! request that a pooled connection provably never wrote (the keep-alive race: the server
