@@ -27,7 +27,8 @@ use tokio::time::Instant;
 use crate::client::{ClientError, Connector};
 use crate::replay::ReplayBody;
 
-/// Idle HTTP/1 connections kept per endpoint at most; more are closed when they go idle.
+/// HTTP/1 connections pooled per endpoint at most (in use or idle); connections beyond it
+/// serve their one exchange and close.
 const MAX_IDLE: usize = 256;
 
 /// Sends requests to one endpoint: HTTP/2 requests over one multiplexed connection, others
