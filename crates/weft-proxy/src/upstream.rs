@@ -29,7 +29,7 @@ use crate::replay::ReplayBody;
 
 /// HTTP/1 connections pooled per endpoint at most (in use or idle); connections beyond it
 /// serve their one exchange and close.
-const MAX_IDLE: usize = 256;
+const MAX_POOLED: usize = 256;
 
 /// Sends requests to one endpoint: HTTP/2 requests over one multiplexed connection, others
 /// over a pool of HTTP/1.1 connections. Cheap to clone (one `Arc`).
@@ -154,7 +154,7 @@ impl Shared {
     /// checked out) once hyper has read the response body to its end.
     fn checkin_h1(self: &Arc<Self>, tx: http1::SendRequest<ReplayBody>) {
         let mut pool = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
-        if pool.len() < MAX_IDLE {
+        if pool.len() < MAX_POOLED {
             pool.push(Pooled {
                 tx,
                 used: Instant::now(),
