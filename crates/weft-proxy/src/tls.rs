@@ -8,7 +8,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
 use tokio::net::TcpStream;
@@ -162,23 +161,6 @@ pub(crate) enum ClientIo {
     Plain(TokioIo<TcpStream>),
     /// TLS: mutual TLS to a peer proxy, or TLS to a server outside the mesh.
     Tls(Box<TokioIo<TlsStream<TcpStream>>>),
-}
-
-impl Connection for ClientIo {
-    fn connected(&self) -> Connected {
-        match self {
-            ClientIo::Plain(io) => io.connected(),
-            ClientIo::Tls(io) => {
-                let (tcp, session) = io.inner().get_ref();
-                let connected = tcp.connected();
-                if session.alpn_protocol() == Some(b"h2") {
-                    connected.negotiated_h2()
-                } else {
-                    connected
-                }
-            }
-        }
-    }
 }
 
 impl Read for ClientIo {
