@@ -97,13 +97,9 @@ impl Classifier {
 
 /// The `grpc-status` code in `headers`, if present and numeric.
 pub(crate) fn grpc_status(headers: &HeaderMap) -> Option<u32> {
-    headers
-        .get("grpc-status")?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
+    // A constant name: a `&str` key is parsed and validated on every lookup.
+    const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
+    headers.get(GRPC_STATUS)?.to_str().ok()?.trim().parse().ok()
 }
 
 /// True for gRPC messages (`content-type: application/grpc[+proto|...]`).

@@ -26,8 +26,10 @@ const MAX_METHOD: usize = 20;
 /// What a connection speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Detected {
-    /// HTTP/1.x or HTTP/2 with prior knowledge (hyper's auto server tells them apart).
-    Http,
+    /// An HTTP/1.x request line.
+    Http1,
+    /// The HTTP/2 connection preface (prior knowledge).
+    Http2,
     /// A TLS ClientHello.
     Tls,
     /// Anything else, or silence: opaque TCP.
@@ -67,7 +69,7 @@ fn classify(buf: &[u8]) -> Option<Detected> {
         return Some(Detected::Tls);
     }
     if H2_PREFACE.starts_with(&buf[..buf.len().min(H2_PREFACE.len())]) {
-        return (buf.len() >= H2_PREFACE.len()).then_some(Detected::Http);
+        return (buf.len() >= H2_PREFACE.len()).then_some(Detected::Http2);
     }
     // HTTP/1: a method token (RFC 9110 section 9: a token; in practice upper-case letters
     // and '-') followed by a space. A token ended by a line break is a broken request line:
@@ -75,7 +77,7 @@ fn classify(buf: &[u8]) -> Option<Detected> {
     for (i, b) in buf.iter().enumerate() {
         match b {
             b'A'..=b'Z' | b'-' if i < MAX_METHOD => continue,
-            b' ' | b'\r' | b'\n' if i > 0 => return Some(Detected::Http),
+            b' ' | b'\r' | b'\n' if i > 0 => return Some(Detected::Http1),
             _ => return Some(Detected::Tcp),
         }
     }
@@ -199,9 +201,9 @@ mod tests {
 
     #[test]
     fn classifies_signatures() {
-        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Detected::Http));
-        assert_eq!(classify(b"M-SEARCH * HTTP/1.1"), Some(Detected::Http));
-        assert_eq!(classify(H2_PREFACE), Some(Detected::Http));
+        assert_eq!(classify(b"GET / HTTP/1.1\r\n"), Some(Detected::Http1));
+        assert_eq!(classify(b"M-SEARCH * HTTP/1.1"), Some(Detected::Http1));
+        assert_eq!(classify(H2_PREFACE), Some(Detected::Http2));
         assert_eq!(
             classify(b"PRI * HTTP/2"),
             None,
@@ -223,7 +225,7 @@ mod tests {
         let (mut client, server) = tokio::io::duplex(64);
         client.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let (detected, timed_out, mut io) = detect(server, Duration::from_secs(1)).await.unwrap();
-        assert_eq!((detected, timed_out), (Detected::Http, false));
+        assert_eq!((detected, timed_out), (Detected::Http1, false));
         let mut all = vec![0u8; 18];
         io.read_exact(&mut all).await.unwrap();
         assert_eq!(&all, b"GET / HTTP/1.1\r\n\r\n");

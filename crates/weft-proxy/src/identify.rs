@@ -2,6 +2,7 @@
 //! "Identifiers", after Linkerd 1's `io.l5d.header.token`, `methodAndHost`, `path`, `header`
 //! and `static`).
 
+use http::header::{HeaderName, HOST};
 use http::uri::PathAndQuery;
 use http::{Request, Version};
 use weft_config::IdentifierConfig;
@@ -10,7 +11,8 @@ use weft_naming::Path;
 use crate::error::{ErrorKind, ProxyError};
 
 /// Header set by ingress controllers that names the destination; it wins over Host.
-const DST_OVERRIDE: &str = "l5d-dst-override";
+// Header names as constants: a `&str` key is parsed and validated on every lookup.
+const DST_OVERRIDE: HeaderName = HeaderName::from_static("l5d-dst-override");
 
 /// The identification of one request.
 #[derive(Debug)]
@@ -35,21 +37,22 @@ pub(crate) fn identify<B>(
     match config {
         IdentifierConfig::HeaderToken { header } => {
             let value = destination(req, header.as_str())?;
-            Ok(plain(dst_prefix.concat(&Path::from_labels([value]))))
+            Ok(plain(under(dst_prefix, [value])))
         }
         IdentifierConfig::MethodAndHost => {
-            let host = destination(req, "host")?.to_ascii_lowercase();
+            let host = destination(req, "host")?;
+            let host = if host.iter().any(u8::is_ascii_uppercase) {
+                std::borrow::Cow::Owned(host.to_ascii_lowercase())
+            } else {
+                std::borrow::Cow::Borrowed(host)
+            };
             let version = match req.version() {
                 Version::HTTP_10 => "1.0",
                 Version::HTTP_2 => "2",
                 _ => "1.1",
             };
-            let labels: [&[u8]; 3] = [
-                version.as_bytes(),
-                req.method().as_str().as_bytes(),
-                host.as_slice(),
-            ];
-            Ok(plain(dst_prefix.concat(&Path::from_labels(labels))))
+            let labels: [&[u8]; 3] = [version.as_bytes(), req.method().as_str().as_bytes(), &host];
+            Ok(plain(under(dst_prefix, labels)))
         }
         IdentifierConfig::Path { segments, consume } => {
             identify_path(req, dst_prefix, *segments, *consume)
@@ -70,6 +73,11 @@ pub(crate) fn identify<B>(
     }
 }
 
+/// `prefix` followed by `labels`, built in one go (no intermediate path).
+fn under<'a>(prefix: &'a Path, labels: impl IntoIterator<Item = &'a [u8]>) -> Path {
+    Path::from_labels(prefix.labels().chain(labels))
+}
+
 fn unidentified(detail: String) -> ProxyError {
     ProxyError::new(ErrorKind::Unidentified, detail)
 }
@@ -81,10 +89,16 @@ fn destination<'a, B>(req: &'a Request<B>, header: &str) -> Result<&'a [u8], Pro
     if let Some(v) = headers.get(DST_OVERRIDE).filter(|v| !v.is_empty()) {
         return Ok(v.as_bytes());
     }
-    if let Some(v) = headers.get(header).filter(|v| !v.is_empty()) {
+    let is_host = header.eq_ignore_ascii_case("host");
+    let value = if is_host {
+        headers.get(HOST)
+    } else {
+        headers.get(header)
+    };
+    if let Some(v) = value.filter(|v| !v.is_empty()) {
         return Ok(v.as_bytes());
     }
-    if header.eq_ignore_ascii_case("host") {
+    if is_host {
         if let Some(authority) = req.uri().authority() {
             return Ok(authority.as_str().as_bytes());
         }

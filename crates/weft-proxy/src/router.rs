@@ -66,8 +66,9 @@ pub struct Router {
     local_bindings: Mutex<HashMap<(String, Path), Binding, FastHash>>,
     /// Bound clients (balancers), by bound id.
     clients: RwLock<HashMap<Path, Arc<Balancer>, FastHash>>,
-    /// Metrics handles by (logical name, route).
-    services: RwLock<HashMap<(Path, Box<str>), ServiceMetrics, FastHash>>,
+    /// Metrics handles by logical name, then route (few per name: the profile's routes and
+    /// `[default]`). Two levels, so a lookup borrows the route name instead of allocating a key.
+    services: RwLock<HashMap<Path, Vec<(Box<str>, ServiceMetrics)>, FastHash>>,
     /// Retry budgets by logical name.
     budgets: RwLock<HashMap<Path, Arc<TpsBudget>, FastHash>>,
     tap: Arc<Tap>,
@@ -210,7 +211,9 @@ impl Router {
             tap: None,
             observed,
         };
-        let result = self.forward(req, &mut ctx).await;
+        // Boxed: hyper moves the service future into place once per request, and forward's
+        // state (binding, balancer pick, attempts) is most of its size.
+        let result = Box::pin(self.forward(req, &mut ctx)).await;
         let service = ctx
             .service
             .unwrap_or_else(|| self.service_metrics(None, DEFAULT_ROUTE));
@@ -292,9 +295,16 @@ impl Router {
         }
         let local = local_dtab(req.headers())?;
         if upgrade::is_upgrade(&req) {
-            return self
-                .forward_upgrade(req, &local, &id.name, id.rewritten, route.classifier)
-                .await;
+            // Boxed: the upgrade path's state is large and rare; inline, every request's future
+            // would carry it (and hyper moves that future once per request).
+            return Box::pin(self.forward_upgrade(
+                req,
+                &local,
+                &id.name,
+                id.rewritten,
+                route.classifier,
+            ))
+            .await;
         }
         let (mut parts, body) = req.into_parts();
         // A request that a peer proxy carried over HTTP/2 goes on as the HTTP/1 it was.
@@ -326,7 +336,9 @@ impl Router {
             attempt_timeout: service_cfg.attempt_timeout,
             fail_fast: self.config.client.fail_fast_timeout,
         };
-        let run = dispatch.run(self, &local, &id.name);
+        // Boxed once here: awaited directly and under `timeout`, the unboxed future would
+        // be laid out twice in this one, and moved with it.
+        let run = Box::pin(dispatch.run(self, &local, &id.name));
         match route.timeout.or(service_cfg.total_timeout) {
             Some(limit) => tokio::time::timeout(limit, run).await.map_err(|_| {
                 ProxyError::new(
@@ -433,7 +445,14 @@ impl Router {
     async fn bind(&self, local: &Dtab, name: &Path) -> Result<BoundName, ProxyError> {
         let binding = self.binding(local, name);
         let mut state = binding.state();
-        let tree: Arc<BoundTree> = {
+        // Almost always bound already: skip the timer (and its clock read) then.
+        let bound = match &*state.borrow() {
+            BindState::Bound(tree) => Some(tree.clone()),
+            _ => None,
+        };
+        let tree: Arc<BoundTree> = if let Some(tree) = bound {
+            tree
+        } else {
             let ready = tokio::time::timeout(
                 self.config.binding_timeout,
                 state.wait_for(|s| !matches!(s, BindState::Pending)),
@@ -531,20 +550,29 @@ impl Router {
         let Some(name) = name else {
             return self.metrics.service(UNIDENTIFIED_SERVICE, route);
         };
-        let key = (name.clone(), Box::<str>::from(route));
-        if let Some(m) = read(&self.services).get(&key) {
-            return m.clone();
+        let find = |routes: &[(Box<str>, ServiceMetrics)]| {
+            routes
+                .iter()
+                .find(|(r, _)| &**r == route)
+                .map(|(_, m)| m.clone())
+        };
+        if let Some(m) = read(&self.services).get(name).and_then(|r| find(r)) {
+            return m;
         }
         let mut map = self
             .services
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= MAX_SERVICES {
+        if map.len() >= MAX_SERVICES && !map.contains_key(name) {
             return self.metrics.service(OVERFLOW_SERVICE, route);
         }
-        map.entry(key)
-            .or_insert_with(|| self.metrics.service(&name.to_string(), route))
-            .clone()
+        let routes = map.entry(name.clone()).or_default();
+        if let Some(m) = find(routes) {
+            return m;
+        }
+        let metrics = self.metrics.service(&name.to_string(), route);
+        routes.push((route.into(), metrics.clone()));
+        metrics
     }
 
     /// The retry budget of a logical service, shared by all its requests.

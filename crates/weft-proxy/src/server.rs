@@ -11,9 +11,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
@@ -50,7 +50,7 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> bool {
-    let builder = Arc::new(http_builder(router.config().max_header_bytes));
+    let builder = Arc::new(HttpBuilders::new(router.config().max_header_bytes));
     let connections = TaskTracker::new();
     let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
@@ -88,7 +88,7 @@ pub(crate) async fn serve(
 /// One accepted connection.
 struct Connection {
     router: Arc<Router>,
-    builder: Arc<auto::Builder<TokioExecutor>>,
+    builder: Arc<HttpBuilders>,
     shutdown: CancellationToken,
     peer: SocketAddr,
     port: u16,
@@ -111,7 +111,7 @@ impl Connection {
             match detect(stream, config.detect_timeout).await {
                 Ok((detected, timed_out, io)) => {
                     let name = match detected {
-                        Detected::Http => "http",
+                        Detected::Http1 | Detected::Http2 => "http",
                         Detected::Tls => "tls",
                         Detected::Tcp => "tcp",
                     };
@@ -125,7 +125,8 @@ impl Connection {
             }
         };
         match detected {
-            Detected::Http => self.serve_http(io, None).await,
+            Detected::Http1 => self.serve_http(io, None, false).await,
+            Detected::Http2 => self.serve_http(io, None, true).await,
             Detected::Tls => self.serve_tls(io).await,
             Detected::Tcp => self.serve_tcp(io, None).await,
         }
@@ -217,7 +218,7 @@ impl Connection {
             .map_err(|e| Refused::before_hello(&e))?;
         match (detected, timed_out) {
             (Detected::Tls, _) => {}
-            (Detected::Http, _) => {
+            (Detected::Http1 | Detected::Http2, _) => {
                 return Err(Refused::new(
                     Failure::Plaintext,
                     "plaintext HTTP sent to a TLS port",
@@ -264,7 +265,8 @@ impl Connection {
             return self.serve_tcp(io, client).await;
         }
         match detect(io, config.detect_timeout).await {
-            Ok((Detected::Http, _, inner)) => self.serve_http(inner, client).await,
+            Ok((Detected::Http1, _, inner)) => self.serve_http(inner, client, false).await,
+            Ok((Detected::Http2, _, inner)) => self.serve_http(inner, client, true).await,
             Ok((_, _, inner)) => self.serve_tcp(inner, client).await,
             Err(error) => {
                 tracing::debug!(peer = %self.peer, %error, "TLS connection failed during detection")
@@ -286,7 +288,10 @@ impl Connection {
         }
     }
 
-    async fn serve_http<I>(self, io: I, client: Option<Arc<str>>)
+    /// Serves HTTP/1.1 (with upgrades) or, with `h2`, HTTP/2 through the router. Detection
+    /// already read the first bytes, so the protocol's own server runs directly (hyper-util's
+    /// `auto` server would sniff them again through one more buffering layer).
+    async fn serve_http<I>(self, io: I, client: Option<Arc<str>>, h2: bool)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
@@ -297,17 +302,13 @@ impl Connection {
             let client = client.clone();
             async move { Ok::<_, Infallible>(router.handle(req, peer, client).await) }
         });
-        let conn = self
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), svc);
-        tokio::pin!(conn);
-        let result = tokio::select! {
-            result = conn.as_mut() => result,
-            () = self.shutdown.cancelled() => {
-                // HTTP/1: close after the current response; HTTP/2: GOAWAY, then finish streams.
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
+        let io = TokioIo::new(io);
+        let result = if h2 {
+            let conn = self.builder.h2.serve_connection(io, svc);
+            drain_on(&self.shutdown, conn, |c| c.graceful_shutdown()).await
+        } else {
+            let conn = self.builder.h1.serve_connection(io, svc).with_upgrades();
+            drain_on(&self.shutdown, conn, |c| c.graceful_shutdown()).await
         };
         if let Err(error) = result {
             tracing::debug!(%peer, %error, "connection ended with an error");
@@ -315,15 +316,40 @@ impl Connection {
     }
 }
 
-fn http_builder(max_header_bytes: usize) -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .max_buf_size(max_header_bytes.max(MIN_HEADER_BUFFER));
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
-    builder
+/// Drives a server connection; when `shutdown` fires, starts its graceful shutdown (HTTP/1:
+/// close after the current response; HTTP/2: GOAWAY, then finish the streams) and waits for it.
+async fn drain_on<C, E>(
+    shutdown: &CancellationToken,
+    conn: C,
+    graceful: impl FnOnce(std::pin::Pin<&mut C>),
+) -> Result<(), E>
+where
+    C: std::future::Future<Output = Result<(), E>>,
+{
+    tokio::pin!(conn);
+    tokio::select! {
+        result = conn.as_mut() => result,
+        () = shutdown.cancelled() => {
+            graceful(conn.as_mut());
+            conn.await
+        }
+    }
+}
+
+/// The HTTP/1 and HTTP/2 server settings of a router's connections.
+struct HttpBuilders {
+    h1: http1::Builder,
+    h2: http2::Builder<TokioExecutor>,
+}
+
+impl HttpBuilders {
+    fn new(max_header_bytes: usize) -> HttpBuilders {
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .max_buf_size(max_header_bytes.max(MIN_HEADER_BUFFER));
+        let mut h2 = http2::Builder::new(TokioExecutor::new());
+        h2.timer(TokioTimer::new())
+            .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
+        HttpBuilders { h1, h2 }
+    }
 }
