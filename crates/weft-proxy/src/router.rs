@@ -54,6 +54,9 @@ const DEFAULT_ROUTE: &str = "[default]";
 /// Keys can come from requests (a Host header becomes a name), so every map is also bounded.
 type FastHash = foldhash::fast::RandomState;
 
+/// The metrics handles of one logical service's routes, by route name.
+type RouteMetrics = Vec<(Box<str>, ServiceMetrics)>;
+
 /// One configured router (e.g. `outbound`), shared by all of its servers.
 pub struct Router {
     config: RouterConfig,
@@ -68,7 +71,7 @@ pub struct Router {
     clients: RwLock<HashMap<Path, Arc<Balancer>, FastHash>>,
     /// Metrics handles by logical name, then route (few per name: the profile's routes and
     /// `[default]`). Two levels, so a lookup borrows the route name instead of allocating a key.
-    services: RwLock<HashMap<Path, Vec<(Box<str>, ServiceMetrics)>, FastHash>>,
+    services: RwLock<HashMap<Path, RouteMetrics, FastHash>>,
     /// Retry budgets by logical name.
     budgets: RwLock<HashMap<Path, Arc<TpsBudget>, FastHash>>,
     tap: Arc<Tap>,
