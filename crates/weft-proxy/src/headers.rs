@@ -26,21 +26,6 @@ const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
     header::UPGRADE,
 ];
 
-/// The index of `name` (lower case, as header names are stored) in [`HOP_BY_HOP`]. One match
-/// on the text: cheaper than comparing against each constant.
-fn fixed_hop(name: &str) -> Option<usize> {
-    Some(match name {
-        "connection" => 0,
-        "keep-alive" => 1,
-        "proxy-connection" => 2,
-        "proxy-authenticate" => 3,
-        "proxy-authorization" => 4,
-        "transfer-encoding" => 5,
-        "upgrade" => 6,
-        _ => return None,
-    })
-}
-
 /// Removes hop-by-hop headers: the fixed set, every header named in `Connection`, and `TE`
 /// unless it is exactly `trailers` (the one value HTTP/2 and gRPC allow end to end, RFC 9113
 /// section 8.2.2).
@@ -50,7 +35,7 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     let mut present = [false; HOP_COUNT];
     let mut te = false;
     for name in headers.keys() {
-        match fixed_hop(name.as_str()) {
+        match HOP_BY_HOP.iter().position(|h| h == name) {
             Some(i) => present[i] = true,
             None => te |= name == header::TE,
         }

@@ -448,15 +448,10 @@ impl Router {
     async fn bind(&self, local: &Dtab, name: &Path) -> Result<BoundName, ProxyError> {
         let binding = self.binding(local, name);
         let mut state = binding.state();
-        // Almost always bound already: skip the timer (and its clock read) then.
-        let bound = match &*state.borrow() {
-            BindState::Bound(tree) => Some(tree.clone()),
-            _ => None,
-        };
-        let tree: Arc<BoundTree> = if let Some(tree) = bound {
-            tree
-        } else {
-            let ready = tokio::time::timeout(
+        // Almost always bound already: wait (under a timer, which reads the clock) only for
+        // a binding still pending.
+        if matches!(*state.borrow(), BindState::Pending) {
+            tokio::time::timeout(
                 self.config.binding_timeout,
                 state.wait_for(|s| !matches!(s, BindState::Pending)),
             )
@@ -465,17 +460,17 @@ impl Router {
                 ProxyError::new(ErrorKind::BindingTimeout, format!("{name} still pending"))
             })?
             .map_err(|_| ProxyError::new(ErrorKind::BindingFailed, "binding stopped"))?;
-            match &*ready {
-                BindState::Bound(tree) => tree.clone(),
-                BindState::Failed(why) => {
-                    return Err(ProxyError::new(
-                        ErrorKind::BindingFailed,
-                        format!("{name}: {why}"),
-                    ))
-                }
-                BindState::Pending => {
-                    return Err(ProxyError::new(ErrorKind::BindingTimeout, name.to_string()))
-                }
+        }
+        let tree: Arc<BoundTree> = match &*state.borrow() {
+            BindState::Bound(tree) => tree.clone(),
+            BindState::Failed(why) => {
+                return Err(ProxyError::new(
+                    ErrorKind::BindingFailed,
+                    format!("{name}: {why}"),
+                ))
+            }
+            BindState::Pending => {
+                return Err(ProxyError::new(ErrorKind::BindingTimeout, name.to_string()))
             }
         };
         let picked = match tree.sample(fastrand::f64) {
