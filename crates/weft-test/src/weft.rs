@@ -82,10 +82,34 @@ impl Weft {
         }
     }
 
+    /// Like [`Weft::start`], with extra `weft proxy` flags (e.g. `["--threads", "2"]`).
+    pub async fn start_with_args(bin: impl AsRef<Path>, flags: &[&str], config: &str) -> Weft {
+        match Weft::try_start_with_args(bin, flags, config).await {
+            Ok(w) => w,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     /// Like [`Weft::start`], but returns a description (including stderr) on failure.
     pub async fn try_start(bin: impl AsRef<Path>, config: &str) -> Result<Weft, String> {
+        Weft::try_start_with_args(bin, &[], config).await
+    }
+
+    /// Like [`Weft::start_with_args`], but returns a description (including stderr) on
+    /// failure.
+    pub async fn try_start_with_args(
+        bin: impl AsRef<Path>,
+        flags: &[&str],
+        config: &str,
+    ) -> Result<Weft, String> {
         let (dir, config_path) = write_config(config);
-        let mut child = spawn(bin.as_ref(), &["proxy", "-c"], &config_path)?;
+        let args: Vec<&str> = ["proxy"]
+            .iter()
+            .chain(flags)
+            .chain(&["-c"])
+            .copied()
+            .collect();
+        let mut child = spawn(bin.as_ref(), &args, &config_path)?;
         let (listening_tx, listening_rx) = oneshot::channel();
         let output = Output::capture(&mut child, Some(listening_tx));
 

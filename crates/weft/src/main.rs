@@ -1,6 +1,7 @@
 //! The `weft` binary: the proxy, the demo mesh, and the operator's CLI.
 
 mod admin_client;
+mod busy_poll;
 mod check_cmd;
 mod demo;
 mod dtab_cmd;

@@ -15,6 +15,8 @@ use weft_config::Config;
 use weft_proxy::Proxy;
 use weft_telemetry::Metrics;
 
+use crate::busy_poll::BusyPoll;
+
 /// Arguments of `weft proxy`.
 #[derive(Args, Debug)]
 pub(crate) struct ProxyArgs {
@@ -28,6 +30,12 @@ pub(crate) struct ProxyArgs {
     /// Runtime worker threads (default: 1; a sidecar proxy rarely needs more).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     threads: u16,
+    /// After each wake-up, keep polling for I/O for this many microseconds instead of
+    /// sleeping (default 0: off; only with `--threads 1`). Cuts latency on virtual machines
+    /// at the cost of CPU; see docs/benchmarks.md ("Busy polling").
+    #[arg(long, default_value_t = 0, value_name = "MICROSECONDS",
+          value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    busy_poll: u32,
 }
 
 pub(crate) fn run(args: ProxyArgs) -> ExitCode {
@@ -43,6 +51,12 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if args.busy_poll > 0 && args.threads > 1 {
+        // A multi-thread runtime wakes idle workers to share a yielding task's work, and
+        // each wake-up would restart the window: the spinner would never stop.
+        eprintln!("weft: --busy-poll works with --threads 1 only");
+        return ExitCode::from(2);
+    }
     if args.check_config {
         let routers: Vec<&str> = config.routers.iter().map(|r| r.label.as_str()).collect();
         println!("config OK: routers {}", routers.join(", "));
@@ -50,18 +64,21 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
     }
     // One thread: a current-thread runtime, with no work-stealing or cross-thread wake-ups on
     // the request path (the profile in docs/benchmarks.md showed them).
-    let runtime = if args.threads == 1 {
+    let mut builder = if args.threads == 1 {
         tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
     } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(usize::from(args.threads))
-            .enable_all()
-            .build()
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(usize::from(args.threads));
+        b
     };
-    let result = match runtime {
-        Ok(rt) => rt.block_on(serve(config, log_level, log_control)),
+    let busy_poll = BusyPoll::install(&mut builder, args.busy_poll);
+    let result = match builder.enable_all().build() {
+        Ok(rt) => rt.block_on(async {
+            if let Some(spinner) = busy_poll {
+                tokio::spawn(spinner.run());
+            }
+            serve(config, log_level, log_control).await
+        }),
         Err(e) => Err(e.into()),
     };
     match result {
