@@ -69,9 +69,10 @@ fn bench(c: &mut Criterion) {
         b.iter_batched(
             request_headers,
             |h| {
-                black_box(headers::via_hops(&h));
-                let local = headers::local_dtab(&h).expect("no dtab headers");
-                headers::rewrite_request(&uri, h, Version::HTTP_11, &local, None)
+                let carried = headers::Carried::scan(&h);
+                black_box(carried.via && headers::via_hops(&h) > 0);
+                let local = headers::local_dtab(&h, carried).expect("no dtab headers");
+                headers::rewrite_request(&uri, h, Version::HTTP_11, &local, None, carried)
                     .expect("a valid request")
             },
             BatchSize::SmallInput,

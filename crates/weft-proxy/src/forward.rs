@@ -368,10 +368,12 @@ impl Forwarded {
             balancer,
             endpoint,
         } = self;
-        let switching = parts.status == http::StatusCode::SWITCHING_PROTOCOLS;
-        let upgrade = parts.headers.get(http::header::UPGRADE).cloned();
+        // Only a 101 keeps its `Upgrade` (looked up only then: every lookup hashes the name).
+        let upgrade = (parts.status == http::StatusCode::SWITCHING_PROTOCOLS)
+            .then(|| parts.headers.get(http::header::UPGRADE).cloned())
+            .flatten();
         strip_hop_by_hop(&mut parts.headers);
-        if let (true, Some(protocol)) = (switching, upgrade) {
+        if let Some(protocol) = upgrade {
             // A 101 must tell the client what it switched to (RFC 9110 section 15.2.2).
             parts.headers.insert(
                 http::header::CONNECTION,

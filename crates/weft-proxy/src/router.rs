@@ -22,7 +22,7 @@ use crate::classify::Classifier;
 use crate::client::ClientParams;
 use crate::error::{ErrorKind, ProxyError};
 use crate::forward::{Dispatch, Forwarded};
-use crate::headers::{local_dtab, rewrite_request, via_hops};
+use crate::headers::{local_dtab, rewrite_request, via_hops, Carried};
 use crate::identify::identify;
 use crate::observe::Observed;
 use crate::replay::ReplayBody;
@@ -45,7 +45,7 @@ const MAX_NAMES: usize = 4096;
 const OVERFLOW_SERVICE: &str = "[overflow]";
 const UNIDENTIFIED_SERVICE: &str = "[unidentified]";
 /// Marks a request that a peer proxy upgraded from HTTP/1 to HTTP/2 (Linkerd's header).
-pub(crate) const ORIG_PROTO: http::HeaderName = http::HeaderName::from_static("l5d-orig-proto");
+pub(crate) use crate::headers::ORIG_PROTO;
 /// The route label of requests that match no route of a service profile.
 const DEFAULT_ROUTE: &str = "[default]";
 
@@ -246,7 +246,8 @@ impl Router {
         req: Request<Incoming>,
         ctx: &mut RequestCtx,
     ) -> Result<Forwarded, ProxyError> {
-        if via_hops(req.headers()) > self.config.max_hops as usize {
+        let carried = Carried::scan(req.headers());
+        if carried.via && via_hops(req.headers()) > self.config.max_hops as usize {
             return Err(ProxyError::new(
                 ErrorKind::LoopDetected,
                 format!("more than {} proxies in Via", self.config.max_hops),
@@ -296,8 +297,8 @@ impl Router {
                 route: route.name,
             });
         }
-        let local = local_dtab(req.headers())?;
-        if upgrade::is_upgrade(&req) {
+        let local = local_dtab(req.headers(), carried)?;
+        if (carried.upgrade || req.method() == Method::CONNECT) && upgrade::is_upgrade(&req) {
             // Boxed: the upgrade path's state is large and rare; inline, every request's future
             // would carry it (and hyper moves that future once per request).
             return Box::pin(self.forward_upgrade(
@@ -306,12 +307,13 @@ impl Router {
                 &id.name,
                 id.rewritten,
                 route.classifier,
+                carried,
             ))
             .await;
         }
         let (mut parts, body) = req.into_parts();
         // A request that a peer proxy carried over HTTP/2 goes on as the HTTP/1 it was.
-        if parts.headers.remove(&ORIG_PROTO).is_some() {
+        if carried.orig_proto && parts.headers.remove(&ORIG_PROTO).is_some() {
             parts.version = Version::HTTP_11;
         }
         let (uri, mut headers) = rewrite_request(
@@ -320,6 +322,7 @@ impl Router {
             parts.version,
             &local,
             id.rewritten,
+            carried,
         )?;
         if let Some(observed) = &ctx.observed {
             observed.inject(&mut headers);
@@ -361,6 +364,7 @@ impl Router {
         name: &Path,
         rewritten: Option<http::uri::PathAndQuery>,
         classifier: Classifier,
+        carried: Carried,
     ) -> Result<Forwarded, ProxyError> {
         let protocol = req.headers().get(http::header::UPGRADE).cloned();
         let (uri, headers) = rewrite_request(
@@ -369,6 +373,7 @@ impl Router {
             req.version(),
             local,
             rewritten,
+            carried,
         )?;
         let balancer = self.bound_client(local, name).await?;
         let Pick::Endpoint(endpoint) = balancer.pick(&[]) else {
