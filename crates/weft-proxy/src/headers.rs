@@ -32,31 +32,28 @@ const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
 /// unless it is exactly `trailers` (the one value HTTP/2 and gRPC allow end to end, RFC 9113
 /// section 8.2.2).
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // One pass over the names first: most messages carry no hop-by-hop header but
+    // One pass over the headers first: most messages carry no hop-by-hop header but
     // `Connection: keep-alive`, and each `remove` of an absent name still hashes it.
     let mut present = [false; HOP_COUNT];
     let mut te = false;
-    for name in headers.keys() {
+    let mut names_options = false;
+    for (name, value) in headers.iter() {
         match HOP_BY_HOP.iter().position(|h| h == name) {
-            Some(i) => present[i] = true,
+            Some(i) => {
+                present[i] = true;
+                // Index 0 is `Connection`: its options may name more headers to remove.
+                names_options |= i == 0 && !fixed_options_only(value.as_bytes());
+            }
             None => te |= name == header::TE,
         }
     }
-    if present[0] {
-        // Options naming other headers; `close` and the fixed set (`keep-alive` above all,
-        // the usual value) are not header names, or go anyway, so they need no parsing.
+    if names_options {
         let named: Vec<HeaderName> = headers
             .get_all(header::CONNECTION)
             .iter()
             .flat_map(|v| v.as_bytes().split(|b| *b == b','))
             .map(<[u8]>::trim_ascii)
-            .filter(|t| {
-                !t.is_empty()
-                    && !t.eq_ignore_ascii_case(b"close")
-                    && !HOP_BY_HOP
-                        .iter()
-                        .any(|h| t.eq_ignore_ascii_case(h.as_str().as_bytes()))
-            })
+            .filter(|t| !t.is_empty() && !is_fixed_option(t))
             .filter_map(|t| HeaderName::from_bytes(t).ok())
             .collect();
         for name in named {
@@ -73,6 +70,24 @@ pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     {
         headers.remove(header::TE);
     }
+}
+
+/// A `Connection` option that names no other header to remove: `close`, or one of the fixed
+/// hop-by-hop set (`keep-alive` above all, the usual value), which goes anyway.
+fn is_fixed_option(token: &[u8]) -> bool {
+    token.eq_ignore_ascii_case(b"close")
+        || HOP_BY_HOP
+            .iter()
+            .any(|h| token.eq_ignore_ascii_case(h.as_str().as_bytes()))
+}
+
+/// True if a `Connection` value has only fixed options (see [`is_fixed_option`]), so it
+/// needs no further parsing.
+fn fixed_options_only(value: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .map(<[u8]>::trim_ascii)
+        .all(|t| t.is_empty() || is_fixed_option(t))
 }
 
 /// Which of the request headers that routing acts on a request carries, from one pass over
@@ -238,6 +253,15 @@ mod tests {
         strip_hop_by_hop(&mut h);
         assert_eq!(h.len(), 1);
         assert_eq!(h["x-kept"], "yes");
+        // Options on a second `Connection` line count too.
+        let mut h = map(&[
+            ("connection", "keep-alive"),
+            ("connection", "x-secret"),
+            ("x-secret", "1"),
+            ("x-kept", "yes"),
+        ]);
+        strip_hop_by_hop(&mut h);
+        assert_eq!(h.len(), 1);
         let mut untouched = map(&[("x-kept", "yes"), ("te", "trailers")]);
         strip_hop_by_hop(&mut untouched);
         assert_eq!(untouched.len(), 2);
