@@ -16,11 +16,18 @@
 //! `serve` answers every request with `200 ok` on an HTTP/1.1 and an h2c (prior knowledge)
 //! listener and prints `{"h1":"ADDR","h2":"ADDR"}`.
 //!
+//! `proxy` is the least a proxy built on hyper can do: hyper's HTTP/1.1 or HTTP/2 server in
+//! front of one hyper client connection per client connection, of the same protocol, with no
+//! routing, pooling, header rewriting, metrics or error handling. It prints
+//! `{"addr":"ADDR"}`. `bench/run` measures it next to weft to tell hyper's cost per request
+//! from weft's own.
+//!
 //! Every mode prints one JSON object on stdout. Usage:
 //! ```text
 //! weft-loadgen rate  --addr A --proto h1|h2 --rate R --duration S [--warmup S] [--conns C] [--host H]
 //! weft-loadgen max   --addr A --proto h1|h2 --duration S [--warmup S] [--conns C] [--streams M] [--host H]
 //! weft-loadgen serve [--h1 ADDR] [--h2 ADDR]
+//! weft-loadgen proxy --upstream ADDR --proto h1|h2 [--listen ADDR]
 //! ```
 
 use std::collections::HashMap;
@@ -42,7 +49,7 @@ type Args = HashMap<String, String>;
 fn main() {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let Some(mode) = argv.first().cloned() else {
-        eprintln!("usage: weft-loadgen rate|max|serve [--key value]...");
+        eprintln!("usage: weft-loadgen rate|max|serve|proxy [--key value]...");
         std::process::exit(2);
     };
     let mut args = Args::new();
@@ -64,6 +71,7 @@ fn main() {
         "rate" => rt.block_on(rate(&args)),
         "max" => rt.block_on(max(&args)),
         "serve" => rt.block_on(serve(&args)),
+        "proxy" => rt.block_on(proxy(&args)),
         other => fail(&format!("unknown mode {other}")),
     };
     println!("{out}");
@@ -444,6 +452,58 @@ async fn serve(args: &Args) -> String {
         tokio::spawn(
             hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tcp), svc),
         );
+    }
+    String::new()
+}
+
+async fn proxy(args: &Args) -> String {
+    let upstream: SocketAddr = arg(args, "upstream", None);
+    let h2 = arg::<String>(args, "proto", Some("h1".into())) == "h2";
+    let listen = arg::<SocketAddr>(args, "listen", Some(([127, 0, 0, 1], 0).into()));
+    let listener = TcpListener::bind(listen)
+        .await
+        .unwrap_or_else(|e| fail(&format!("bind: {e}")));
+    println!(
+        "{{\"addr\":\"{}\"}}",
+        listener.local_addr().expect("bound listener has an address")
+    );
+    while let Ok((tcp, _)) = listener.accept().await {
+        let _ = tcp.set_nodelay(true);
+        tokio::spawn(async move {
+            let Ok(up) = TcpStream::connect(upstream).await else {
+                return;
+            };
+            let _ = up.set_nodelay(true);
+            if h2 {
+                let Ok((tx, conn)) =
+                    http2::handshake(TokioExecutor::new(), TokioIo::new(up)).await
+                else {
+                    return;
+                };
+                tokio::spawn(conn);
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let mut tx = tx.clone();
+                    async move { tx.send_request(req).await }
+                });
+                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            } else {
+                let Ok((tx, conn)) = http1::handshake(TokioIo::new(up)).await else {
+                    return;
+                };
+                tokio::spawn(conn);
+                // One request at a time per HTTP/1.1 connection: the lock is never contended.
+                let tx = Arc::new(tokio::sync::Mutex::new(tx));
+                let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
+                    let tx = tx.clone();
+                    async move { tx.lock().await.send_request(req).await }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tcp), svc)
+                    .await;
+            }
+        });
     }
     String::new()
 }
