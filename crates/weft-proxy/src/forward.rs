@@ -23,10 +23,10 @@ use crate::body::{Completion, ProxyBody};
 use crate::classify::{is_grpc, Classifier, Verdict};
 use crate::client::classify_client_error;
 use crate::error::{ErrorKind, ProxyError};
-use crate::headers::{append_via, strip_hop_by_hop};
+use crate::headers::{append_via, strip_hop_by_hop, ORIG_PROTO};
 use crate::observe::Observed;
 use crate::replay::ReplayBody;
-use crate::router::{Router, ORIG_PROTO};
+use crate::router::Router;
 use crate::tap::Tapped;
 
 /// How long the response head is held back waiting for the first body frame. An upstream

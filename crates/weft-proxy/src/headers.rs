@@ -12,7 +12,8 @@ use crate::error::{ErrorKind, ProxyError};
 // Names as `HeaderName` constants: a `&str` name is parsed and validated on every lookup.
 const L5D_DTAB: HeaderName = HeaderName::from_static("l5d-dtab");
 const L5D_CTX_DTAB: HeaderName = HeaderName::from_static("l5d-ctx-dtab");
-/// The protocol of an HTTP/1 request a peer proxy carried over HTTP/2 (protocols.md).
+/// Marks a request that a peer proxy carried over HTTP/2 and its original protocol
+/// (Linkerd's header; protocols.md).
 pub(crate) const ORIG_PROTO: HeaderName = HeaderName::from_static("l5d-orig-proto");
 
 /// Headers that describe one connection, never the message (RFC 9110 section 7.6.1, plus the

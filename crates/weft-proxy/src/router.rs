@@ -22,7 +22,7 @@ use crate::classify::Classifier;
 use crate::client::ClientParams;
 use crate::error::{ErrorKind, ProxyError};
 use crate::forward::{Dispatch, Forwarded};
-use crate::headers::{local_dtab, rewrite_request, via_hops, Carried};
+use crate::headers::{local_dtab, rewrite_request, via_hops, Carried, ORIG_PROTO};
 use crate::identify::identify;
 use crate::observe::Observed;
 use crate::replay::ReplayBody;
@@ -44,8 +44,6 @@ const MAX_SERVICES: usize = 1024;
 const MAX_NAMES: usize = 4096;
 const OVERFLOW_SERVICE: &str = "[overflow]";
 const UNIDENTIFIED_SERVICE: &str = "[unidentified]";
-/// Marks a request that a peer proxy upgraded from HTTP/1 to HTTP/2 (Linkerd's header).
-pub(crate) use crate::headers::ORIG_PROTO;
 /// The route label of requests that match no route of a service profile.
 const DEFAULT_ROUTE: &str = "[default]";
 
