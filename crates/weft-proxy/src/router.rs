@@ -296,7 +296,7 @@ impl Router {
             });
         }
         let local = local_dtab(req.headers(), carried)?;
-        if (carried.upgrade || req.method() == Method::CONNECT) && upgrade::is_upgrade(&req) {
+        if upgrade::is_upgrade(&req, carried) {
             // Boxed: the upgrade path's state is large and rare; inline, every request's future
             // would carry it (and hyper moves that future once per request).
             return Box::pin(self.forward_upgrade(

@@ -15,22 +15,24 @@ use prometheus_client::metrics::counter::Counter;
 use tokio::net::TcpStream;
 
 use crate::error::{ErrorKind, ProxyError};
+use crate::headers::Carried;
 use crate::tcp::copy_both_ways;
 
 /// True for requests that switch protocols: `Connection: upgrade` with an `Upgrade` header,
-/// or CONNECT.
-pub(crate) fn is_upgrade<B>(req: &Request<B>) -> bool {
+/// or CONNECT. `carried` is [`Carried::scan`] of the request's headers: without `Upgrade`,
+/// `Connection` is not parsed.
+pub(crate) fn is_upgrade<B>(req: &Request<B>, carried: Carried) -> bool {
     if req.method() == Method::CONNECT {
         return true;
     }
-    let connection_upgrade = req
-        .headers()
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case("upgrade"));
-    connection_upgrade && req.headers().contains_key(header::UPGRADE)
+    carried.upgrade
+        && req
+            .headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
 /// Sends an upgrade request to `endpoint` and, if it switches, splices the two connections.
@@ -128,13 +130,13 @@ mod tests {
             .header("upgrade", "websocket")
             .body(())
             .unwrap();
-        assert!(is_upgrade(&ws));
+        assert!(is_upgrade(&ws, Carried::scan(ws.headers())));
         let plain = Request::builder()
             .header("upgrade", "h2c")
             .body(())
             .unwrap();
         assert!(
-            !is_upgrade(&plain),
+            !is_upgrade(&plain, Carried::scan(plain.headers())),
             "Upgrade without Connection: upgrade is ignored"
         );
         let connect = Request::builder()
@@ -142,6 +144,6 @@ mod tests {
             .uri("db:5432")
             .body(())
             .unwrap();
-        assert!(is_upgrade(&connect));
+        assert!(is_upgrade(&connect, Carried::scan(connect.headers())));
     }
 }

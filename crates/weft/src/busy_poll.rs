@@ -22,7 +22,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// A busy-poll window, installed on a runtime builder and run as one task on that runtime.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub(crate) struct BusyPoll {
     window: Duration,
     woke: Arc<Notify>,
