@@ -143,6 +143,8 @@ pub(crate) struct RawRouter {
     pub(crate) opaque_ports: Option<Vec<Port>>,
     pub(crate) detect_timeout: Option<Dur>,
     pub(crate) tcp_idle_timeout: Option<Dur>,
+    pub(crate) keep_alive_timeout: Option<Dur>,
+    pub(crate) header_read_timeout: Option<Dur>,
     pub(crate) tls: Option<RawServerTls>,
     pub(crate) client: Option<RawClient>,
     pub(crate) service: Option<RawService>,

@@ -145,6 +145,18 @@ pub struct RouterConfig {
     /// this long is closed (yaml `tcpIdleTimeout`); default 1h.
     #[serde(serialize_with = "ser_duration")]
     pub tcp_idle_timeout: Duration,
+    /// A client's HTTP/1.1 connection with no request in progress and no byte received for
+    /// this long is closed (yaml `keepAliveTimeout`); default 1h. Long, because closing an
+    /// idle keep-alive connection races with a client sending on it (RFC 9112 section 9.5):
+    /// the client, not the proxy, should decide when its pooled connections go.
+    #[serde(serialize_with = "ser_duration")]
+    pub keep_alive_timeout: Duration,
+    /// A request head on an HTTP/1.1 connection must be complete this long after its first
+    /// byte, or the client gets 408 `header-timeout` and the connection closes (yaml
+    /// `headerReadTimeout`); default 30s. Guards against clients that hold a connection by
+    /// trickling a head (slowloris).
+    #[serde(serialize_with = "ser_duration")]
+    pub header_read_timeout: Duration,
     /// mTLS termination and client authorization on this router's servers (yaml `tls`);
     /// `None`: plaintext only. Needs the top-level `identity`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -171,6 +183,11 @@ impl RouterConfig {
     pub const DEFAULT_DETECT_TIMEOUT: Duration = Duration::from_secs(1);
     /// Default `tcpIdleTimeout`, 1 hour.
     pub const DEFAULT_TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// Default `keepAliveTimeout`, 1 hour (Envoy's default idle timeout for downstream
+    /// connections).
+    pub const DEFAULT_KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(3600);
+    /// Default `headerReadTimeout`, 30 seconds (hyper's default header read timeout).
+    pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 }
 
 /// The protocol of a router.

@@ -309,6 +309,18 @@ fn router(raw: RawRouter, p: &KeyPath, base_dir: &FsPath) -> Result<RouterConfig
             true,
             &p.key("tcpIdleTimeout"),
         )?,
+        keep_alive_timeout: dur(
+            raw.keep_alive_timeout,
+            RouterConfig::DEFAULT_KEEP_ALIVE_TIMEOUT,
+            true,
+            &p.key("keepAliveTimeout"),
+        )?,
+        header_read_timeout: dur(
+            raw.header_read_timeout,
+            RouterConfig::DEFAULT_HEADER_READ_TIMEOUT,
+            true,
+            &p.key("headerReadTimeout"),
+        )?,
         tls: raw
             .tls
             .map(|t| tls::server_tls(t, &p.key("tls")))

@@ -57,6 +57,9 @@ pub enum ErrorKind {
     UpstreamProtocol,
     /// The request did not complete within its total timeout. 504.
     RequestTimeout,
+    /// An HTTP/1.1 request head was not complete `headerReadTimeout` after its first byte; the
+    /// connection closes after the response. 408 (RFC 9110 section 15.5.9).
+    HeaderTimeout,
 }
 
 // === impl ErrorKind ===
@@ -81,6 +84,7 @@ impl ErrorKind {
             ErrorKind::UpstreamReset => "upstream-reset",
             ErrorKind::UpstreamProtocol => "upstream-protocol",
             ErrorKind::RequestTimeout => "request-timeout",
+            ErrorKind::HeaderTimeout => "header-timeout",
         }
     }
 
@@ -91,6 +95,7 @@ impl ErrorKind {
                 StatusCode::BAD_REQUEST
             }
             ErrorKind::Unauthorized => StatusCode::FORBIDDEN,
+            ErrorKind::HeaderTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorKind::NoSuchService
             | ErrorKind::BindingFailed
             | ErrorKind::ConnectionRefused
@@ -111,7 +116,8 @@ impl ErrorKind {
             ErrorKind::Unidentified
             | ErrorKind::LoopDetected
             | ErrorKind::BadDtabHeader
-            | ErrorKind::Unauthorized => Fault::Downstream,
+            | ErrorKind::Unauthorized
+            | ErrorKind::HeaderTimeout => Fault::Downstream,
             ErrorKind::ConnectionRefused
             | ErrorKind::ConnectFailed
             | ErrorKind::ConnectTimeout

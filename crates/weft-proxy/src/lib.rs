@@ -18,6 +18,7 @@ mod forward;
 mod handshake;
 mod headers;
 mod identify;
+mod keep_alive;
 mod namers;
 mod observe;
 mod replay;

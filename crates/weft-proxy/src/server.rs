@@ -11,6 +11,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -20,10 +22,11 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use weft_config::Protocol;
+use weft_config::{Protocol, RouterConfig};
 
 use crate::detect::{detect, Detected, Rewind};
 use crate::handshake::{Failure, Refused};
+use crate::keep_alive::{Guarded, Limits, Phase, Timed};
 use crate::router::Router;
 use crate::tcp;
 use crate::tls::{self, Hello};
@@ -50,7 +53,7 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> bool {
-    let builder = Arc::new(HttpBuilders::new(router.config().max_header_bytes));
+    let builder = Arc::new(HttpBuilders::new(router.config()));
     let connections = TaskTracker::new();
     let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
@@ -297,17 +300,36 @@ impl Connection {
     {
         let router = self.router.clone();
         let peer = self.peer;
-        let svc = service_fn(move |req| {
-            let router = router.clone();
-            let client = client.clone();
-            async move { Ok::<_, Infallible>(router.handle(req, peer, client).await) }
-        });
-        let io = TokioIo::new(io);
         let result = if h2 {
-            let conn = self.builder.h2.serve_connection(io, svc);
+            let svc = service_fn(move |req| {
+                let router = router.clone();
+                let client = client.clone();
+                async move { Ok::<_, Infallible>(router.handle(req, peer, client).await) }
+            });
+            let conn = self.builder.h2.serve_connection(TokioIo::new(io), svc);
             drain_on(&self.shutdown, conn, |c| c.graceful_shutdown()).await
         } else {
-            let conn = self.builder.h1.serve_connection(io, svc).with_upgrades();
+            let phase = Phase::new(self.builder.h1_limits);
+            let io = Timed::new(io, phase.clone());
+            let svc = service_fn(move |req: Request<Incoming>| {
+                let router = router.clone();
+                let client = client.clone();
+                let busy = phase.begin();
+                let connect = req.method() == Method::CONNECT;
+                async move {
+                    let rsp = router.handle(req, peer, client).await;
+                    let status = rsp.status();
+                    if status == StatusCode::SWITCHING_PROTOCOLS || connect && status.is_success() {
+                        busy.upgraded();
+                    }
+                    Ok::<_, Infallible>(rsp.map(|body| Guarded::new(body, busy)))
+                }
+            });
+            let conn = self
+                .builder
+                .h1
+                .serve_connection(TokioIo::new(io), svc)
+                .with_upgrades();
             drain_on(&self.shutdown, conn, |c| c.graceful_shutdown()).await
         };
         if let Err(error) = result {
@@ -339,17 +361,25 @@ where
 /// The HTTP/1 and HTTP/2 server settings of a router's connections.
 struct HttpBuilders {
     h1: http1::Builder,
+    /// HTTP/1's keep-alive and header read timeouts, which `keep_alive` enforces.
+    h1_limits: Limits,
     h2: http2::Builder<TokioExecutor>,
 }
 
 impl HttpBuilders {
-    fn new(max_header_bytes: usize) -> HttpBuilders {
+    fn new(config: &RouterConfig) -> HttpBuilders {
         let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            .max_buf_size(max_header_bytes.max(MIN_HEADER_BUFFER));
+        // Off: hyper's timer would close idle keep-alive connections after the header read
+        // timeout (see keep_alive.rs), and costs a timer per request.
+        h1.header_read_timeout(None)
+            .max_buf_size(config.max_header_bytes.max(MIN_HEADER_BUFFER));
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())
-            .max_header_list_size(u32::try_from(max_header_bytes).unwrap_or(u32::MAX));
-        HttpBuilders { h1, h2 }
+            .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX));
+        let h1_limits = Limits {
+            keep_alive: config.keep_alive_timeout,
+            header_read: config.header_read_timeout,
+        };
+        HttpBuilders { h1, h1_limits, h2 }
     }
 }

@@ -58,7 +58,9 @@ pub fn header(bytes: &[u8], name: &str) -> Option<String> {
     })
 }
 
-fn response_complete(got: &[u8]) -> bool {
+/// Whether `got` holds a complete response: a head and the `content-length` bytes of body
+/// it announces (false without `content-length`).
+pub fn response_complete(got: &[u8]) -> bool {
     let Some(end) = got.windows(4).position(|w| w == b"\r\n\r\n") else {
         return false;
     };
