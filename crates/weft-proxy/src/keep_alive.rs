@@ -39,6 +39,10 @@ const BUSY: u8 = 2;
 /// more (`tcpIdleTimeout` does, in the tunnel).
 const UPGRADED: u8 = 3;
 
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The two timeouts of [`Timed`].
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Limits {
@@ -58,7 +62,8 @@ pub(crate) struct Phase {
     busy: AtomicU32,
     /// When `state` began, in nanoseconds after `origin`.
     since: AtomicU64,
-    /// When the connection's timer fires, in nanoseconds after `origin`; `u64::MAX`: not armed.
+    /// When the connection's timer fires, in nanoseconds after `origin`; `u64::MAX`: not
+    /// armed. Read by [`Phase::idle`] to tell whether the timer will wake the connection.
     armed: AtomicU64,
     /// The connection task, woken when it turns idle with no timer armed early enough: hyper
     /// may have polled its read before the response body was dropped, and would not again.
@@ -68,6 +73,7 @@ pub(crate) struct Phase {
 }
 
 impl Phase {
+    /// A new connection's phase: idle (its first bytes start a head) under `limits`.
     pub(crate) fn new(limits: Limits) -> Arc<Phase> {
         Arc::new(Phase {
             state: AtomicU8::new(IDLE),
@@ -93,7 +99,7 @@ impl Phase {
     }
 
     fn nanos(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.origin).as_nanos()).unwrap_or(u64::MAX)
+        nanos(at.saturating_duration_since(self.origin))
     }
 
     /// Enters `state` now; returns when that was.
@@ -111,13 +117,14 @@ impl Phase {
         }
     }
 
-    /// The last request's response is sent: the keep-alive timeout starts. Its deadline is
-    /// later than any the timer was armed for, so only an unarmed (or fired) timer needs the
-    /// task woken to arm it.
+    /// The last request's response is sent: the keep-alive timeout starts. A timer still
+    /// armed for no later than its deadline will wake the connection, which then re-arms it;
+    /// otherwise (none armed, already fired, or armed later) the task is woken to arm it now.
     fn idle(&self) {
         let now = self.set(IDLE);
+        let deadline = now.saturating_add(nanos(self.limits.keep_alive));
         let armed = self.armed.load(Ordering::Relaxed);
-        if armed <= now || armed == u64::MAX {
+        if armed <= now || armed > deadline {
             self.waker.wake();
         }
     }
@@ -166,6 +173,7 @@ pub(crate) struct Guarded<B> {
 }
 
 impl<B> Guarded<B> {
+    /// `body`, keeping `busy` until it is dropped.
     pub(crate) fn new(body: B, busy: Busy) -> Guarded<B> {
         Guarded { body, _busy: busy }
     }
@@ -203,6 +211,7 @@ pub(crate) struct Timed<I> {
 }
 
 impl<I> Timed<I> {
+    /// `io` of a connection whose requests mark `phase`.
     pub(crate) fn new(io: I, phase: Arc<Phase>) -> Timed<I> {
         Timed {
             io,

@@ -90,6 +90,30 @@ async fn an_idle_keep_alive_connection_closes_cleanly_only_after_keep_alive_time
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_timeout_holds_when_shorter_than_header_read_timeout() {
+    let books = Upstream::ok("books").await;
+    let disco = Disco::new();
+    disco.write("books", &books.fs_line());
+    let weft = weft_with(&disco, "1s", "10s").await;
+    let mut s = TcpStream::connect(weft.router("outbound"))
+        .await
+        .expect("connect");
+    // A head in two parts: the connection's timer is armed for the (later) head deadline.
+    s.write_all(b"GET /x HTTP/1.1\r\n").await.expect("write");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    s.write_all(b"Host: books\r\n\r\n").await.expect("write");
+    assert_eq!(raw::status(&read_response(&mut s).await), Some(200));
+    let idle_from = Instant::now();
+    let (sent, closed_at) = read_until_closed(&mut s, Duration::from_secs(20)).await;
+    assert!(sent.is_empty(), "an idle close sends nothing: {sent:?}");
+    let idle = closed_at - idle_from;
+    assert!(
+        idle >= Duration::from_millis(900) && idle < Duration::from_secs(5),
+        "closed after {idle:?} idle; keepAliveTimeout is 1s (headerReadTimeout 10s)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_head_trickling_past_header_read_timeout_gets_408() {
     let books = Upstream::ok("books").await;
     let disco = Disco::new();
