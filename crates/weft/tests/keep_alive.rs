@@ -24,6 +24,31 @@ async fn weft_with(disco: &Disco, keep_alive: &str, header_read: &str) -> Weft {
     Weft::start(bin(), &config).await
 }
 
+/// What a test keeps alive: the upstream, its discovery directory and weft.
+type Setup = (Upstream, Disco, Weft);
+
+/// An upstream `books` (answering at once), weft in front of it with these timeouts, and a
+/// raw connection to weft's `outbound` router.
+async fn books_and_connection(keep_alive: &str, header_read: &str) -> (Setup, TcpStream) {
+    let books = Upstream::ok("books").await;
+    let disco = Disco::new();
+    disco.write("books", &books.fs_line());
+    let weft = weft_with(&disco, keep_alive, header_read).await;
+    let s = TcpStream::connect(weft.router("outbound"))
+        .await
+        .expect("connect");
+    ((books, disco, weft), s)
+}
+
+/// Waits for the server to close an idle `s`: asserts it sent nothing first (an idle close
+/// is quiet) and returns how long that took.
+async fn idle_until_closed(s: &mut TcpStream) -> Duration {
+    let idle_from = Instant::now();
+    let (sent, closed_at) = read_until_closed(s, Duration::from_secs(20)).await;
+    assert!(sent.is_empty(), "an idle close sends nothing: {sent:?}");
+    closed_at - idle_from
+}
+
 /// Reads one complete response (head plus `content-length` body) from `s`.
 async fn read_response(s: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
@@ -61,14 +86,8 @@ async fn read_until_closed(s: &mut TcpStream, within: Duration) -> (Vec<u8>, Ins
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_closes_cleanly_only_after_keep_alive_timeout() {
-    let books = Upstream::ok("books").await;
-    let disco = Disco::new();
-    disco.write("books", &books.fs_line());
     // The header read timeout is much shorter: idling between requests must not trip it.
-    let weft = weft_with(&disco, "1500ms", "200ms").await;
-    let mut s = TcpStream::connect(weft.router("outbound"))
-        .await
-        .expect("connect");
+    let ((books, _disco, _weft), mut s) = books_and_connection("1500ms", "200ms").await;
     s.write_all(GET_BOOKS).await.expect("write");
     assert_eq!(raw::status(&read_response(&mut s).await), Some(200));
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -78,10 +97,7 @@ async fn an_idle_keep_alive_connection_closes_cleanly_only_after_keep_alive_time
         Some(200),
         "idle for less than keepAliveTimeout (and more than headerReadTimeout): still usable"
     );
-    let idle_from = Instant::now();
-    let (sent, closed_at) = read_until_closed(&mut s, Duration::from_secs(10)).await;
-    assert!(sent.is_empty(), "an idle close sends nothing: {sent:?}");
-    let idle = closed_at - idle_from;
+    let idle = idle_until_closed(&mut s).await;
     assert!(
         idle >= Duration::from_millis(1400),
         "closed after {idle:?} idle, before keepAliveTimeout (1500ms)"
@@ -91,22 +107,13 @@ async fn an_idle_keep_alive_connection_closes_cleanly_only_after_keep_alive_time
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keep_alive_timeout_holds_when_shorter_than_header_read_timeout() {
-    let books = Upstream::ok("books").await;
-    let disco = Disco::new();
-    disco.write("books", &books.fs_line());
-    let weft = weft_with(&disco, "1s", "10s").await;
-    let mut s = TcpStream::connect(weft.router("outbound"))
-        .await
-        .expect("connect");
+    let (_setup, mut s) = books_and_connection("1s", "10s").await;
     // A head in two parts: the connection's timer is armed for the (later) head deadline.
     s.write_all(b"GET /x HTTP/1.1\r\n").await.expect("write");
     tokio::time::sleep(Duration::from_millis(100)).await;
     s.write_all(b"Host: books\r\n\r\n").await.expect("write");
     assert_eq!(raw::status(&read_response(&mut s).await), Some(200));
-    let idle_from = Instant::now();
-    let (sent, closed_at) = read_until_closed(&mut s, Duration::from_secs(20)).await;
-    assert!(sent.is_empty(), "an idle close sends nothing: {sent:?}");
-    let idle = closed_at - idle_from;
+    let idle = idle_until_closed(&mut s).await;
     assert!(
         idle >= Duration::from_millis(900) && idle < Duration::from_secs(5),
         "closed after {idle:?} idle; keepAliveTimeout is 1s (headerReadTimeout 10s)"
@@ -115,13 +122,7 @@ async fn keep_alive_timeout_holds_when_shorter_than_header_read_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_head_trickling_past_header_read_timeout_gets_408() {
-    let books = Upstream::ok("books").await;
-    let disco = Disco::new();
-    disco.write("books", &books.fs_line());
-    let weft = weft_with(&disco, "1h", "500ms").await;
-    let mut s = TcpStream::connect(weft.router("outbound"))
-        .await
-        .expect("connect");
+    let ((books, _disco, _weft), mut s) = books_and_connection("1h", "500ms").await;
     let started = Instant::now();
     // A slowloris client: part of a head, then a header line every 200 ms, never the end.
     s.write_all(b"GET /x HTTP/1.1\r\nHost: books\r\n")
