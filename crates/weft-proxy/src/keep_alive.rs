@@ -26,6 +26,7 @@ use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+use weft_telemetry::RouterMetrics;
 
 use crate::error::{ErrorKind, ProxyError};
 
@@ -54,7 +55,6 @@ pub(crate) struct Limits {
 
 /// Where one connection is between and within its requests, shared by its I/O and its
 /// service (all in the connection's task, so relaxed atomics suffice).
-#[derive(Debug)]
 pub(crate) struct Phase {
     state: AtomicU8,
     /// Requests routed whose responses are not yet fully sent (hyper serves them in order, so
@@ -69,12 +69,14 @@ pub(crate) struct Phase {
     /// may have polled its read before the response body was dropped, and would not again.
     waker: AtomicWaker,
     limits: Limits,
+    /// Counts the connections the timeouts close.
+    metrics: RouterMetrics,
     origin: Instant,
 }
 
 impl Phase {
     /// A new connection's phase: idle (its first bytes start a head) under `limits`.
-    pub(crate) fn new(limits: Limits) -> Arc<Phase> {
+    pub(crate) fn new(limits: Limits, metrics: RouterMetrics) -> Arc<Phase> {
         Arc::new(Phase {
             state: AtomicU8::new(IDLE),
             busy: AtomicU32::new(0),
@@ -82,6 +84,7 @@ impl Phase {
             armed: AtomicU64::new(u64::MAX),
             waker: AtomicWaker::new(),
             limits,
+            metrics,
             origin: Instant::now(),
         })
     }
@@ -139,6 +142,16 @@ impl Phase {
         };
         let since = self.origin + Duration::from_nanos(self.since.load(Ordering::Relaxed));
         Some((since + limit, state))
+    }
+}
+
+impl std::fmt::Debug for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Phase")
+            .field("state", &self.state)
+            .field("busy", &self.busy)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 
@@ -254,8 +267,10 @@ impl<I: AsyncWrite + Unpin> Timed<I> {
         let limits = self.phase.limits;
         if state == IDLE {
             tracing::debug!(after = ?limits.keep_alive, "closing an idle keep-alive connection");
+            self.phase.metrics.connection_timeout("keep-alive");
             return Ok(()); // end of stream
         }
+        self.phase.metrics.connection_timeout("header-read");
         let limit = limits.header_read;
         let err = ProxyError::new(
             ErrorKind::HeaderTimeout,
@@ -379,7 +394,7 @@ mod tests {
             keep_alive: Duration::from_secs(100),
             header_read: Duration::from_secs(5),
         };
-        let phase = Phase::new(limits);
+        let phase = Phase::new(limits, weft_telemetry::Metrics::new("test").router("r"));
         let state = |p: &Phase| p.deadline().map(|(_, s)| s);
         assert_eq!(state(&phase), Some(IDLE));
         phase.received();

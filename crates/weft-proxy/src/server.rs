@@ -309,7 +309,7 @@ impl Connection {
             let conn = self.builder.h2.serve_connection(TokioIo::new(io), svc);
             drain_on(&self.shutdown, conn, |c| c.graceful_shutdown()).await
         } else {
-            let phase = Phase::new(self.builder.h1_limits);
+            let phase = Phase::new(self.builder.h1_limits, self.router.metrics().clone());
             let io = Timed::new(io, phase.clone());
             let svc = service_fn(move |req: Request<Incoming>| {
                 let router = router.clone();

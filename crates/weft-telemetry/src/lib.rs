@@ -109,6 +109,7 @@ struct Inner {
     requeues: Family<ServiceLabels, Counter>,
     budget_exhausted: Family<BudgetLabels, Counter>,
     detections: Family<DetectLabels, Counter>,
+    connection_timeouts: Family<TimeoutLabels, Counter>,
     tcp_bytes: Family<TcpLabels, Counter>,
     exporters: export_metrics::ExportMetrics,
     tls_handshakes: Family<HandshakeLabels, Counter>,
@@ -144,6 +145,13 @@ struct DetectLabels {
     router: Arc<str>,
     protocol: &'static str,
     timed_out: bool,
+}
+
+/// `router`, and which HTTP/1.1 connection timeout closed a connection.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct TimeoutLabels {
+    router: Arc<str>,
+    timeout: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -195,6 +203,7 @@ impl Metrics {
         let requeues = Family::default();
         let budget_exhausted = Family::default();
         let detections = Family::default();
+        let connection_timeouts = Family::default();
         let tcp_bytes = Family::default();
         let tls_handshakes = Family::default();
         let identity_expiry = Gauge::default();
@@ -287,6 +296,11 @@ impl Metrics {
             detections.clone(),
         );
         registry.register(
+            "http1_connection_timeouts",
+            "Client HTTP/1.1 connections closed by a timeout: keep-alive (idle, closed quietly) or header-read (an incomplete request head, answered 408)",
+            connection_timeouts.clone(),
+        );
+        registry.register(
             "tcp_bytes",
             "Bytes copied on opaque TCP, WebSocket and CONNECT connections, by direction (to_upstream, to_downstream)",
             tcp_bytes.clone(),
@@ -324,6 +338,7 @@ impl Metrics {
                 requeues,
                 budget_exhausted,
                 detections,
+                connection_timeouts,
                 tcp_bytes,
                 exporters,
                 tls_handshakes,
@@ -412,6 +427,20 @@ impl RouterMetrics {
             timed_out,
         };
         self.metrics.inner.detections.get_or_create(&labels).inc();
+    }
+
+    /// Counts one client HTTP/1.1 connection closed by `timeout`: `keep-alive` or
+    /// `header-read` (the router's `keepAliveTimeout` and `headerReadTimeout`).
+    pub fn connection_timeout(&self, timeout: &'static str) {
+        let labels = TimeoutLabels {
+            router: self.router.clone(),
+            timeout,
+        };
+        self.metrics
+            .inner
+            .connection_timeouts
+            .get_or_create(&labels)
+            .inc();
     }
 
     /// Counts one TLS handshake the proxy terminated (mesh TLS or an ingress server):

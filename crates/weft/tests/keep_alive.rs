@@ -87,7 +87,7 @@ async fn read_until_closed(s: &mut TcpStream, within: Duration) -> (Vec<u8>, Ins
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_closes_cleanly_only_after_keep_alive_timeout() {
     // The header read timeout is much shorter: idling between requests must not trip it.
-    let ((books, _disco, _weft), mut s) = books_and_connection("1500ms", "200ms").await;
+    let ((books, _disco, weft), mut s) = books_and_connection("1500ms", "200ms").await;
     s.write_all(GET_BOOKS).await.expect("write");
     assert_eq!(raw::status(&read_response(&mut s).await), Some(200));
     tokio::time::sleep(Duration::from_millis(700)).await;
@@ -103,6 +103,13 @@ async fn an_idle_keep_alive_connection_closes_cleanly_only_after_keep_alive_time
         "closed after {idle:?} idle, before keepAliveTimeout (1500ms)"
     );
     assert_eq!(books.requests(), 2);
+    let text = get_metrics(weft.admin()).await;
+    let closed = |timeout| {
+        let labels = [("router", "outbound"), ("timeout", timeout)];
+        metrics::sum(&text, "weft_http1_connection_timeouts_total", &labels)
+    };
+    assert_eq!(closed("keep-alive"), 1.0, "{text}");
+    assert_eq!(closed("header-read"), 0.0, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +129,7 @@ async fn keep_alive_timeout_holds_when_shorter_than_header_read_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_head_trickling_past_header_read_timeout_gets_408() {
-    let ((books, _disco, _weft), mut s) = books_and_connection("1h", "500ms").await;
+    let ((books, _disco, weft), mut s) = books_and_connection("1h", "500ms").await;
     let started = Instant::now();
     // A slowloris client: part of a head, then a header line every 200 ms, never the end.
     s.write_all(b"GET /x HTTP/1.1\r\nHost: books\r\n")
@@ -158,6 +165,13 @@ async fn a_request_head_trickling_past_header_read_timeout_gets_408() {
         closed_at - started
     );
     assert_eq!(books.requests(), 0, "an incomplete head is never forwarded");
+    let text = get_metrics(weft.admin()).await;
+    let labels = [("router", "outbound"), ("timeout", "header-read")];
+    assert_eq!(
+        metrics::sum(&text, "weft_http1_connection_timeouts_total", &labels),
+        1.0,
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
