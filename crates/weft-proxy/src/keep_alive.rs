@@ -279,7 +279,9 @@ impl<I: AsyncWrite + Unpin> Timed<I> {
         tracing::debug!(error = %err, "closing the connection");
         // Best effort: a client too slow to send its head may be too slow to read this too,
         // and it does not get to hold the connection longer for it.
+        // Flushed too, for I/O that buffers what it is given (a TLS session may).
         let _ = Pin::new(&mut self.io).poll_write(cx, &encode(&err));
+        let _ = Pin::new(&mut self.io).poll_flush(cx);
         Err(io::Error::new(io::ErrorKind::TimedOut, err))
     }
 }

@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::{Method, Request, StatusCode};
+use http::{Method, Request};
 use hyper::body::Incoming;
 use hyper::server::conn::{http1, http2};
 use hyper::service::service_fn;
@@ -30,6 +30,7 @@ use crate::keep_alive::{Guarded, Limits, Phase, Timed};
 use crate::router::Router;
 use crate::tcp;
 use crate::tls::{self, Hello};
+use crate::upgrade;
 
 /// hyper refuses read buffers smaller than this (it must hold a typical request head).
 const MIN_HEADER_BUFFER: usize = 8192;
@@ -318,8 +319,7 @@ impl Connection {
                 let connect = req.method() == Method::CONNECT;
                 async move {
                     let rsp = router.handle(req, peer, client).await;
-                    let status = rsp.status();
-                    if status == StatusCode::SWITCHING_PROTOCOLS || connect && status.is_success() {
+                    if upgrade::switches_protocols(connect, rsp.status()) {
                         busy.upgraded();
                     }
                     Ok::<_, Infallible>(rsp.map(|body| Guarded::new(body, busy)))

@@ -35,6 +35,16 @@ pub(crate) fn is_upgrade<B>(req: &Request<B>, carried: Carried) -> bool {
             .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
 }
 
+/// Whether a response with `status` hands the connection over to another protocol: 2xx for
+/// CONNECT (RFC 9110 section 9.3.6), 101 for any other request (section 15.2.2).
+pub(crate) fn switches_protocols(is_connect: bool, status: StatusCode) -> bool {
+    if is_connect {
+        status.is_success()
+    } else {
+        status == StatusCode::SWITCHING_PROTOCOLS
+    }
+}
+
 /// Sends an upgrade request to `endpoint` and, if it switches, splices the two connections.
 /// `head` is the rewritten request head (hop-by-hop headers already removed); the `Upgrade`
 /// header of the original request is put back.
@@ -99,12 +109,7 @@ pub(crate) async fn forward(
     let mut rsp = sender.send_request(req).await.map_err(|e| {
         ProxyError::new(ErrorKind::UpstreamReset, format!("endpoint {endpoint}")).with_source(e)
     })?;
-    let switched = if is_connect {
-        rsp.status().is_success()
-    } else {
-        rsp.status() == StatusCode::SWITCHING_PROTOCOLS
-    };
-    if switched {
+    if switches_protocols(is_connect, rsp.status()) {
         let down = hyper::upgrade::on(&mut downstream);
         let up = hyper::upgrade::on(&mut rsp);
         tokio::spawn(async move {

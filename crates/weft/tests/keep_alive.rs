@@ -49,11 +49,11 @@ async fn idle_until_closed(s: &mut TcpStream) -> Duration {
     closed_at - idle_from
 }
 
-/// Reads one complete response (head plus `content-length` body) from `s`.
-async fn read_response(s: &mut TcpStream) -> Vec<u8> {
+/// Reads from `s` until `done` holds for what arrived (10 s at most; closing first fails).
+async fn read_until(s: &mut TcpStream, done: impl Fn(&[u8]) -> bool) -> Vec<u8> {
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    while !raw::response_complete(&got) {
+    while !done(&got) {
         let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
             .await
             .expect("a response within 10s")
@@ -66,6 +66,11 @@ async fn read_response(s: &mut TcpStream) -> Vec<u8> {
         got.extend_from_slice(&buf[..n]);
     }
     got
+}
+
+/// Reads one complete response (head plus `content-length` body) from `s`.
+async fn read_response(s: &mut TcpStream) -> Vec<u8> {
+    read_until(s, raw::response_complete).await
 }
 
 /// Waits for the server to close `s`: returns what it sent before, and when it closed.
@@ -214,20 +219,7 @@ async fn slow_responses_and_slow_request_bodies_outlast_both_timeouts() {
 
 /// Reads one chunked response from `s`, through its last chunk.
 async fn read_chunked(s: &mut TcpStream) -> String {
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !got.ends_with(b"0\r\n\r\n") {
-        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf))
-            .await
-            .expect("a response within 10s")
-            .expect("read");
-        assert!(
-            n > 0,
-            "closed mid-response: {:?}",
-            String::from_utf8_lossy(&got)
-        );
-        got.extend_from_slice(&buf[..n]);
-    }
+    let got = read_until(s, |got| got.ends_with(b"0\r\n\r\n")).await;
     String::from_utf8_lossy(&got).into_owned()
 }
 
@@ -237,28 +229,8 @@ async fn a_websocket_idle_past_keep_alive_timeout_stays_open() {
     let disco = Disco::new();
     disco.write("chat", &format!("{} {}\n", app.ip(), app.port()));
     let weft = weft_with(&disco, "300ms", "300ms").await;
-    let mut s = TcpStream::connect(weft.router("outbound"))
-        .await
-        .expect("connect");
-    s.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-    )
-    .await
-    .expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).await.expect("read head");
-        head.push(byte[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"), "{head:?}");
+    let (mut s, _) = websocket_upgrade(weft.router("outbound")).await;
     // Quiet for longer than both HTTP timeouts: a tunnel is governed by tcpIdleTimeout only.
     tokio::time::sleep(Duration::from_millis(900)).await;
-    s.write_all(b"hello").await.expect("write frame");
-    let mut back = [0u8; 8];
-    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut back))
-        .await
-        .expect("echo within 10s")
-        .expect("read echo: the tunnel stayed open");
-    assert_eq!(&back, b"ws:hello");
+    assert_ws_echo(&mut s, b"hello").await;
 }

@@ -302,17 +302,23 @@ struct Ingress {
 
 impl Ingress {
     async fn start() -> Ingress {
+        Ingress::start_with("").await
+    }
+
+    /// Like [`Ingress::start`], with `extra` router keys (one `key: value` line).
+    async fn start_with(extra: &str) -> Ingress {
         let ca = TestCa::new("weft test CA");
         let a = ca.issue("a", &["a.test", "127.0.0.1"]);
         let b = ca.issue("b", &["b.test", "*.wild.test"]);
         let app = Upstream::start("app", Behaviour::new().echo()).await;
         let config = format!(
             "admin: {{ip: 127.0.0.1, port: 0}}\n\
-             routers:\n  - label: edge\n    servers:\n      - ip: 127.0.0.1\n        port: 0\n        tls:\n          certificates:\n            - {{cert: {}, key: {}}}\n            - {{cert: {}, key: {}}}\n    dtab: |\n      /svc => /$/inet/127.0.0.1/{};\n",
+             routers:\n  - label: edge\n    servers:\n      - ip: 127.0.0.1\n        port: 0\n        tls:\n          certificates:\n            - {{cert: {}, key: {}}}\n            - {{cert: {}, key: {}}}\n    {}\n    dtab: |\n      /svc => /$/inet/127.0.0.1/{};\n",
             yaml_path(&a.0),
             yaml_path(&a.1),
             yaml_path(&b.0),
             yaml_path(&b.1),
+            extra,
             app.port()
         );
         let weft = Weft::start(bin(), &config).await;
@@ -607,4 +613,34 @@ async fn check_loads_ingress_certificates_and_trust_roots_offline() {
     assert!(good.to_string().contains("a.test"), "{good}");
     assert_eq!(find("ingress tls", "router bad")["ok"], false, "{v:#}");
     assert_eq!(find("trust roots", "router bad")["ok"], false, "{v:#}");
+}
+
+/// The HTTP/1.1 timeouts wrap the decrypted stream: over ingress TLS, a request head that
+/// never completes gets its 408 `header-timeout` through the TLS session too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_request_head_over_ingress_tls_gets_408() {
+    use tokio::io::AsyncReadExt;
+    let ing = Ingress::start_with("headerReadTimeout: 300ms").await;
+    let tcp = TcpStream::connect(ing.addr()).await.expect("connect");
+    let name = ServerName::try_from("a.test").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(ing.ca.client_config(&[b"http/1.1"]))
+        .connect(name, tcp)
+        .await
+        .expect("handshake");
+    tls.write_all(b"GET / HTTP/1.1\r\nHost: books\r\n")
+        .await
+        .expect("write part of a head");
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(10), tls.read_to_end(&mut got)).await;
+    assert!(read.is_ok(), "still open after 10s");
+    assert_eq!(
+        raw::status(&got),
+        Some(408),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    assert_eq!(
+        raw::header(&got, "l5d-proxy-error").as_deref(),
+        Some("header-timeout")
+    );
 }

@@ -131,31 +131,10 @@ async fn websocket_upgrade_works_through_two_proxies() {
     let disco = Disco::new();
     disco.write("chat", &format!("{ip} 9999\n"));
     let out = outbound(&disco).await;
-    let mut s = TcpStream::connect(out.router("outbound"))
-        .await
-        .expect("connect");
-    s.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-    )
-    .await
-    .expect("write");
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).await.expect("read head");
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 101"), "{head}");
+    let (mut s, head) = websocket_upgrade(out.router("outbound")).await;
     assert!(head.contains("upgrade: websocket"), "{head}");
     for msg in [b"hello".as_slice(), b"again"] {
-        s.write_all(msg).await.expect("write frame");
-        let mut back = vec![0u8; msg.len() + 3];
-        tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut back))
-            .await
-            .expect("echo within 10s")
-            .expect("read echo");
-        assert_eq!(back, [b"ws:".as_slice(), msg].concat());
+        assert_ws_echo(&mut s, msg).await;
     }
 }
 

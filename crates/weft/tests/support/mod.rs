@@ -91,26 +91,50 @@ pub(crate) fn assert_proxy_error(r: &TestResponse, status: u16, reason: &str) {
     assert!(!r.body.is_empty(), "proxy errors carry a short text body");
 }
 
-/// A TCP server that reads until EOF, then answers `echo:<what it read>` and closes: it
-/// proves a half-close went through the proxy.
-pub(crate) async fn echo_after_eof() -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// A TCP server on an ephemeral loopback port that runs `handle` on each connection in a
+/// task of its own; returns its address.
+pub(crate) async fn serve_each<F, Fut>(handle: F) -> std::net::SocketAddr
+where
+    F: Fn(tokio::net::TcpStream) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut got = Vec::new();
-                if s.read_to_end(&mut got).await.is_ok() {
-                    let _ = s.write_all(&[b"echo:".as_slice(), &got].concat()).await;
-                    let _ = s.shutdown().await;
-                }
-            });
+        while let Ok((s, _)) = listener.accept().await {
+            tokio::spawn(handle(s));
         }
     });
     addr
+}
+
+/// A TCP server that reads until EOF, then answers `echo:<what it read>` and closes: it
+/// proves a half-close went through the proxy.
+pub(crate) async fn echo_after_eof() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    serve_each(|mut s| async move {
+        let mut got = Vec::new();
+        if s.read_to_end(&mut got).await.is_ok() {
+            let _ = s.write_all(&[b"echo:".as_slice(), &got].concat()).await;
+            let _ = s.shutdown().await;
+        }
+    })
+    .await
+}
+
+/// Reads an HTTP/1 head from `s` byte by byte (so nothing after it is consumed), through its
+/// blank line; `None` if the connection ends first.
+pub(crate) async fn read_head(s: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    use tokio::io::AsyncReadExt;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        s.read_exact(&mut byte).await.ok()?;
+        head.push(byte[0]);
+    }
+    Some(head)
 }
 
 /// A loopback address of its own (Linux routes all of 127/8 to lo), so a fixed inbound port
@@ -128,43 +152,61 @@ pub(crate) fn private_loopback() -> std::net::IpAddr {
 /// with `ws:`.
 pub(crate) async fn upgrade_echo() -> std::net::SocketAddr {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    if s.read_exact(&mut byte).await.is_err() {
-                        return;
-                    }
-                    head.push(byte[0]);
-                }
-                let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-                if !text.contains("upgrade: websocket") {
-                    let _ = s
-                        .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
-                        .await;
-                    return;
-                }
-                let _ = s
-                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-                    .await;
-                let mut buf = [0u8; 256];
-                while let Ok(n) = s.read(&mut buf).await {
-                    if n == 0
-                        || s.write_all(&[b"ws:".as_slice(), &buf[..n]].concat())
-                            .await
-                            .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
+    serve_each(|mut s| async move {
+        let Some(head) = read_head(&mut s).await else {
+            return;
+        };
+        let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+        if !text.contains("upgrade: websocket") {
+            let _ = s
+                .write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+                .await;
+            return;
         }
-    });
-    addr
+        let _ = s
+            .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .await;
+        let mut buf = [0u8; 256];
+        while let Ok(n) = s.read(&mut buf).await {
+            if n == 0
+                || s.write_all(&[b"ws:".as_slice(), &buf[..n]].concat())
+                    .await
+                    .is_err()
+            {
+                break;
+            }
+        }
+    })
+    .await
+}
+
+/// Connects to a proxy at `addr` and upgrades to WebSocket for the host `chat`; returns the
+/// connection and the response head, lowercased. Asserts the switch (101).
+pub(crate) async fn websocket_upgrade(
+    addr: std::net::SocketAddr,
+) -> (tokio::net::TcpStream, String) {
+    use tokio::io::AsyncWriteExt;
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    s.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: chat\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+    )
+    .await
+    .expect("write");
+    let head = read_head(&mut s).await.expect("read head");
+    let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    (s, head)
+}
+
+/// Sends `msg` over an upgraded connection to [`upgrade_echo`] and asserts it comes back
+/// (prefixed `ws:`) within 10 s.
+pub(crate) async fn assert_ws_echo(s: &mut tokio::net::TcpStream, msg: &[u8]) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(msg).await.expect("write frame");
+    let mut back = vec![0u8; msg.len() + 3];
+    tokio::time::timeout(Duration::from_secs(10), s.read_exact(&mut back))
+        .await
+        .expect("echo within 10s")
+        .expect("read echo: the tunnel is open");
+    assert_eq!(back, [b"ws:".as_slice(), msg].concat());
 }
