@@ -17,7 +17,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use weft_proxy::{Router, Tap};
+use weft_proxy::Router;
+use weft_telemetry::tap::Tap;
 use weft_telemetry::Metrics;
 
 /// Changes the process log filter at run time; returns the error text for a bad directive.

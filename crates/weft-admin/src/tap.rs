@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
-use weft_proxy::{TapFilter, TapSubscription};
+use weft_telemetry::tap::{TapFilter, TapSubscription};
 
 /// Default and upper bound of requests per second one tap reports.
 pub(crate) const DEFAULT_TAP_RPS: u32 = 100;

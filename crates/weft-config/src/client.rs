@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::values::ser_duration;
 use crate::RetryBudget;
@@ -12,6 +12,8 @@ use crate::RetryBudget;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClientConfig {
+    /// The HTTP version requests go upstream with (yaml `protocol`); default `auto`.
+    pub protocol: UpstreamProtocol,
     /// TCP connect timeout (yaml `connectTimeout`, a duration > 0); default 1s. Expiry is 504.
     #[serde(serialize_with = "ser_duration")]
     pub connect_timeout: Duration,
@@ -51,6 +53,7 @@ impl ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
+            protocol: UpstreamProtocol::default(),
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             pool_idle_timeout: Self::DEFAULT_POOL_IDLE_TIMEOUT,
             load_balancer: LoadBalancerConfig::default(),
@@ -60,6 +63,25 @@ impl Default for ClientConfig {
             tls: None,
         }
     }
+}
+
+/// The HTTP version a bound client sends requests with (yaml `client.protocol`). Requests to
+/// peer proxies (through the `port` transformer) always travel over HTTP/2, whatever this
+/// says. As Envoy and haproxy choose it per cluster or server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// `auto` (the default): each request goes with the version it arrived in. An endpoint
+    /// that turns out to speak HTTP/1.1 only (it refuses the HTTP/2 preface, or does not pick
+    /// `h2` over ALPN) gets HTTP/2 requests as HTTP/1.1 from then on, the first one included
+    /// (it was never processed); gRPC, which needs HTTP/2, then fails with `502
+    /// upstream-protocol`.
+    #[default]
+    Auto,
+    /// `http1`: every request as HTTP/1.1 (gRPC fails with `502 upstream-protocol`).
+    Http1,
+    /// `http2`: every request as HTTP/2 (prior knowledge in plaintext, ALPN `h2` over TLS).
+    Http2,
 }
 
 /// The load balancer: power of two choices over peak-EWMA load (yaml `{kind: ewma, decay: 10s}`;

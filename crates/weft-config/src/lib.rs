@@ -31,7 +31,9 @@ use std::path::Path as FsPath;
 
 use serde::Serialize;
 
-pub use client::{Backoff, ClientConfig, FailureAccrualConfig, LoadBalancerConfig};
+pub use client::{
+    Backoff, ClientConfig, FailureAccrualConfig, LoadBalancerConfig, UpstreamProtocol,
+};
 pub use error::ConfigError;
 pub use profile::{GrpcMatch, PathMatch, RouteConfig, RouteMatch, RouteRegex, ServiceProfile};
 pub use service::{ResponseClassifier, RetriesConfig, RetryBackoff, RetryBudget, ServiceConfig};
@@ -43,7 +45,7 @@ pub use tls::{
 };
 pub use types::{
     AdminConfig, IdentifierConfig, NamerConfig, NamerKind, Protocol, RouterConfig, ServerConfig,
-    TransformerConfig,
+    TransformerConfig, ViaPolicy,
 };
 
 use locate::locate;

@@ -11,7 +11,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use crate::values::{Dur, Header, Ip, NamePath, Port};
-use crate::{AccessLogFormat, Protocol, ResponseClassifier};
+use crate::{AccessLogFormat, Protocol, ResponseClassifier, UpstreamProtocol, ViaPolicy};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -145,6 +145,7 @@ pub(crate) struct RawRouter {
     pub(crate) tcp_idle_timeout: Option<Dur>,
     pub(crate) keep_alive_timeout: Option<Dur>,
     pub(crate) header_read_timeout: Option<Dur>,
+    pub(crate) via: Option<ViaPolicy>,
     pub(crate) tls: Option<RawServerTls>,
     pub(crate) client: Option<RawClient>,
     pub(crate) service: Option<RawService>,
@@ -157,6 +158,7 @@ pub(crate) struct RawServer {
     pub(crate) ip: Option<Ip>,
     pub(crate) port: Option<Port>,
     pub(crate) tls: Option<RawIngressTls>,
+    pub(crate) clear_context: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,6 +188,7 @@ pub(crate) enum IdentifierKindName {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawClient {
+    pub(crate) protocol: Option<UpstreamProtocol>,
     pub(crate) load_balancer: Option<RawLoadBalancer>,
     pub(crate) failure_accrual: Option<RawFailureAccrual>,
     pub(crate) connect_timeout: Option<Dur>,

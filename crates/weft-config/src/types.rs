@@ -157,6 +157,12 @@ pub struct RouterConfig {
     /// trickling a head (slowloris).
     #[serde(serialize_with = "ser_duration")]
     pub header_read_timeout: Duration,
+    /// Which messages get a `Via` entry for this proxy (yaml `via`: `request`, `response`,
+    /// `both` or `none`); default `none`, so an application sees a request as if its client
+    /// had called it directly, as with linkerd2-proxy and Envoy. Some servers change what
+    /// they send when `Via` is present (nginx's default `gzip_proxied off` stops
+    /// compressing). Routing loops are detected without it (`docs/routing.md`).
+    pub via: ViaPolicy,
     /// mTLS termination and client authorization on this router's servers (yaml `tls`);
     /// `None`: plaintext only. Needs the top-level `identity`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -202,6 +208,33 @@ pub enum Protocol {
     Tcp,
 }
 
+/// Which messages a router adds its `Via` entry to (RFC 9110 section 7.6.3).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ViaPolicy {
+    /// `request`: requests going upstream.
+    Request,
+    /// `response`: responses going downstream.
+    Response,
+    /// `both`: requests and responses.
+    Both,
+    /// `none` (the default): neither.
+    #[default]
+    None,
+}
+
+impl ViaPolicy {
+    /// True if requests get a `Via` entry.
+    pub fn on_requests(self) -> bool {
+        matches!(self, ViaPolicy::Request | ViaPolicy::Both)
+    }
+
+    /// True if responses get a `Via` entry.
+    pub fn on_responses(self) -> bool {
+        matches!(self, ViaPolicy::Response | ViaPolicy::Both)
+    }
+}
+
 /// One listener of a router (yaml `{ip: 127.0.0.1, port: 4140}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -210,21 +243,30 @@ pub struct ServerConfig {
     /// TLS termination with the listener's own certificates (yaml `tls`), for clients outside
     /// the mesh; `None`: plaintext, or mesh TLS per the router's `tls`.
     pub tls: Option<crate::IngressTlsConfig>,
+    /// Drop every `l5d-*` request header that clients of this listener send (yaml
+    /// `clearContext`, Linkerd 1's key); default false. Set it on every listener that accepts
+    /// traffic from outside the mesh: otherwise a client could send `l5d-dtab` and route its
+    /// own request wherever the proxy can reach.
+    pub clear_context: bool,
 }
 
 impl Serialize for ServerConfig {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
         struct Out<'a> {
             ip: IpAddr,
             port: u16,
             #[serde(skip_serializing_if = "Option::is_none")]
             tls: Option<&'a crate::IngressTlsConfig>,
+            #[serde(skip_serializing_if = "std::ops::Not::not")]
+            clear_context: bool,
         }
         Out {
             ip: self.addr.ip(),
             port: self.addr.port(),
             tls: self.tls.as_ref(),
+            clear_context: self.clear_context,
         }
         .serialize(s)
     }

@@ -245,6 +245,7 @@ fn router(raw: RawRouter, p: &KeyPath, base_dir: &FsPath) -> Result<RouterConfig
         addrs.push(ServerConfig {
             addr: SocketAddr::new(ip, port.0),
             tls,
+            clear_context: s.clear_context.unwrap_or(false),
         });
     }
     let dtab = match raw.dtab.as_deref() {
@@ -321,6 +322,7 @@ fn router(raw: RawRouter, p: &KeyPath, base_dir: &FsPath) -> Result<RouterConfig
             true,
             &p.key("headerReadTimeout"),
         )?,
+        via: raw.via.unwrap_or_default(),
         tls: raw
             .tls
             .map(|t| tls::server_tls(t, &p.key("tls")))
@@ -426,6 +428,7 @@ fn client(raw: RawClient, p: &KeyPath, base_dir: &FsPath) -> Result<ClientConfig
         decay: dur(lb.decay, d.load_balancer.decay, true, &lbp.key("decay"))?,
     };
     Ok(ClientConfig {
+        protocol: raw.protocol.unwrap_or_default(),
         connect_timeout: dur(
             raw.connect_timeout,
             d.connect_timeout,

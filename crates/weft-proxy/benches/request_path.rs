@@ -2,27 +2,17 @@
 //! rewriting between hops, metrics recording, the cost of tap when no tap is open, and the
 //! balancer's P2C pick (through `weft_proxy::bench_support`).
 //!
-//! The header functions are crate-private, so this file compiles `src/headers.rs` itself
-//! (its only in-crate dependency is the error type, which is public) and measures exactly the
-//! code the router runs per request: `via_hops`, `local_dtab` and `rewrite_request` on the
-//! request head, `strip_hop_by_hop` + `append_via` on the response head. Should `headers.rs`
-//! come to need more of the crate, expose it instead (e.g. a `#[doc(hidden)] pub mod`).
+//! Crate-private code is measured through `weft_proxy::bench_support`, which runs it as the
+//! router does.
 // criterion_group! generates undocumented public functions.
 #![allow(missing_docs)]
-
-#[path = "../src/headers.rs"]
-#[allow(dead_code, unreachable_pub)]
-mod headers;
-
-/// What `headers.rs` imports as `crate::error`.
-mod error {
-    pub(crate) use weft_proxy::{ErrorKind, ProxyError};
-}
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
-use http::{HeaderMap, HeaderValue, Uri, Version};
+use http::{HeaderMap, HeaderValue, Uri};
+use weft_config::ViaPolicy;
+use weft_proxy::bench_support::{rewrite_request_head, rewrite_response_head};
 use weft_telemetry::{Classification, Metrics};
 
 /// Request headers as a browser or an SDK sends them, with hop-by-hop ones to strip.
@@ -68,13 +58,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("headers_request_rewrite", |b| {
         b.iter_batched(
             request_headers,
-            |h| {
-                let carried = headers::Carried::scan(&h);
-                black_box(carried.via && headers::via_hops(&h) > 0);
-                let local = headers::local_dtab(&h, carried).expect("no dtab headers");
-                headers::rewrite_request(&uri, h, Version::HTTP_11, &local, None, carried)
-                    .expect("a valid request")
-            },
+            |h| rewrite_request_head(&uri, h, ViaPolicy::None),
             BatchSize::SmallInput,
         )
     });
@@ -82,10 +66,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("headers_response_rewrite", |b| {
         b.iter_batched_ref(
             response_headers,
-            |h| {
-                headers::strip_hop_by_hop(h);
-                headers::append_via(h, Version::HTTP_11);
-            },
+            |h| rewrite_response_head(h, false),
             BatchSize::SmallInput,
         )
     });
@@ -98,13 +79,13 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             service.request();
             service.latency(black_box(0.000_42));
-            service.response(black_box(200), Classification::success, "");
+            service.response(black_box(200), Classification::success, "", "");
         })
     });
 
     // What the request path pays for tap when no tap is open: the check it makes before
     // building anything for tap (see `Router::forward`).
-    let tap = std::sync::Arc::new(weft_proxy::Tap::default());
+    let tap = std::sync::Arc::new(weft_telemetry::tap::Tap::default());
     c.bench_function("tap_closed", |b| b.iter(|| black_box(tap.is_active())));
     for n in [3, 100] {
         let balancer = weft_proxy::bench_support::BalancerBench::new(n);

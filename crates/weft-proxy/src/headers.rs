@@ -1,5 +1,7 @@
-//! Header rewriting between hops: hop-by-hop headers (RFC 9110 section 7.6.1) and `Via`
-//! (RFC 9110 section 7.6.3), which also detects routing loops.
+//! Header rewriting between hops: hop-by-hop headers (RFC 9110 section 7.6.1), `Via` (RFC
+//! 9110 section 7.6.3, when the router adds it), the `l5d-*` context that proxies pass on
+//! (per-request dtabs, the hop count that catches routing loops), and clearing that context
+//! from untrusted clients (`clearContext`).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
@@ -15,11 +17,17 @@ const L5D_CTX_DTAB: HeaderName = HeaderName::from_static("l5d-ctx-dtab");
 /// Marks a request that a peer proxy carried over HTTP/2 and its original protocol
 /// (Linkerd's header; protocols.md).
 pub(crate) const ORIG_PROTO: HeaderName = HeaderName::from_static("l5d-orig-proto");
+/// How many weft proxies a request has passed through, sent only to weft proxies (peers,
+/// and this proxy's own listeners) and removed before the application: a request that
+/// comes back too often is a routing loop, detected without `Via`.
+pub(crate) const HOP_COUNT: HeaderName = HeaderName::from_static("l5d-hop-count");
+
+pub(crate) use weft_config::ViaPolicy;
 
 /// Headers that describe one connection, never the message (RFC 9110 section 7.6.1, plus the
 /// legacy `Proxy-Connection` and `Keep-Alive` that HTTP/1.0 peers still send).
-const HOP_COUNT: usize = 7;
-const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
+const HOP_BY_HOP_COUNT: usize = 7;
+const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -35,7 +43,7 @@ const HOP_BY_HOP: [HeaderName; HOP_COUNT] = [
 pub(crate) fn strip_hop_by_hop(headers: &mut HeaderMap) {
     // One pass over the headers first: most messages carry no hop-by-hop header but
     // `Connection: keep-alive`, and each `remove` of an absent name still hashes it.
-    let mut present = [false; HOP_COUNT];
+    let mut present = [false; HOP_BY_HOP_COUNT];
     let mut te = false;
     let mut names_options = false;
     for (name, value) in headers.iter() {
@@ -106,6 +114,10 @@ pub(crate) struct Carried {
     pub(crate) orig_proto: bool,
     /// `Upgrade` (a protocol switch, with `Connection: upgrade`).
     pub(crate) upgrade: bool,
+    /// `l5d-hop-count` (the request passed through weft proxies before).
+    pub(crate) hops: bool,
+    /// Any `l5d-*` header at all (what `clearContext` removes).
+    pub(crate) context: bool,
 }
 
 impl Carried {
@@ -118,13 +130,51 @@ impl Carried {
             } else if *name == header::UPGRADE {
                 c.upgrade = true;
             } else if name.as_str().starts_with("l5d-") {
+                c.context = true;
                 c.dtab |= *name == L5D_DTAB;
                 c.ctx_dtab |= *name == L5D_CTX_DTAB;
                 c.orig_proto |= *name == ORIG_PROTO;
+                c.hops |= *name == HOP_COUNT;
             }
         }
         c
     }
+}
+
+/// Removes every `l5d-*` header a client sent (`clearContext`, Linkerd 1's server option):
+/// per-request dtabs (`l5d-dtab`, `l5d-ctx-*`), `l5d-dst-override` and the rest, so a client
+/// from outside the mesh cannot steer its request. Returns what is left to act on.
+pub(crate) fn clear_context(headers: &mut HeaderMap, carried: Carried) -> Carried {
+    if !carried.context {
+        return carried;
+    }
+    let names: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| n.as_str().starts_with("l5d-"))
+        .cloned()
+        .collect();
+    for name in names {
+        headers.remove(&name);
+    }
+    Carried {
+        dtab: false,
+        ctx_dtab: false,
+        orig_proto: false,
+        hops: false,
+        context: false,
+        ..carried
+    }
+}
+
+/// The hop count a request carries (`l5d-hop-count`); 0 when absent or not a number.
+pub(crate) fn hop_count(headers: &HeaderMap, carried: Carried) -> u32 {
+    if !carried.hops {
+        return 0;
+    }
+    headers
+        .get(HOP_COUNT)
+        .and_then(|v| v.to_str().ok()?.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// Counts the hops already recorded in `Via` (comma-separated entries over all `Via` lines).
@@ -172,10 +222,11 @@ pub(crate) fn local_dtab(headers: &HeaderMap, carried: Carried) -> Result<Dtab, 
     Ok(local)
 }
 
-/// Prepares a request head for the upstream: hop-by-hop headers out, `Via` in, the local
-/// dtab forwarded as `l5d-ctx-dtab` (so an override follows the call graph), and an absolute
-/// URI that keeps the client's authority (the connector, not the URI, decides which endpoint
-/// the connection goes to). `carried` is [`Carried::scan`] of `headers`.
+/// Prepares a request head for the upstream: hop-by-hop headers out, `Via` in (if `via`
+/// asks for it), the hop count out (the dispatcher sets it again for weft proxies), the
+/// local dtab forwarded as `l5d-ctx-dtab` (so an override follows the call graph), and an
+/// absolute URI that keeps the client's authority (the connector, not the URI, decides which
+/// endpoint the connection goes to). `carried` is [`Carried::scan`] of `headers`.
 pub(crate) fn rewrite_request(
     uri: &Uri,
     mut headers: HeaderMap,
@@ -183,11 +234,17 @@ pub(crate) fn rewrite_request(
     local: &Dtab,
     rewritten: Option<PathAndQuery>,
     carried: Carried,
+    via: ViaPolicy,
 ) -> Result<(Uri, HeaderMap), ProxyError> {
     strip_hop_by_hop(&mut headers);
-    append_via(&mut headers, version);
+    if via.on_requests() {
+        append_via(&mut headers, version);
+    }
     if carried.dtab {
         headers.remove(&L5D_DTAB);
+    }
+    if carried.hops {
+        headers.remove(&HOP_COUNT);
     }
     if local.is_empty() {
         if carried.ctx_dtab {
@@ -283,6 +340,10 @@ mod tests {
             ("upgrade-x", "1"),
         ]));
         assert!(!(none.via || none.dtab || none.ctx_dtab || none.orig_proto || none.upgrade));
+        assert!(
+            none.context && !none.hops,
+            "l5d-other is context, not a hop count"
+        );
         let all = Carried::scan(&map(&[
             ("via", "1.1 a"),
             ("upgrade", "websocket"),
@@ -297,9 +358,68 @@ mod tests {
         let local = local_dtab(&h, carried).expect("valid dtabs");
         assert_eq!(local.to_string(), "/c => /d; /a => /b");
         let uri: Uri = "http://svc/".parse().expect("uri");
-        let (_, out) = rewrite_request(&uri, h, Version::HTTP_11, &Dtab::empty(), None, carried)
-            .expect("rewritten");
+        let (_, out) = rewrite_request(
+            &uri,
+            h,
+            Version::HTTP_11,
+            &Dtab::empty(),
+            None,
+            carried,
+            ViaPolicy::Both,
+        )
+        .expect("rewritten");
         assert!(out.get("l5d-dtab").is_none() && out.get("l5d-ctx-dtab").is_none());
+    }
+
+    #[test]
+    fn clear_context_removes_every_l5d_header_and_keeps_the_rest() {
+        let mut h = map(&[
+            ("l5d-dtab", "/svc/pay => /$/inet/attacker/80"),
+            ("l5d-ctx-dtab", "/a=>/b"),
+            ("l5d-dst-override", "payments"),
+            ("l5d-hop-count", "3"),
+            ("host", "books"),
+            ("x-l5d-not-ours", "kept"),
+        ]);
+        let scanned = Carried::scan(&h);
+        let carried = clear_context(&mut h, scanned);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert!(h.contains_key("host") && h.contains_key("x-l5d-not-ours"));
+        assert!(!(carried.dtab || carried.ctx_dtab || carried.hops || carried.context));
+        assert_eq!(hop_count(&h, carried), 0);
+    }
+
+    #[test]
+    fn hop_count_reads_a_number_and_ignores_anything_else() {
+        let h = map(&[("l5d-hop-count", " 7 ")]);
+        assert_eq!(hop_count(&h, Carried::scan(&h)), 7);
+        let h = map(&[("l5d-hop-count", "many")]);
+        assert_eq!(hop_count(&h, Carried::scan(&h)), 0);
+    }
+
+    #[test]
+    fn via_is_added_only_when_asked() {
+        let uri: Uri = "http://svc/".parse().expect("uri");
+        let h = map(&[("host", "svc")]);
+        let carried = Carried::scan(&h);
+        for (policy, added) in [
+            (ViaPolicy::None, false),
+            (ViaPolicy::Response, false),
+            (ViaPolicy::Request, true),
+            (ViaPolicy::Both, true),
+        ] {
+            let (_, out) = rewrite_request(
+                &uri,
+                h.clone(),
+                Version::HTTP_11,
+                &Dtab::empty(),
+                None,
+                carried,
+                policy,
+            )
+            .expect("rewritten");
+            assert_eq!(out.contains_key("via"), added, "{policy:?}");
+        }
     }
 
     #[test]

@@ -5,46 +5,78 @@
 //! configuration parsing (`weft-config`), naming semantics (`weft-naming`), metric names
 //! (`weft-telemetry`) or the admin server (`weft-admin`).
 
-mod accrual;
-mod balance;
+/// Implements `tokio::io::AsyncWrite` for a wrapper of one I/O object by forwarding every
+/// call to its field `$field`: the wrappers that look at what is read (detection replay,
+/// HTTP/1 connection timeouts, the HTTP/2 preface) write through unchanged.
+macro_rules! forward_async_write {
+    ($ty:ident, $field:ident) => {
+        impl<I: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for $ty<I> {
+            fn poll_write(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                buf: &[u8],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut self.get_mut().$field).poll_write(cx, buf)
+            }
+
+            fn poll_write_vectored(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+                bufs: &[std::io::IoSlice<'_>],
+            ) -> std::task::Poll<std::io::Result<usize>> {
+                std::pin::Pin::new(&mut self.get_mut().$field).poll_write_vectored(cx, bufs)
+            }
+
+            fn is_write_vectored(&self) -> bool {
+                self.$field.is_write_vectored()
+            }
+
+            fn poll_flush(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.get_mut().$field).poll_flush(cx)
+            }
+
+            fn poll_shutdown(
+                self: std::pin::Pin<&mut Self>,
+                cx: &mut std::task::Context<'_>,
+            ) -> std::task::Poll<std::io::Result<()>> {
+                std::pin::Pin::new(&mut self.get_mut().$field).poll_shutdown(cx)
+            }
+        }
+    };
+}
+
+// Along the request path, top to bottom; nothing below the router imports it.
 #[doc(hidden)]
 pub mod bench_support;
-mod body;
-mod classify;
-mod client;
-mod detect;
+mod clients;
+mod dispatch;
+mod endpoint;
 mod error;
-mod forward;
-mod handshake;
 mod headers;
-mod identify;
-mod keep_alive;
 mod namers;
-mod observe;
-mod replay;
+mod opaque;
 mod router;
 mod server;
-mod tap;
-mod tcp;
 mod tls;
-mod upgrade;
-mod upstream;
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use weft_config::Config;
+use weft_telemetry::tap::Tap;
 use weft_telemetry::Metrics;
 
-pub use body::ProxyBody;
-pub use error::{ErrorKind, Fault, ProxyError};
+pub use dispatch::ProxyBody;
+pub use error::{ErrorKind, Fault, ProxyError, Retry};
 pub use namers::interpreter;
 pub use router::Router;
-pub use tap::{Tap, TapEvent, TapFilter, TapSubscription};
 
 /// All routers of one configuration with their listeners bound, ready to serve.
 pub struct Proxy {
@@ -83,9 +115,26 @@ impl Proxy {
         };
         let tap = Arc::new(Tap::default());
         let tracer = weft_telemetry::trace::Tracer::new(config.tracing.as_ref(), metrics);
+        // Listeners first: every router must know all of this proxy's addresses, to tell a
+        // request to itself (which must carry a hop count) from one to an application.
+        let mut bound = Vec::new();
+        for rc in &config.routers {
+            let mut servers = Vec::new();
+            for server in &rc.servers {
+                let listener = TcpListener::bind(server.addr).await.map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("router {}: cannot listen on {}: {e}", rc.label, server.addr),
+                    )
+                })?;
+                servers.push((server, listener));
+            }
+            bound.push(servers);
+        }
+        let own = own_addresses(bound.iter().flatten().map(|(_, l)| l));
         let mut routers = Vec::new();
         let mut listeners = Vec::new();
-        for rc in &config.routers {
+        for (rc, servers) in config.routers.iter().zip(bound) {
             let access_log = match &rc.access_log {
                 Some(cfg) => Some(
                     weft_telemetry::access_log::AccessLog::new(cfg, &rc.label, metrics).map_err(
@@ -99,38 +148,43 @@ impl Proxy {
                 ),
                 None => None,
             };
-            let mut router = Router::new(
+            let origination = match &rc.client.tls {
+                Some(weft_config::ClientTlsConfig::Origin { trust_roots, .. }) => {
+                    let origination = weft_tls::Origination::load(trust_roots).map_err(|e| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("router {}: client.tls: {e}", rc.label),
+                        )
+                    })?;
+                    origination.watch();
+                    Some(origination)
+                }
+                _ => None,
+            };
+            let router = Arc::new(Router::new(
                 rc.clone(),
-                interpreter.clone(),
-                metrics.router(&rc.label),
-                tap.clone(),
-                identity.clone(),
-                tracer.clone(),
-                access_log,
-            );
-            if let Some(weft_config::ClientTlsConfig::Origin { trust_roots, .. }) = &rc.client.tls {
-                let origination = weft_tls::Origination::load(trust_roots).map_err(|e| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("router {}: client.tls: {e}", rc.label),
-                    )
-                })?;
-                origination.watch();
-                router.set_origination(origination);
-            }
-            let router = Arc::new(router);
-            for server in &rc.servers {
+                router::Parts {
+                    interpreter: interpreter.clone(),
+                    metrics: metrics.router(&rc.label),
+                    tap: tap.clone(),
+                    identity: identity.clone(),
+                    origination,
+                    tracer: tracer.clone(),
+                    access_log,
+                    own: own.clone(),
+                },
+            ));
+            for (server, listener) in servers {
                 let ingress = match &server.tls {
                     Some(tls) => Some(ingress_tls(&rc.label, server.addr, tls)?),
                     None => None,
                 };
-                let listener = TcpListener::bind(server.addr).await.map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("router {}: cannot listen on {}: {e}", rc.label, server.addr),
-                    )
-                })?;
-                listeners.push((router.clone(), server::Listener { listener, ingress }));
+                let listener = server::Listener {
+                    listener,
+                    ingress,
+                    clear_context: server.clear_context,
+                };
+                listeners.push((router.clone(), listener));
             }
             routers.push(router);
         }
@@ -181,6 +235,36 @@ impl Proxy {
         }
         clean
     }
+}
+
+/// The addresses this process listens on, as an endpoint would name them: a listener on an
+/// unspecified address (`0.0.0.0`, `::`) is there on loopback and on every local interface.
+fn own_addresses<'a>(listeners: impl Iterator<Item = &'a TcpListener>) -> Arc<[SocketAddr]> {
+    let mut own = Vec::new();
+    let mut interfaces: Option<Vec<IpAddr>> = None;
+    for addr in listeners.filter_map(|l| l.local_addr().ok()) {
+        if !addr.ip().is_unspecified() {
+            own.push(addr);
+            continue;
+        }
+        let ips = interfaces.get_or_insert_with(|| {
+            let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
+                .map(|ifs| ifs.into_iter().map(|i| i.ip()).collect())
+                .unwrap_or_default();
+            ips.extend([
+                IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+                IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+            ]);
+            ips
+        });
+        let v4 = addr.is_ipv4();
+        own.extend(
+            ips.iter()
+                .filter(|ip| ip.is_ipv4() == v4 || !v4)
+                .map(|ip| SocketAddr::new(*ip, addr.port())),
+        );
+    }
+    own.into()
 }
 
 /// Loads and watches an ingress listener's certificates; returns its rustls config.

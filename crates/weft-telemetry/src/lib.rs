@@ -1,7 +1,7 @@
 //! weft's metrics: one Prometheus registry per process, the metric names and labels, and
 //! cheap per-request recording handles; and the other ways weft reports what it does:
-//! distributed tracing ([`trace`]), statsd export ([`statsd`]) and access logs
-//! ([`access_log`]).
+//! distributed tracing ([`trace`]), statsd export ([`statsd`]), access logs
+//! ([`access_log`]) and live tap ([`tap`]).
 //!
 //! This crate owns what is measured and how it is named (see `docs/metrics.md`); it does not
 //! own the admin HTTP server that serves the text (that is `weft-admin`) nor the request path
@@ -23,6 +23,7 @@ pub mod access_log;
 mod export_metrics;
 mod process;
 pub mod statsd;
+pub mod tap;
 mod text;
 pub mod trace;
 
@@ -63,6 +64,7 @@ struct ResponseLabels {
     status_code: u16,
     classification: Classification,
     error: &'static str,
+    fault: &'static str,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -236,7 +238,7 @@ impl Metrics {
         );
         registry.register(
             "responses",
-            "Responses sent downstream, by status code, classification and proxy error reason",
+            "Exchanges finished, by status code sent downstream (0: none, the client went away), classification, proxy error reason and fault (downstream, upstream, proxy)",
             responses.clone(),
         );
         registry.register_with_unit(
@@ -522,8 +524,8 @@ pub struct ServiceMetrics {
     metrics: Metrics,
 }
 
-/// Status code, classification and error reason of a response.
-type ResponseKey = (u16, Classification, &'static str);
+/// Status code, classification, error reason and fault of a response.
+type ResponseKey = (u16, Classification, &'static str, &'static str);
 /// At most this many distinct response counters are cached per service; rarer ones are
 /// looked up in the family every time.
 const RESPONSE_CACHE: usize = 16;
@@ -541,11 +543,19 @@ impl ServiceMetrics {
         self.latency.observe(secs);
     }
 
-    /// Records one finished response: its status, classification (decided at the end of the
-    /// stream, so a body that failed midway counts as a failure), and the proxy error reason
-    /// (`""` when the exchange completed normally).
-    pub fn response(&self, status_code: u16, classification: Classification, error: &'static str) {
-        let key = (status_code, classification, error);
+    /// Records one finished exchange: its status (`0` when no response was sent: the client
+    /// went away first), classification (decided at the end of the stream, so a body that
+    /// failed midway counts as a failure), the proxy error reason and who was at fault
+    /// (`downstream`, `upstream`, `proxy`; both `""` when the exchange completed normally).
+    /// Both come from small fixed sets, as they are labels.
+    pub fn response(
+        &self,
+        status_code: u16,
+        classification: Classification,
+        error: &'static str,
+        fault: &'static str,
+    ) {
+        let key = (status_code, classification, error, fault);
         let mut cache = self
             .responses
             .lock()
@@ -561,6 +571,7 @@ impl ServiceMetrics {
             status_code,
             classification,
             error,
+            fault,
         };
         let counter = self.metrics.inner.responses.get_or_create_owned(&labels);
         counter.inc();
@@ -695,7 +706,12 @@ mod tests {
         let svc = router.service("/svc/books", "[default]");
         svc.request();
         svc.latency(0.0004);
-        svc.response(502, Classification::failure, "connection-refused");
+        svc.response(
+            502,
+            Classification::failure,
+            "connection-refused",
+            "upstream",
+        );
         let _conn = router.connection_opened();
         router.client("/#/fs/books").set_endpoints(3);
         let text = metrics.encode();
@@ -703,7 +719,7 @@ mod tests {
             r#"weft_requests_total{router="outbound",service="/svc/books",route="[default]"} 1"#
         ));
         assert!(text.contains(
-            r#"weft_responses_total{router="outbound",service="/svc/books",route="[default]",status_code="502",classification="failure",error="connection-refused"} 1"#
+            r#"weft_responses_total{router="outbound",service="/svc/books",route="[default]",status_code="502",classification="failure",error="connection-refused",fault="upstream"} 1"#
         ));
         assert!(text.contains(r#"weft_open_connections{router="outbound"} 1"#));
         assert!(text.contains(r#"weft_endpoints{router="outbound",client="/#/fs/books"} 3"#));

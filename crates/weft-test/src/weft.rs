@@ -230,6 +230,22 @@ impl Weft {
         Client::http1(self.admin)
     }
 
+    /// Sets weft's log filter through the admin server (`PUT /logging?level=`), e.g.
+    /// `info,weft_proxy=debug` to see per-connection events. Panics if weft refuses it.
+    pub async fn set_log_level(&self, level: &str) {
+        let path = format!("/logging?level={}", level.replace(',', "%2C"));
+        let req = Client::request(&self.admin.to_string(), &path)
+            .method("PUT")
+            .body(crate::TestBody::empty())
+            .expect("a valid request");
+        let r = self
+            .admin_client()
+            .send(req)
+            .await
+            .expect("the admin server answers");
+        assert_eq!(r.status, 200, "PUT {path}: {}", r.text());
+    }
+
     /// The status of `GET /ready` on a fresh connection, or `None` if it could not be had.
     pub async fn ready_status(&self) -> Option<u16> {
         let r = Client::http1(self.admin)

@@ -23,6 +23,8 @@ pub enum Alpn {
     Http1,
     /// `h2` only: a server that does not agree fails the handshake (RFC 9113 3.2).
     H2,
+    /// `h2`, else `http/1.1`: the server picks, and the client learns which it speaks.
+    H2OrHttp1,
 }
 
 /// TLS client configs for servers outside the mesh, one per [`Alpn`], sharing one trust
@@ -40,8 +42,8 @@ enum Roots {
     Files(Arc<Reloading<RootFiles>>),
 }
 
-/// A client config per [`Alpn`] offer, in the order `None`, `Http1`, `H2`.
-type Configs = [Arc<ClientConfig>; 3];
+/// A client config per [`Alpn`] offer, in the order `None`, `Http1`, `H2`, `H2OrHttp1`.
+type Configs = [Arc<ClientConfig>; 4];
 
 /// Configured trust roots: PEM files of self-signed certificates.
 struct RootFiles {
@@ -91,6 +93,7 @@ impl Origination {
             Alpn::None => 0,
             Alpn::Http1 => 1,
             Alpn::H2 => 2,
+            Alpn::H2OrHttp1 => 3,
         };
         match &self.roots {
             Roots::System(configs) => configs[i].clone(),
@@ -147,7 +150,12 @@ fn configs(roots: Arc<RootCertStore>, provider: &Arc<CryptoProvider>) -> Result<
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(cfg)
     };
-    Ok([config(&[]), config(&[b"http/1.1"]), config(&[b"h2"])])
+    Ok([
+        config(&[]),
+        config(&[b"http/1.1"]),
+        config(&[b"h2"]),
+        config(&[b"h2", b"http/1.1"]),
+    ])
 }
 
 // === impl RootFiles ===

@@ -145,8 +145,36 @@ async fn via_chain_of_17_hops_is_a_loop_400() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn via_is_appended_towards_upstream_and_downstream() {
+async fn by_default_weft_adds_no_via_either_way_and_keeps_the_clients() {
     let (weft, _b, _a, _d) = echo_setup().await;
+    let r = weft
+        .http1("outbound")
+        .get_with("books", "/", &[("via", "1.0 fred")])
+        .await
+        .expect("request");
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.echo().header("via").as_deref(),
+        Some("1.0 fred"),
+        "the upstream sees the request as the client sent it"
+    );
+    assert_eq!(
+        r.header_all("via"),
+        None,
+        "the client sees the app's response"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn via_both_appends_towards_upstream_and_downstream() {
+    let books = Upstream::start("books", Behaviour::new().echo()).await;
+    let disco = Disco::new();
+    disco.write("books", &books.fs_line());
+    let cfg = config(
+        &disco,
+        &[router("outbound", "/svc => /#/fs;", &["via: both"])],
+    );
+    let weft = Weft::start(bin(), &cfg).await;
     let r = weft
         .http1("outbound")
         .get_with("books", "/", &[("via", "1.0 fred")])

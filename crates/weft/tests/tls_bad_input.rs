@@ -27,7 +27,10 @@ use weft_tls::ca;
 async fn mesh(detect: &str) -> (Mesh, Upstream) {
     let app = Upstream::start("app", Behaviour::new().echo()).await;
     let extra = format!("    detectTimeout: {detect}\n");
-    (Mesh::start(app.port(), WEB, &extra).await, app)
+    let m = Mesh::start(app.port(), WEB, &extra).await;
+    // Refused handshakes are logged at debug: one line per connection.
+    m.inbound.set_log_level("info,weft_proxy=debug").await;
+    (m, app)
 }
 
 async fn handshake_errors(m: &Mesh) -> f64 {

@@ -273,7 +273,7 @@ async fn wrong_name_and_untrusted_roots_fail_as_upstream_tls() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn http2_to_an_http1_only_server_fails_as_upstream_tls() {
+async fn http2_to_an_http1_only_server_goes_as_http1_unless_the_client_insists_on_http2() {
     let ca = TestCa::new("weft test CA");
     let (cert, key) = ca.issue("api", &["api.test"]);
     let upstream = HttpsUpstream::start(&cert, &key, &[b"http/1.1"]).await;
@@ -281,11 +281,29 @@ async fn http2_to_an_http1_only_server_fails_as_upstream_tls() {
         "{{serverName: api.test, trustRoots: [{}]}}",
         yaml_path(&ca.root())
     );
+    // `protocol: auto`: the server does not pick h2 over ALPN, so HTTP/2 requests go to it
+    // as HTTP/1.1, the first one included.
     let weft = origin_weft("127.0.0.1", upstream.addr.port(), &tls).await;
     let r = weft.http1("outbound").get("api", "/").await.expect("h1");
     assert_eq!(r.status, 200, "{:?} {}", r.headers, r.text());
+    for _ in 0..2 {
+        let r = weft.http2("outbound").get("api", "/").await.expect("h2");
+        assert_eq!(r.status, 200, "{:?} {}", r.headers, r.text());
+        assert_eq!(r.header("x-alpn"), Some("http/1.1"));
+        assert_eq!(r.header("x-version"), Some("HTTP/1.1"));
+    }
+    // `protocol: http2`: the client insists, and is told why it cannot be.
+    let forced = format!("{{protocol: http2, tls: {tls}}}");
+    let config = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\n\
+         routers:\n  - label: outbound\n    servers: [{{ip: 127.0.0.1, port: 0}}]\n    client: {forced}\n    dtab: |\n      /svc => /$/inet/127.0.0.1/{};\n",
+        upstream.addr.port()
+    );
+    let weft = Weft::start(bin(), &config).await;
     let r = weft.http2("outbound").get("api", "/").await.expect("h2");
-    assert_upstream_tls(&r, "application protocols");
+    assert_eq!(r.status, 502, "{:?} {}", r.headers, r.text());
+    assert_eq!(r.proxy_error(), Some("upstream-protocol"));
+    assert!(r.text().contains("HTTP/1.1 only"), "{}", r.text());
 }
 
 // === ingress ===
@@ -322,6 +340,8 @@ impl Ingress {
             app.port()
         );
         let weft = Weft::start(bin(), &config).await;
+        // Refused handshakes are logged at debug: one line per connection.
+        weft.set_log_level("info,weft_proxy=debug").await;
         Ingress {
             ca,
             a,

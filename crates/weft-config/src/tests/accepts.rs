@@ -26,6 +26,7 @@ fn every_default() {
         [ServerConfig {
             addr: "127.0.0.1:4140".parse().unwrap(),
             tls: None,
+            clear_context: false,
         }]
     );
     assert_eq!(

@@ -120,7 +120,7 @@ async fn sends_real_datagrams_every_interval() {
     svc.request();
     svc.request();
     svc.latency(0.0004);
-    svc.response(200, Classification::success, "");
+    svc.response(200, Classification::success, "", "");
     let cfg = StatsdConfig {
         address: collector.local_addr().unwrap().to_string(),
         prefix: "weft".to_owned(),

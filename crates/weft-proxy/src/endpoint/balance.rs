@@ -1,5 +1,5 @@
 //! Load balancing for one bound client: power of two choices (P2C) over peak-EWMA load
-//! (Finagle's `P2CPeakEwma`; tower's `load::PeakEwma` measures each endpoint).
+//! (Finagle's `P2CPeakEwma`; the load estimate is in `load.rs`).
 //!
 //! tower's `balance::p2c::Balance` needs `&mut self` and therefore a `Buffer` task in front of
 //! it, which funnels every request of a client through one task and channel. Here each request
@@ -7,62 +7,27 @@
 //! updates, and each endpoint's peak-EWMA estimate sits behind its own short lock.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use http::{Request, Response};
-use hyper::body::Incoming;
-use prometheus_client::metrics::counter::Counter;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tower::load::peak_ewma::{Cost, PeakEwma};
-use tower::load::{CompleteOnResponse, Load};
 use tower::retry::budget::TpsBudget;
-use tower::Service;
-use weft_config::{ClientConfig, FailureAccrualConfig};
+use weft_config::{ClientConfig, FailureAccrualConfig, UpstreamProtocol};
 use weft_naming::AddrSet;
 use weft_telemetry::ClientMetrics;
 
-use crate::accrual::{Accrual, Transition};
-use crate::client::{ClientError, ClientParams, Connector};
-use crate::replay::ReplayBody;
-use crate::tls::MeshTls;
-use crate::upstream::Upstream;
+use super::accrual::{Accrual, Transition};
+use super::load::{Load, NOMINAL_RTT_NS};
+use super::pool::Pool;
+use super::{Connector, Endpoint};
+use crate::error::{ErrorKind, ProxyError};
+use crate::tls::{ClientIo, ClientTls};
+use weft_tls::Alpn;
 
-/// Load assumed for an endpoint with no measurement yet: optimistic, so new endpoints get
-/// tried (Finagle uses the same idea).
-const DEFAULT_RTT: Duration = Duration::from_millis(1);
-
-/// One endpoint of a client: its address, discovery weight, client and load estimate.
-pub(crate) struct Endpoint {
-    pub(crate) addr: SocketAddr,
-    weight: f64,
-    service: Mutex<PeakEwma<Upstream, CompleteOnResponse>>,
-    requests: Counter,
-    accrual: Accrual,
-}
-
-impl Endpoint {
-    fn load(&self) -> Cost {
-        self.service
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .load()
-    }
-
-    /// Sends `req`; the load estimate counts it as pending until the response head arrives.
-    pub(crate) fn call(
-        &self,
-        req: Request<ReplayBody>,
-    ) -> impl std::future::Future<Output = Result<Response<Incoming>, ClientError>> + Send + 'static
-    {
-        self.requests.inc();
-        self.service
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .call(req)
-    }
-}
+/// How long the peers' latency average is reused before it is computed again.
+const PEERS_REFRESH: Duration = Duration::from_millis(100);
 
 /// The current endpoints, replaced as a whole when discovery changes.
 struct EndpointSet {
@@ -89,28 +54,42 @@ pub(crate) enum Pick {
 /// accrual ejected.
 pub(crate) struct Balancer {
     set: RwLock<Arc<EndpointSet>>,
-    params: ClientParams,
-    decay: Duration,
+    connect_timeout: Duration,
+    pool_idle_timeout: Duration,
+    fail_fast: Duration,
     accrual: FailureAccrualConfig,
     requeue_budget: TpsBudget,
     metrics: ClientMetrics,
+    decay: Duration,
+    /// The mean of the endpoints' recent latency estimates and when it was computed: what an
+    /// unmeasured endpoint costs (recomputed at most every [`PEERS_REFRESH`]).
+    peers: Mutex<Option<(f64, Instant)>>,
     /// Woken when discovery changes, so requests waiting in failfast look again.
     changed: Notify,
     /// The endpoints are peer weft proxies: HTTP/1 requests go to them over HTTP/2.
     meshed: bool,
-    /// Mesh TLS towards the endpoints, when configured.
-    tls: Option<MeshTls>,
+    /// TLS towards the endpoints, when configured.
+    tls: Option<ClientTls>,
+    protocol: UpstreamProtocol,
+    /// Every address this process listens on: endpoints there are this proxy itself.
+    own: Arc<[SocketAddr]>,
+    /// Unit tests: endpoints are in-memory servers.
+    #[cfg(test)]
+    dial: Option<super::memory::Dial>,
 }
 
 // === impl Balancer ===
 
 impl Balancer {
+    /// A client with no endpoints yet, under `config`; `meshed` when its endpoints are peer
+    /// proxies, `tls` to originate towards them, `own` the addresses of this proxy's
+    /// listeners.
     pub(crate) fn new(
-        params: ClientParams,
         config: &ClientConfig,
         metrics: ClientMetrics,
         meshed: bool,
-        tls: Option<MeshTls>,
+        tls: Option<ClientTls>,
+        own: Arc<[SocketAddr]>,
     ) -> Balancer {
         let budget = &config.requeue_budget;
         metrics.set_endpoints(0);
@@ -120,8 +99,9 @@ impl Balancer {
                 endpoints: Vec::new(),
                 cumulative: None,
             })),
-            params,
-            decay: config.load_balancer.decay,
+            connect_timeout: config.connect_timeout,
+            pool_idle_timeout: config.pool_idle_timeout,
+            fail_fast: config.fail_fast_timeout,
             accrual: config.failure_accrual.clone(),
             requeue_budget: TpsBudget::new(
                 budget.ttl,
@@ -129,10 +109,23 @@ impl Balancer {
                 budget.percent_can_retry as f32,
             ),
             metrics,
+            decay: config.load_balancer.decay,
+            peers: Mutex::new(None),
             changed: Notify::new(),
             meshed,
             tls,
+            protocol: config.protocol,
+            own,
+            #[cfg(test)]
+            dial: None,
         }
+    }
+
+    /// The same client with in-memory endpoints served by `dial` (unit tests).
+    #[cfg(test)]
+    pub(crate) fn with_dial(mut self, dial: super::memory::Dial) -> Balancer {
+        self.dial = Some(dial);
+        self
     }
 
     /// Applies a discovery update if `addrs` differs from the current set. Endpoints that stay
@@ -177,14 +170,14 @@ impl Balancer {
         self.changed.notify_waiters();
     }
 
-    /// Mesh TLS towards the endpoints, if configured (for opaque TCP to peers).
-    pub(crate) fn tls(&self) -> Option<&MeshTls> {
-        self.tls.as_ref()
-    }
-
     /// True when the endpoints are peer weft proxies (proxy-to-proxy HTTP/2).
     pub(crate) fn is_meshed(&self) -> bool {
         self.meshed
+    }
+
+    /// The HTTP version requests go upstream with (`client.protocol`).
+    pub(crate) fn protocol(&self) -> UpstreamProtocol {
+        self.protocol
     }
 
     /// How many endpoints discovery gives this client now.
@@ -197,12 +190,73 @@ impl Balancer {
         &self.requeue_budget
     }
 
-    /// Waits until discovery changes.
-    pub(crate) async fn changed(&self) {
-        self.changed.notified().await;
+    /// Picks an endpoint (avoiding those in `avoid` while others are available); while
+    /// every endpoint is ejected by failure accrual and `wait` is set, waits for one to come
+    /// back, at most the failfast timeout. The one way every protocol picks, so one state has
+    /// one reason.
+    ///
+    /// # Errors
+    /// `no-endpoints` (503) when discovery knows none; `failfast` (503) when every endpoint
+    /// stayed ejected (at once, without `wait`).
+    pub(crate) async fn pick_or_failfast(
+        &self,
+        avoid: &[SocketAddr],
+        wait: bool,
+    ) -> Result<Arc<Endpoint>, ProxyError> {
+        let deadline = Instant::now() + self.fail_fast;
+        loop {
+            // Registered before looking, so an update between the pick and the wait is seen.
+            let changed = self.changed.notified();
+            match self.pick(avoid) {
+                Pick::Endpoint(e) => return Ok(e),
+                Pick::Empty => {
+                    return Err(ProxyError::new(
+                        ErrorKind::NoEndpoints,
+                        "no endpoints in discovery",
+                    ))
+                }
+                Pick::AllEjected { next } => {
+                    if !wait || Instant::now() >= deadline {
+                        return Err(ProxyError::new(
+                            ErrorKind::FailFast,
+                            format!(
+                                "every endpoint ejected by failure accrual for {:?}",
+                                self.fail_fast
+                            ),
+                        ));
+                    }
+                    let wake = next.map_or(deadline, |n| n.min(deadline));
+                    tokio::select! {
+                        () = tokio::time::sleep_until(wake) => {}
+                        () = changed => {}
+                    }
+                }
+            }
+        }
     }
 
-    /// Records the result of a request to `endpoint` for failure accrual.
+    /// Opens a connection of its own to `endpoint` (opaque TCP, upgrades), offering `alpn`
+    /// to servers outside the mesh: the same connect path, and so the same TLS, as requests.
+    /// A failure that is the endpoint's own counts for failure accrual.
+    ///
+    /// # Errors
+    /// As `Connector::connect`.
+    pub(crate) async fn connect(
+        &self,
+        endpoint: &Endpoint,
+        alpn: Alpn,
+    ) -> Result<ClientIo, ProxyError> {
+        let connected = endpoint.pool.connector().connect(alpn).await;
+        if let Err(err) = &connected {
+            if err.blames_endpoint() {
+                self.record(endpoint, false);
+            }
+        }
+        connected
+    }
+
+    /// Records the result of an exchange with `endpoint` for failure accrual (only results
+    /// that are the endpoint's own: see `ProxyError::blames_endpoint`).
     pub(crate) fn record(&self, endpoint: &Endpoint, success: bool) {
         let Some(transition) = endpoint.accrual.record(success, Instant::now()) else {
             return;
@@ -239,6 +293,15 @@ impl Balancer {
     pub(crate) fn pick(&self, avoid: &[SocketAddr]) -> Pick {
         let set = self.snapshot();
         let now = Instant::now();
+        let peers = || self.peers_average(&set, now);
+        let better = |a: usize, b: usize| {
+            let cost = |i: usize| set.endpoints[i].load.cost(now, peers);
+            if cost(b) < cost(a) {
+                b
+            } else {
+                a
+            }
+        };
         let n = set.endpoints.len();
         if n == 0 {
             return Pick::Empty;
@@ -252,7 +315,7 @@ impl Balancer {
             b = (a + 1 + fastrand::usize(..n - 1)) % n;
         }
         let chosen = match (preferred(a), preferred(b)) {
-            (true, true) if a != b => Some(better(&set.endpoints, a, b)),
+            (true, true) if a != b => Some(better(a, b)),
             (true, _) => Some(a),
             (false, true) => Some(b),
             // Neither candidate will do: scan for one that does, then for any usable one.
@@ -281,35 +344,47 @@ impl Balancer {
         }
     }
 
+    /// The mean of the endpoints' recent latency estimates (nominal when none is recent),
+    /// computed at most every [`PEERS_REFRESH`]: a scan of the set, needed only when a
+    /// candidate has no recent estimate of its own.
+    fn peers_average(&self, set: &EndpointSet, now: Instant) -> f64 {
+        let mut cached = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some((average, at)) = *cached {
+            if now.saturating_duration_since(at) < PEERS_REFRESH {
+                return average;
+            }
+        }
+        let (sum, n) = set
+            .endpoints
+            .iter()
+            .filter_map(|e| e.load.estimate(now))
+            .fold((0.0, 0u32), |(sum, n), ns| (sum + ns, n + 1));
+        let average = if n == 0 {
+            NOMINAL_RTT_NS
+        } else {
+            sum / f64::from(n)
+        };
+        *cached = Some((average, now));
+        average
+    }
+
     fn endpoint(&self, addr: SocketAddr, weight: f64) -> Endpoint {
-        let decay_ns = self.decay.as_nanos() as f64;
+        let connector = Connector::new(addr, self.connect_timeout, self.tls.clone());
+        #[cfg(test)]
+        let connector = match &self.dial {
+            Some(dial) => Connector::memory(addr, dial.clone()),
+            None => connector,
+        };
         Endpoint {
             addr,
             weight,
-            service: Mutex::new(PeakEwma::new(
-                Upstream::new(
-                    Connector::new(addr, self.params.connect_timeout, self.tls.clone()),
-                    self.params.pool_idle_timeout,
-                ),
-                DEFAULT_RTT,
-                decay_ns,
-                CompleteOnResponse::default(),
-            )),
-            requests: self.metrics.endpoint_requests(&addr.to_string()),
+            is_proxy: self.meshed || self.own.contains(&addr),
+            pool: Pool::new(connector, self.pool_idle_timeout),
+            load: Load::new(self.decay),
             accrual: Accrual::new(self.accrual.clone()),
+            requests: self.metrics.endpoint_requests(&addr.to_string()),
+            http1_only: AtomicBool::new(false),
         }
-    }
-}
-
-/// The better of two endpoints: the lower peak-EWMA load. Failing endpoints are left to
-/// failure accrual (which ejects them) and to the per-request `avoid` list (which keeps a
-/// retry or requeue off the endpoint that just failed); penalising any recent failure here
-/// would starve an endpoint after one transient error.
-fn better(endpoints: &[Arc<Endpoint>], a: usize, b: usize) -> usize {
-    if endpoints[b].load() < endpoints[a].load() {
-        b
-    } else {
-        a
     }
 }
 

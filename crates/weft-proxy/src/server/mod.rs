@@ -22,15 +22,18 @@ use tokio_rustls::server::TlsStream;
 use tokio_rustls::{LazyConfigAcceptor, TlsAcceptor};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 use weft_config::{Protocol, RouterConfig};
 
-use crate::detect::{detect, Detected, Rewind};
-use crate::handshake::{Failure, Refused};
-use crate::keep_alive::{Guarded, Limits, Phase, Timed};
-use crate::router::Router;
-use crate::tcp;
-use crate::tls::{self, Hello};
-use crate::upgrade;
+use crate::opaque;
+use crate::router::{Downstream, Router};
+use crate::tls::handshake::{Failure, Refused};
+use crate::tls::hello::{inspect_client_hello, is_mesh_sni, Hello};
+use detect::{detect, Detected, Rewind};
+use keep_alive::{Guarded, Limits, Phase, Timed};
+
+mod detect;
+mod keep_alive;
 
 /// hyper refuses read buffers smaller than this (it must hold a typical request head).
 const MIN_HEADER_BUFFER: usize = 8192;
@@ -40,16 +43,22 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// for mesh TLS from the complete ClientHello (which must come within `detectTimeout`).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// One listener of a router, with the TLS config of an ingress listener (`servers[].tls`).
+/// One listener of a router, with the TLS config of an ingress listener (`servers[].tls`)
+/// and whether it clears `l5d-*` context from its clients (`servers[].clearContext`).
 pub(crate) struct Listener {
     pub(crate) listener: TcpListener,
     pub(crate) ingress: Option<Arc<rustls::ServerConfig>>,
+    pub(crate) clear_context: bool,
 }
 
 /// Serves `listener` for `router` until `shutdown` fires, then drains its connections for at
 /// most `grace`. Returns true if every connection finished within the grace period.
 pub(crate) async fn serve(
-    Listener { listener, ingress }: Listener,
+    Listener {
+        listener,
+        ingress,
+        clear_context,
+    }: Listener,
     router: Arc<Router>,
     shutdown: CancellationToken,
     grace: Duration,
@@ -70,8 +79,10 @@ pub(crate) async fn serve(
                         peer,
                         port,
                         ingress: ingress.clone(),
+                        clear_context,
                     };
-                    connections.spawn(conn.run(stream));
+                    let span = tracing::debug_span!("conn", router = %router.label(), %peer);
+                    connections.spawn(conn.run(stream).instrument(span));
                 }
                 Err(error) => {
                     tracing::warn!(%error, "accept failed");
@@ -97,6 +108,7 @@ struct Connection {
     peer: SocketAddr,
     port: u16,
     ingress: Option<Arc<rustls::ServerConfig>>,
+    clear_context: bool,
 }
 
 impl Connection {
@@ -123,7 +135,7 @@ impl Connection {
                     (detected, io)
                 }
                 Err(error) => {
-                    tracing::debug!(peer = %self.peer, %error, "connection failed during detection");
+                    tracing::debug!(%error, "connection failed during detection");
                     return;
                 }
             }
@@ -150,7 +162,7 @@ impl Connection {
             config.tls.as_ref().is_some_and(|t| t.require_tls),
         );
         let hello = match io.read_tls_record(timeout).await {
-            Ok(record) => tls::inspect_client_hello(record),
+            Ok(record) => inspect_client_hello(record),
             Err(error) if error.kind() == std::io::ErrorKind::TimedOut => {
                 let why = format!("no complete ClientHello within {timeout:?}");
                 return self.refused("mesh", Refused::new(Failure::Timeout, why));
@@ -158,7 +170,7 @@ impl Connection {
             Err(error) => return self.refused("mesh", Refused::before_hello(&error)),
         };
         match hello {
-            Hello::Sni(Some(sni)) if tls::is_mesh_sni(&identity, &sni) => {}
+            Hello::Sni(Some(sni)) if is_mesh_sni(&identity, &sni) => {}
             Hello::Invalid(error) if require_tls => {
                 let why = format!(
                     "not a TLS ClientHello: {}",
@@ -176,7 +188,7 @@ impl Connection {
         };
         self.router.metrics().tls_handshake(Ok(()));
         let client: Option<Arc<str>> = weft_tls::peer_spiffe_id(stream.get_ref().1).map(Arc::from);
-        tracing::debug!(peer = %self.peer, client = ?client, "mesh TLS accepted");
+        tracing::debug!(client = ?client, "mesh TLS accepted");
         self.serve_decrypted(stream, client).await
     }
 
@@ -193,14 +205,13 @@ impl Connection {
                 self.router.metrics().tls_handshake(Ok(()));
                 let (_, session) = stream.get_ref();
                 tracing::debug!(
-                    peer = %self.peer,
                     sni = ?session.server_name(),
                     alpn = ?session.alpn_protocol().map(String::from_utf8_lossy),
                     "ingress TLS accepted"
                 );
                 self.serve_decrypted(stream, None).await
             }
-            Ok(None) => tracing::debug!(peer = %self.peer, "closed before sending a byte"),
+            Ok(None) => tracing::debug!("closed before sending a byte"),
             Err(refused) => self.refused("ingress", refused),
         }
     }
@@ -246,16 +257,12 @@ impl Connection {
         Ok(Some(stream))
     }
 
-    /// Counts and logs a failed handshake; the connection is then dropped (closed).
+    /// Counts and logs a failed handshake; the connection is then dropped (closed). At debug:
+    /// one per connection, and `weft_tls_handshakes_total` counts them by reason.
     fn refused(&self, what: &'static str, refused: Refused) {
         let reason = refused.failure.reason();
         self.router.metrics().tls_handshake(Err(reason));
-        tracing::info!(
-            peer = %self.peer,
-            reason,
-            "{what} TLS handshake failed: {}",
-            refused.why
-        );
+        tracing::debug!(reason, "{what} TLS handshake failed: {}", refused.why);
     }
 
     /// What a terminated TLS connection carries: opaque TCP on a `tcp` router or an opaque
@@ -272,9 +279,7 @@ impl Connection {
             Ok((Detected::Http1, _, inner)) => self.serve_http(inner, client, false).await,
             Ok((Detected::Http2, _, inner)) => self.serve_http(inner, client, true).await,
             Ok((_, _, inner)) => self.serve_tcp(inner, client).await,
-            Err(error) => {
-                tracing::debug!(peer = %self.peer, %error, "TLS connection failed during detection")
-            }
+            Err(error) => tracing::debug!(%error, "TLS connection failed during detection"),
         }
     }
 
@@ -284,11 +289,18 @@ impl Connection {
         I: AsyncRead + AsyncWrite + Unpin,
     {
         if !self.router.authorizes(client.as_deref()) {
-            tracing::info!(peer = %self.peer, client = ?client, "unauthorized TCP connection refused");
+            tracing::debug!(client = ?client, "unauthorized TCP connection refused");
             return;
         }
-        if let Err(error) = tcp::proxy(io, &self.router, self.port).await {
-            tracing::debug!(peer = %self.peer, %error, "tcp proxy failed");
+        let metrics = self.router.metrics();
+        let counters = [
+            metrics.tcp_bytes("to_upstream"),
+            metrics.tcp_bytes("to_downstream"),
+        ];
+        let idle = self.router.config().tcp_idle_timeout;
+        let clients = self.router.clients();
+        if let Err(error) = opaque::proxy(io, clients, self.port, idle, counters).await {
+            tracing::debug!(%error, fault = error.fault().label(), "tcp proxy failed");
         }
     }
 
@@ -300,12 +312,17 @@ impl Connection {
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let router = self.router.clone();
-        let peer = self.peer;
+        let from = Arc::new(Downstream {
+            addr: self.peer,
+            id: client,
+            clear_context: self.clear_context,
+        });
         let result = if h2 {
-            let svc = service_fn(move |req| {
+            let svc = service_fn(move |req: Request<Incoming>| {
                 let router = router.clone();
-                let client = client.clone();
-                async move { Ok::<_, Infallible>(router.handle(req, peer, client).await) }
+                let from = from.clone();
+                let span = request_span(&req);
+                async move { Ok::<_, Infallible>(router.handle(req, &from).await) }.instrument(span)
             });
             let conn = self.builder.h2.serve_connection(TokioIo::new(io), svc);
             drain_on(&self.shutdown, conn, |c| c.graceful_shutdown()).await
@@ -314,16 +331,18 @@ impl Connection {
             let io = Timed::new(io, phase.clone());
             let svc = service_fn(move |req: Request<Incoming>| {
                 let router = router.clone();
-                let client = client.clone();
+                let from = from.clone();
                 let busy = phase.begin();
                 let connect = req.method() == Method::CONNECT;
+                let span = request_span(&req);
                 async move {
-                    let rsp = router.handle(req, peer, client).await;
-                    if upgrade::switches_protocols(connect, rsp.status()) {
+                    let rsp = router.handle(req, &from).await;
+                    if opaque::switches_protocols(connect, rsp.status()) {
                         busy.upgraded();
                     }
                     Ok::<_, Infallible>(rsp.map(|body| Guarded::new(body, busy)))
                 }
+                .instrument(span)
             });
             let conn = self
                 .builder
@@ -333,9 +352,21 @@ impl Connection {
             drain_on(&self.shutdown, conn, |c| c.graceful_shutdown()).await
         };
         if let Err(error) = result {
-            tracing::debug!(%peer, %error, "connection ended with an error");
+            tracing::debug!(%error, "connection ended with an error");
         }
     }
+}
+
+/// The span of one request (at debug level: free when debug logging is off). The router
+/// records `service` and the dispatcher `endpoint` into it as they become known.
+fn request_span<B>(req: &Request<B>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        path = %req.uri().path(),
+        service = tracing::field::Empty,
+        endpoint = tracing::field::Empty,
+    )
 }
 
 /// Drives a server connection; when `shutdown` fires, starts its graceful shutdown (HTTP/1:
@@ -372,6 +403,8 @@ impl HttpBuilders {
         // Off: hyper's timer would close idle keep-alive connections after the header read
         // timeout (see keep_alive.rs), and costs a timer per request.
         h1.header_read_timeout(None)
+            // Header names reach the application spelled as the client sent them.
+            .preserve_header_case(true)
             .max_buf_size(config.max_header_bytes.max(MIN_HEADER_BUFFER));
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new())

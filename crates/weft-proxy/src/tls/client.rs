@@ -1,61 +1,18 @@
-//! TLS on the request path: telling mesh TLS from application TLS by SNI and learning the
-//! client's SPIFFE ID after terminating it (the server side lives in `server.rs`), and
-//! originating TLS towards endpoints: mutual TLS to peer proxies, or ordinary TLS to servers
-//! outside the mesh. Certificates, verification and reload live in `weft-tls`.
+//! Originating TLS towards endpoints: mutual TLS to peer proxies, or ordinary TLS to servers
+//! outside the mesh, and the connection type that carries either.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use hyper::rt::{Read, ReadBufCursor, Write};
-use hyper_util::rt::TokioIo;
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use weft_tls::{Alpn, Identity, Origination};
 
-use crate::handshake::UpstreamTlsError;
-
-/// What the first TLS record of a connection holds.
-#[derive(Debug)]
-pub(crate) enum Hello {
-    /// A ClientHello, with the SNI it asks for (if any).
-    Sni(Option<String>),
-    /// The start of a ClientHello that goes on in later records.
-    Incomplete,
-    /// Not a ClientHello.
-    Invalid(rustls::Error),
-}
-
-/// Parses a copy of the first TLS record (`record`) with rustls, so the stream itself is
-/// left untouched.
-pub(crate) fn inspect_client_hello(record: &[u8]) -> Hello {
-    let mut acceptor = rustls::server::Acceptor::default();
-    let mut reader = record;
-    if let Err(e) = acceptor.read_tls(&mut reader) {
-        return Hello::Invalid(rustls::Error::General(e.to_string()));
-    }
-    match acceptor.accept() {
-        Ok(Some(accepted)) => Hello::Sni(accepted.client_hello().server_name().map(str::to_string)),
-        Ok(None) => Hello::Incomplete,
-        Err((e, _alert)) => Hello::Invalid(e),
-    }
-}
-
-/// True if `sni` names a mesh identity of our trust domain
-/// (`<sa>.<ns>.serviceaccount.identity.<trust-domain>`, see `weft_tls::server_name_for`).
-pub(crate) fn is_mesh_sni(identity: &Identity, sni: &str) -> bool {
-    let id = identity.spiffe_id();
-    let trust_domain = id
-        .strip_prefix("spiffe://")
-        .and_then(|rest| rest.split('/').next())
-        .unwrap_or("");
-    !trust_domain.is_empty() && sni.ends_with(&format!(".identity.{trust_domain}"))
-}
-
-/// The former name of [`ClientTls`], still used by the balancer and the TCP proxy.
-pub(crate) type MeshTls = ClientTls;
+use super::handshake::UpstreamTlsError;
 
 /// What one bound client needs to originate TLS to its endpoints.
 #[derive(Clone)]
@@ -110,28 +67,23 @@ impl ClientTls {
         }
     }
 
-    /// Runs the client handshake over `tcp` for an opaque TCP stream.
-    ///
-    /// # Errors
-    /// The handshake failed: an [`io::Error`] wrapping the reason (see `handshake`).
-    pub(crate) async fn connect(&self, tcp: TcpStream) -> io::Result<TlsStream<TcpStream>> {
-        self.handshake(tcp, Alpn::None).await
-    }
-
     /// Runs the client handshake over `tcp`, offering `alpn` to servers outside the mesh
     /// (peer proxies are always offered `h2` and `http/1.1`). With [`Alpn::H2`], a server
     /// that does not select `h2` fails the connection: an HTTP/2 client cannot speak to it.
     ///
     /// # Errors
-    /// An [`io::Error`] wrapping an `UpstreamTlsError` that names the server and says why.
+    /// An [`UpstreamTlsError`] that names the server and says why.
     pub(crate) async fn handshake(
         &self,
         tcp: TcpStream,
         alpn: Alpn,
-    ) -> io::Result<TlsStream<TcpStream>> {
+    ) -> Result<TlsStream<TcpStream>, UpstreamTlsError> {
         let name = match &self.server_name {
             Some(n) => n.clone(),
-            None => ServerName::IpAddress(tcp.peer_addr()?.ip().into()),
+            None => match tcp.peer_addr() {
+                Ok(peer) => ServerName::IpAddress(peer.ip().into()),
+                Err(e) => return Err(UpstreamTlsError::handshake("?".into(), e)),
+            },
         };
         let connector = match &self.kind {
             Kind::Mesh(c) => c.clone(),
@@ -141,64 +93,98 @@ impl ClientTls {
         let stream = connector
             .connect(name, tcp)
             .await
-            .map_err(|e| UpstreamTlsError::handshake(shown.clone(), e).into_io())?;
+            .map_err(|e| UpstreamTlsError::handshake(shown.clone(), e))?;
         let h2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
         if alpn == Alpn::H2 && !h2 && matches!(self.kind, Kind::Origin(_)) {
             return Err(UpstreamTlsError::refused(
                 shown,
                 "the server did not select HTTP/2 over ALPN, so HTTP/2 requests cannot be sent to it",
-            )
-            .into_io());
+            ));
         }
         Ok(stream)
     }
 }
 
-/// A client connection to an endpoint: plaintext or TLS.
+/// A connection to an endpoint: plaintext or TLS. Tokio I/O, so the byte copier of opaque
+/// streams uses it as it is; wrapped in `TokioIo` for hyper's clients.
 #[derive(Debug)]
 pub(crate) enum ClientIo {
     /// Plain TCP.
-    Plain(TokioIo<TcpStream>),
+    Plain(TcpStream),
     /// TLS: mutual TLS to a peer proxy, or TLS to a server outside the mesh.
-    Tls(Box<TokioIo<TlsStream<TcpStream>>>),
+    Tls(Box<TlsStream<TcpStream>>),
+    /// An in-memory connection to a test server (unit tests of the request path).
+    #[cfg(test)]
+    Memory(tokio::io::DuplexStream),
 }
 
-impl Read for ClientIo {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientIo::Plain(io) => Pin::new(io).poll_read(cx, buf),
-            ClientIo::Tls(io) => Pin::new(io.as_mut()).poll_read(cx, buf),
+impl ClientIo {
+    /// False for a TLS connection on which the server did not pick `h2` over ALPN: it can
+    /// only carry HTTP/1.1. Plaintext connections may be either.
+    pub(crate) fn is_http2_capable(&self) -> bool {
+        match self {
+            ClientIo::Tls(tls) => tls.get_ref().1.alpn_protocol() == Some(b"h2"),
+            _ => true,
         }
     }
 }
 
-impl Write for ClientIo {
+/// Forwards an I/O call to whichever stream `self` holds.
+macro_rules! each_io {
+    ($self:ident, $io:ident => $call:expr) => {
+        match $self.get_mut() {
+            ClientIo::Plain($io) => $call,
+            ClientIo::Tls($io) => {
+                let $io = $io.as_mut();
+                $call
+            }
+            #[cfg(test)]
+            ClientIo::Memory($io) => $call,
+        }
+    };
+}
+
+impl AsyncRead for ClientIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        each_io!(self, io => Pin::new(io).poll_read(cx, buf))
+    }
+}
+
+impl AsyncWrite for ClientIo {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            ClientIo::Plain(io) => Pin::new(io).poll_write(cx, buf),
-            ClientIo::Tls(io) => Pin::new(io.as_mut()).poll_write(cx, buf),
+        each_io!(self, io => Pin::new(io).poll_write(cx, buf))
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        each_io!(self, io => Pin::new(io).poll_write_vectored(cx, bufs))
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            ClientIo::Plain(io) => io.is_write_vectored(),
+            ClientIo::Tls(io) => io.is_write_vectored(),
+            #[cfg(test)]
+            ClientIo::Memory(io) => io.is_write_vectored(),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientIo::Plain(io) => Pin::new(io).poll_flush(cx),
-            ClientIo::Tls(io) => Pin::new(io.as_mut()).poll_flush(cx),
-        }
+        each_io!(self, io => Pin::new(io).poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            ClientIo::Plain(io) => Pin::new(io).poll_shutdown(cx),
-            ClientIo::Tls(io) => Pin::new(io.as_mut()).poll_shutdown(cx),
-        }
+        each_io!(self, io => Pin::new(io).poll_shutdown(cx))
     }
 }

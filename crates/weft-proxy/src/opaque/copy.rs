@@ -1,6 +1,5 @@
-//! Opaque TCP proxying: a connection that is not HTTP is routed by the name `/tcp/<port>`
-//! (the port it arrived on), balanced per connection like HTTP, and copied both ways with
-//! half-close propagated and an idle timeout.
+//! The byte copier of opaque streams (TCP, WebSocket, CONNECT): both directions at once,
+//! half-close propagated, an idle timeout over both, and the bytes counted.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -8,82 +7,10 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
-use weft_naming::{Dtab, Path};
-
-use crate::error::{ErrorKind, ProxyError};
-use crate::router::Router;
 
 /// Copy buffer per direction.
 const BUFFER: usize = 16 * 1024;
-
-/// Proxies `downstream`, which arrived on local port `port`, to an endpoint of `/tcp/<port>`.
-pub(crate) async fn proxy<D>(downstream: D, router: &Router, port: u16) -> Result<(), ProxyError>
-where
-    D: AsyncRead + AsyncWrite + Unpin,
-{
-    let name = Path::from_labels(["tcp".to_string(), port.to_string()]);
-    let balancer = router.bound_client(&Dtab::empty(), &name).await?;
-    let endpoint = match balancer.pick(&[]) {
-        crate::balance::Pick::Endpoint(e) => e,
-        _ => {
-            return Err(ProxyError::new(
-                ErrorKind::NoEndpoints,
-                format!("{name} has no available endpoints"),
-            ))
-        }
-    };
-    let connect = TcpStream::connect(endpoint.addr);
-    let upstream = match tokio::time::timeout(router.config().client.connect_timeout, connect).await
-    {
-        Ok(Ok(s)) => s,
-        Ok(Err(e)) => {
-            balancer.record(&endpoint, false);
-            let kind = if e.kind() == std::io::ErrorKind::ConnectionRefused {
-                ErrorKind::ConnectionRefused
-            } else {
-                ErrorKind::ConnectFailed
-            };
-            return Err(ProxyError::new(kind, format!("endpoint {}", endpoint.addr)).with_source(e));
-        }
-        Err(_) => {
-            balancer.record(&endpoint, false);
-            return Err(ProxyError::new(
-                ErrorKind::ConnectTimeout,
-                format!("endpoint {}", endpoint.addr),
-            ));
-        }
-    };
-    let _ = upstream.set_nodelay(true);
-    let metrics = router.metrics();
-    let counters = [
-        metrics.tcp_bytes("to_upstream"),
-        metrics.tcp_bytes("to_downstream"),
-    ];
-    let idle = router.config().tcp_idle_timeout;
-    match balancer.tls() {
-        // TLS to a peer proxy (mesh) or to a server outside the mesh: the bytes travel
-        // encrypted from here on. The error's text names the server and says why.
-        Some(tls) => {
-            let stream = tls.connect(upstream).await.map_err(|e| {
-                balancer.record(&endpoint, false);
-                ProxyError::new(
-                    ErrorKind::UpstreamTls,
-                    format!("endpoint {}: {e}", endpoint.addr),
-                )
-                .with_source(e)
-            })?;
-            balancer.record(&endpoint, true);
-            copy_both_ways(downstream, stream, idle, counters).await;
-        }
-        None => {
-            balancer.record(&endpoint, true);
-            copy_both_ways(downstream, upstream, idle, counters).await;
-        }
-    }
-    Ok(())
-}
 
 /// Copies both ways until both directions ended. EOF on one side shuts down writing on the
 /// other (half-close); no byte in either direction for `idle` ends both.

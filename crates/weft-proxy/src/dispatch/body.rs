@@ -5,7 +5,7 @@
 //! "Errors"): the error goes to hyper, which closes an HTTP/1 connection without the final
 //! chunk (or short of Content-Length) and resets an HTTP/2 stream; a gRPC response instead
 //! ends with `grpc-status: 14` (UNAVAILABLE) trailers, which gRPC clients understand. The
-//! exchange is counted when the stream ends, so a failure midway counts as a failure.
+//! stream's end (complete, broken, or left by the client) finishes the exchange.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,14 +16,11 @@ use http::{HeaderMap, HeaderValue};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use tokio::time::Instant;
-use weft_telemetry::{Classification, ServiceMetrics};
 
-use crate::balance::{Balancer, Endpoint};
-use crate::classify::{grpc_status, Classifier, Verdict};
-use crate::error::ErrorKind;
-use crate::observe::Observed;
-use crate::tap::Tapped;
+use super::classify::{grpc_status, Classifier, Verdict};
+use super::exchange::{Exchange, Outcome, CANCELLED};
+use crate::endpoint::{Balancer, BodyState, Endpoint};
+use crate::error::{ErrorKind, Fault};
 
 /// A downstream response body.
 #[derive(Debug)]
@@ -37,12 +34,11 @@ enum Inner {
     Local(Full<Bytes>),
 }
 
-/// An upstream body on its way downstream, with what is needed to count it when it ends.
-#[derive(Debug)]
+/// An upstream body on its way downstream, with what is needed to finish its exchange.
 struct Streamed {
-    /// A frame read while the response head was held (see `forward.rs`).
+    /// A frame read while the response head was held (see `dispatch`).
     first: Option<Frame<Bytes>>,
-    /// The upstream body already ended (while the head was held).
+    /// The upstream body already ended (while the head was held, or at its trailers).
     ended: bool,
     body: Incoming,
     grpc: bool,
@@ -50,92 +46,55 @@ struct Streamed {
     bytes: u64,
     /// `grpc-status` of the trailers, once seen.
     grpc_status: Option<u32>,
-    completion: Option<Completion>,
+    upstream: Upstream,
+    /// Finished (taken) when the stream ends.
+    exchange: Option<Exchange>,
 }
 
-/// Records one finished exchange: response metrics and failure accrual.
-pub(crate) struct Completion {
-    pub(crate) service: ServiceMetrics,
-    pub(crate) status: u16,
+/// Who answered, and how the answer is judged.
+pub(crate) struct Upstream {
     /// The verdict on the response head; trailers may still change it.
     pub(crate) verdict: Verdict,
     pub(crate) classifier: Classifier,
     pub(crate) balancer: Arc<Balancer>,
     pub(crate) endpoint: Arc<Endpoint>,
-    /// Live taps of this request, and when its response head went out.
-    pub(crate) tap: Option<Tapped>,
-    /// Trace span and access log line, finished with the stream.
-    pub(crate) observed: Option<Observed>,
-    pub(crate) head_at: Instant,
+    /// The request body: if the client broke it, a stream that then broke is its fault.
+    pub(crate) request_body: Option<BodyState>,
 }
 
-impl std::fmt::Debug for Completion {
+impl std::fmt::Debug for Streamed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Completion")
-            .field("status", &self.status)
-            .field("verdict", &self.verdict)
-            .finish()
+        f.debug_struct("Streamed")
+            .field("endpoint", &self.upstream.endpoint.addr)
+            .field("verdict", &self.upstream.verdict)
+            .field("bytes", &self.bytes)
+            .finish_non_exhaustive()
     }
 }
 
 /// How a stream ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum End {
     /// Completely, as the upstream sent it.
     Complete,
-    /// The upstream failed midway.
+    /// It broke midway.
     Failed,
-    /// The downstream went away first: neither side's failure, so failure accrual ignores it.
+    /// The downstream went away first.
     Cancelled,
-}
-
-impl Completion {
-    fn finish(self, end: End, bytes: u64, grpc_status: Option<u32>) {
-        let (verdict, error) = match end {
-            End::Failed => (
-                Verdict::Failure { retryable: false },
-                ErrorKind::UpstreamReset.reason(),
-            ),
-            End::Complete | End::Cancelled => (self.verdict, ""),
-        };
-        let classification = if verdict.is_success() {
-            Classification::success
-        } else {
-            Classification::failure
-        };
-        self.service.response(self.status, classification, error);
-        if let Some(tap) = &self.tap {
-            let error = match end {
-                End::Failed => Some(error),
-                End::Cancelled => Some("cancelled"),
-                End::Complete => None,
-            };
-            tap.end(self.status, self.head_at, bytes, grpc_status, error);
-        }
-        if let Some(observed) = self.observed {
-            let error = match end {
-                End::Failed => Some(error),
-                End::Cancelled => Some("cancelled"),
-                End::Complete => None,
-            };
-            observed.finish(self.status, Some(self.endpoint.addr), error, bytes);
-        }
-        if !matches!(end, End::Cancelled) {
-            self.balancer.record(&self.endpoint, verdict.is_success());
-        }
-    }
 }
 
 // === impl ProxyBody ===
 
 impl ProxyBody {
     /// Streams an upstream body; `first` is a frame already read from it, `ended` says the
-    /// body already ended. `completion` is recorded when the stream ends.
+    /// body already ended. `exchange` is finished when the stream ends.
     pub(crate) fn upstream(
         first: Option<Frame<Bytes>>,
         ended: bool,
         body: Incoming,
         grpc: bool,
-        completion: Completion,
+        upstream: Upstream,
+        exchange: Exchange,
     ) -> ProxyBody {
         let mut streamed = Streamed {
             first: None,
@@ -144,7 +103,8 @@ impl ProxyBody {
             grpc,
             bytes: 0,
             grpc_status: None,
-            completion: Some(completion),
+            upstream,
+            exchange: Some(exchange),
         };
         if let Some(frame) = first {
             streamed.observe(&frame);
@@ -246,16 +206,14 @@ impl Streamed {
         }
     }
 
-    /// Trailers may decide the verdict (gRPC `grpc-status`).
+    /// Trailers may decide the verdict (gRPC `grpc-status`), and end the stream.
     fn observe(&mut self, frame: &Frame<Bytes>) {
         let Some(trailers) = frame.trailers_ref() else {
             return;
         };
         self.grpc_status = grpc_status(trailers);
-        if let Some(c) = self.completion.as_mut() {
-            if let Some(verdict) = c.classifier.trailers(trailers) {
-                c.verdict = verdict;
-            }
+        if let Some(verdict) = self.upstream.classifier.trailers(trailers) {
+            self.upstream.verdict = verdict;
         }
         self.ended = true;
     }
@@ -266,21 +224,45 @@ impl Streamed {
         }
     }
 
+    /// Finishes the exchange, once. A stream that broke is the client's fault when the
+    /// client had broken its request body first (the upstream only reacted to that).
     fn finish(&mut self, end: End) {
-        if let Some(c) = self.completion.take() {
-            c.finish(end, self.bytes, self.grpc_status);
-        }
+        let Some(exchange) = self.exchange.take() else {
+            return;
+        };
+        let up = &self.upstream;
+        let client_broke_request = up
+            .request_body
+            .as_ref()
+            .is_some_and(BodyState::client_failed);
+        let error = match end {
+            End::Complete => None,
+            End::Failed if client_broke_request => {
+                Some((ErrorKind::BadRequestBody.reason(), Fault::Downstream))
+            }
+            End::Failed => Some((ErrorKind::UpstreamReset.reason(), Fault::Upstream)),
+            End::Cancelled => Some((CANCELLED, Fault::Downstream)),
+        };
+        exchange.finish(Outcome {
+            success: up.verdict.is_success(),
+            error,
+            bytes: self.bytes,
+            grpc_status: self.grpc_status,
+            upstream: Some((up.balancer.clone(), up.endpoint.clone())),
+        });
     }
 }
 
 impl Drop for Streamed {
     fn drop(&mut self) {
-        let end = if self.ended && self.first.is_none() {
+        // hyper drops a body without polling it again once it reports its end (all of its
+        // Content-Length sent): that is a complete stream, not a cancelled one.
+        let complete = self.first.is_none() && (self.ended || self.body.is_end_stream());
+        self.finish(if complete {
             End::Complete
         } else {
             End::Cancelled
-        };
-        self.finish(end);
+        });
     }
 }
 

@@ -64,6 +64,22 @@ impl Classifier {
         self.method_may_retry(method)
     }
 
+    /// Whether `method` may be sent twice with the effect of once: the idempotent methods of
+    /// RFC 9110 section 9.2.2, or any method on a route marked `isRetryable`. Decides whether
+    /// a request that a stale connection may have written goes again.
+    pub(crate) fn is_idempotent(&self, method: &Method) -> bool {
+        self.route_retryable
+            || [
+                Method::GET,
+                Method::HEAD,
+                Method::OPTIONS,
+                Method::TRACE,
+                Method::PUT,
+                Method::DELETE,
+            ]
+            .contains(method)
+    }
+
     fn grpc(&self, code: u32) -> Verdict {
         if code == 0 {
             return Verdict::Success;
@@ -145,6 +161,16 @@ mod tests {
         assert!(!k.error_may_retry(&Method::POST));
         assert!(c(ResponseClassifier::RetryableAll5XX).error_may_retry(&Method::POST));
         assert!(!c(ResponseClassifier::NonRetryable5XX).error_may_retry(&Method::GET));
+    }
+
+    #[test]
+    fn idempotent_methods_are_rfc_9110s_whatever_the_classifier() {
+        let k = c(ResponseClassifier::NonRetryable5XX);
+        for m in ["GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"] {
+            assert!(k.is_idempotent(&m.parse().unwrap()), "{m}");
+        }
+        assert!(!k.is_idempotent(&Method::POST));
+        assert!(!k.is_idempotent(&Method::PATCH));
     }
 
     #[test]

@@ -160,11 +160,6 @@ impl UpstreamTlsError {
             source: None,
         }
     }
-
-    /// Wraps `self` as the I/O error a connector returns.
-    pub(crate) fn into_io(self) -> io::Error {
-        io::Error::other(self)
-    }
 }
 
 impl fmt::Display for UpstreamTlsError {

@@ -1,19 +1,17 @@
 //! The HTTP client towards one endpoint: a pool of HTTP/1.1 connections and one multiplexed
-//! HTTP/2 connection, built on hyper's `client::conn` over our [`Connector`].
+//! HTTP/2 connection, built on hyper's `client::conn` over the endpoint's [`Connector`].
 //!
 //! Why not hyper-util's pooled `Client`: per request it hashed a pool key, spawned a task to
 //! put the connection back, and went through two more channels; in a proxy that sends every
 //! request to an endpoint it already picked, that was about an eighth of the instructions
 //! per request (`bench/profile --callgrind`, docs/benchmarks.md). This pool keeps the same
 //! behaviour where it matters: idle connections close after `pool_idle_timeout`, and a
-//! request that a pooled connection provably never wrote (the keep-alive race: the server
-//! closed it while idle) is sent again on a new connection.
+//! failed send says whether the request was written and whether the connection was reused,
+//! so the dispatcher can send it again on a fresh connection when that is safe (the
+//! keep-alive race: the server closed an idle connection as the request went out).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use http::header::{HeaderValue, HOST};
@@ -21,33 +19,32 @@ use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, Version};
 use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::time::Instant;
+use weft_tls::Alpn;
 
-use crate::client::{ClientError, Connector};
-use crate::replay::ReplayBody;
+use super::connect::{Connector, SendError};
+use super::preface::{Preface, Sniffed};
+use super::replay::ReplayBody;
+use crate::tls::ClientIo;
 
 /// HTTP/1 connections pooled per endpoint at most (in use or idle); connections beyond it
 /// serve their one exchange and close.
 const MAX_POOLED: usize = 256;
 
 /// Sends requests to one endpoint: HTTP/2 requests over one multiplexed connection, others
-/// over a pool of HTTP/1.1 connections. Cheap to clone (one `Arc`).
-#[derive(Clone)]
-pub(crate) struct Upstream {
+/// over a pool of HTTP/1.1 connections.
+pub(crate) struct Pool {
     shared: Arc<Shared>,
 }
 
 struct Shared {
-    /// Connections for HTTP/1 requests (ALPN `http/1.1` to servers outside the mesh).
     connector: Connector,
-    /// Connections for HTTP/2 requests (ALPN `h2`).
-    connector_h2: Connector,
     idle_timeout: Duration,
     /// HTTP/1 connections, in use or idle; the most recently used last.
     h1: Mutex<Vec<Pooled>>,
-    /// The HTTP/2 connection, once made.
-    h2: Mutex<Option<http2::SendRequest<ReplayBody>>>,
+    /// The HTTP/2 connection, once made, and what its server's first bytes said.
+    h2: Mutex<Option<H2Conn>>,
     /// Held while an HTTP/2 connection is being made, so concurrent first requests share one.
     h2_connecting: tokio::sync::Mutex<()>,
     reaper: AtomicBool,
@@ -60,27 +57,25 @@ struct Pooled {
     used: Instant,
 }
 
-/// The future of one request.
-pub(crate) type ResponseFuture =
-    Pin<Box<dyn Future<Output = Result<Response<Incoming>, ClientError>> + Send>>;
-
-impl std::fmt::Debug for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream")
-            .field("connector", &self.shared.connector)
-            .finish()
-    }
+/// The shared HTTP/2 connection.
+#[derive(Clone)]
+struct H2Conn {
+    tx: http2::SendRequest<ReplayBody>,
+    preface: Arc<Preface>,
 }
 
-// === impl Upstream ===
+/// A response head, and when its request went out on a ready connection (connection setup
+/// excluded: the endpoint's latency, for the balancer).
+pub(crate) type Sent = (Response<Incoming>, Instant);
 
-impl Upstream {
+// === impl Pool ===
+
+impl Pool {
     /// A client for the endpoint `connector` connects to; HTTP/1 connections idle for
     /// `idle_timeout` are closed.
-    pub(crate) fn new(connector: Connector, idle_timeout: Duration) -> Upstream {
-        Upstream {
+    pub(crate) fn new(connector: Connector, idle_timeout: Duration) -> Pool {
+        Pool {
             shared: Arc::new(Shared {
-                connector_h2: connector.clone().http2(),
                 connector,
                 idle_timeout,
                 h1: Mutex::new(Vec::new()),
@@ -90,23 +85,28 @@ impl Upstream {
             }),
         }
     }
-}
 
-impl tower::Service<Request<ReplayBody>> for Upstream {
-    type Response = Response<Incoming>;
-    type Error = ClientError;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ClientError>> {
-        Poll::Ready(Ok(()))
+    /// The endpoint's connector (for upgrades and opaque streams, which get a connection of
+    /// their own).
+    pub(crate) fn connector(&self) -> &Connector {
+        &self.shared.connector
     }
 
-    fn call(&mut self, req: Request<ReplayBody>) -> ResponseFuture {
-        let shared = self.shared.clone();
+    /// Sends `req` once: HTTP/2 requests on the shared HTTP/2 connection, others on a pooled
+    /// HTTP/1.1 connection. With `fresh`, on a new connection (after a stale one failed).
+    ///
+    /// # Errors
+    /// What failed, whether the request was written and whether the connection was reused
+    /// ([`SendError`]).
+    pub(crate) async fn send(
+        &self,
+        req: Request<ReplayBody>,
+        fresh: bool,
+    ) -> Result<Sent, SendError> {
         if req.version() == Version::HTTP_2 {
-            Box::pin(async move { shared.send_h2(req).await })
+            self.shared.send_h2(req, fresh).await
         } else {
-            Box::pin(async move { shared.send_h1(req).await })
+            self.shared.send_h1(req, fresh).await
         }
     }
 }
@@ -115,28 +115,31 @@ impl tower::Service<Request<ReplayBody>> for Upstream {
 
 impl Shared {
     async fn send_h1(
-        self: Arc<Self>,
+        self: &Arc<Self>,
         mut req: Request<ReplayBody>,
-    ) -> Result<Response<Incoming>, ClientError> {
+        fresh: bool,
+    ) -> Result<Sent, SendError> {
         *req.version_mut() = Version::HTTP_11;
         origin_form(&mut req);
-        loop {
-            let (mut tx, reused) = match self.checkout_h1() {
-                Some(tx) => (tx, true),
-                None => (self.connect_h1().await?, false),
-            };
-            match tx.try_send_request(req).await {
-                Ok(rsp) => {
-                    self.checkin_h1(tx);
-                    return Ok(rsp);
-                }
-                Err(mut err) => match err.take_message() {
-                    // Never written: a pooled connection the server had closed. Again, on
-                    // a new connection (which cannot be stale, so this loop ends).
-                    Some(unsent) if reused => req = unsent,
-                    Some(_) => return Err(ClientError::ClosedBeforeSend(err.into_error())),
-                    None => return Err(ClientError::Http(err.into_error())),
-                },
+        let pooled = if fresh { None } else { self.checkout_h1() };
+        let reused = pooled.is_some();
+        let mut tx = match pooled {
+            Some(tx) => tx,
+            None => self.connect_h1().await?,
+        };
+        let sent_at = Instant::now();
+        match tx.try_send_request(req).await {
+            Ok(rsp) => {
+                self.checkin_h1(tx);
+                Ok((rsp, sent_at))
+            }
+            Err(mut err) => {
+                let unsent = err.take_message().is_some();
+                Err(SendError::Http {
+                    error: err.into_error(),
+                    unsent,
+                    reused,
+                })
             }
         }
     }
@@ -162,19 +165,16 @@ impl Shared {
         }
     }
 
-    async fn connect_h1(self: &Arc<Self>) -> Result<http1::SendRequest<ReplayBody>, ClientError> {
-        let io = self
-            .connector
-            .connect()
-            .await
-            .map_err(ClientError::Connect)?;
+    async fn connect_h1(self: &Arc<Self>) -> Result<http1::SendRequest<ReplayBody>, SendError> {
+        let io = self.connect(Alpn::Http1).await?;
         let (tx, conn) = http1::Builder::new()
-            .handshake(io)
+            // The application sees header names spelled as the client sent them.
+            .preserve_header_case(true)
+            .handshake(TokioIo::new(io))
             .await
-            .map_err(ClientError::Http)?;
+            .map_err(SendError::handshake)?;
         tokio::spawn(async move {
-            // Upgrades: a 101 or CONNECT response hands the connection to the caller.
-            if let Err(error) = conn.with_upgrades().await {
+            if let Err(error) = conn.await {
                 tracing::debug!(%error, "upstream HTTP/1 connection ended with an error");
             }
         });
@@ -182,68 +182,91 @@ impl Shared {
         Ok(tx)
     }
 
+    async fn connect(&self, alpn: Alpn) -> Result<ClientIo, SendError> {
+        self.connector
+            .connect(alpn)
+            .await
+            .map_err(SendError::Connect)
+    }
+
     async fn send_h2(
-        self: Arc<Self>,
-        mut req: Request<ReplayBody>,
-    ) -> Result<Response<Incoming>, ClientError> {
-        let mut fresh = false;
-        loop {
-            let mut tx = match self.h2_sender().filter(|_| !fresh) {
-                Some(tx) => tx,
-                None => {
-                    fresh = true;
-                    self.connect_h2().await?
+        self: &Arc<Self>,
+        req: Request<ReplayBody>,
+        fresh: bool,
+    ) -> Result<Sent, SendError> {
+        let existing = if fresh { None } else { self.h2_conn() };
+        let reused = existing.is_some();
+        let H2Conn { mut tx, preface } = match existing {
+            Some(conn) => conn,
+            None => self.connect_h2(fresh).await?,
+        };
+        let sent_at = Instant::now();
+        match tx.try_send_request(req).await {
+            Ok(rsp) => Ok((rsp, sent_at)),
+            Err(mut err) => {
+                let unsent = err.take_message().is_some();
+                if unsent || tx.is_closed() {
+                    // Refused before it was sent (GOAWAY, or the connection closed): the
+                    // next request makes a new connection.
+                    self.forget_h2(&tx);
                 }
-            };
-            match tx.try_send_request(req).await {
-                Ok(rsp) => return Ok(rsp),
-                Err(mut err) => match err.take_message() {
-                    // Refused before it was sent (GOAWAY, or the connection just closed):
-                    // once more on a new connection.
-                    Some(unsent) if !fresh => {
-                        self.drop_h2();
-                        req = unsent;
-                    }
-                    Some(_) => return Err(ClientError::ClosedBeforeSend(err.into_error())),
-                    None => return Err(ClientError::Http(err.into_error())),
-                },
+                if !preface.spoke_http2() {
+                    return Err(SendError::Http1Only);
+                }
+                Err(SendError::Http {
+                    error: err.into_error(),
+                    unsent,
+                    reused,
+                })
             }
         }
     }
 
-    fn h2_sender(&self) -> Option<http2::SendRequest<ReplayBody>> {
+    fn h2_conn(&self) -> Option<H2Conn> {
         let slot = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
-        slot.as_ref().filter(|tx| !tx.is_closed()).cloned()
+        slot.as_ref().filter(|c| !c.tx.is_closed()).cloned()
     }
 
-    /// Forgets the HTTP/2 connection after it refused a request (GOAWAY, closing); streams
+    /// Forgets the HTTP/2 connection `tx` after it refused a request or closed; streams
     /// still running on it finish, and the next request makes a new one.
-    fn drop_h2(&self) {
-        *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = None;
+    fn forget_h2(&self, tx: &http2::SendRequest<ReplayBody>) {
+        let mut slot = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot
+            .as_ref()
+            .is_some_and(|c| c.tx.is_closed() || tx.is_closed())
+        {
+            *slot = None;
+        }
     }
 
-    async fn connect_h2(self: &Arc<Self>) -> Result<http2::SendRequest<ReplayBody>, ClientError> {
+    /// The shared HTTP/2 connection, made now if there is none (or, with `fresh`, a new one
+    /// replacing it). Over TLS, a server that does not pick `h2` speaks HTTP/1.1 only.
+    async fn connect_h2(&self, fresh: bool) -> Result<H2Conn, SendError> {
         let _one_at_a_time = self.h2_connecting.lock().await;
-        if let Some(tx) = self.h2_sender() {
-            return Ok(tx);
+        if !fresh {
+            if let Some(conn) = self.h2_conn() {
+                return Ok(conn);
+            }
         }
-        let io = self
-            .connector_h2
-            .connect()
-            .await
-            .map_err(ClientError::Connect)?;
+        let io = self.connect(Alpn::H2OrHttp1).await?;
+        if !io.is_http2_capable() {
+            return Err(SendError::Http1Only);
+        }
+        let preface = Arc::new(Preface::default());
+        let io = Sniffed::new(io, preface.clone());
         let (tx, conn) = http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
-            .handshake(io)
+            .handshake(TokioIo::new(io))
             .await
-            .map_err(ClientError::Http)?;
+            .map_err(SendError::handshake)?;
         tokio::spawn(async move {
             if let Err(error) = conn.await {
                 tracing::debug!(%error, "upstream HTTP/2 connection ended with an error");
             }
         });
-        *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(tx.clone());
-        Ok(tx)
+        let conn = H2Conn { tx, preface };
+        *self.h2.lock().unwrap_or_else(PoisonError::into_inner) = Some(conn.clone());
+        Ok(conn)
     }
 
     /// Starts the task that closes idle HTTP/1 connections, once per endpoint. It holds only
@@ -282,7 +305,7 @@ impl Shared {
 
 /// Turns an absolute URI into origin-form (`/path?query`) for an HTTP/1 request line, with
 /// the authority moved into `Host` if the request has none (RFC 9112 section 3.2).
-fn origin_form(req: &mut Request<ReplayBody>) {
+pub(crate) fn origin_form<B>(req: &mut Request<B>) {
     if req.method() == Method::CONNECT {
         return;
     }

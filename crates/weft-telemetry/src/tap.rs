@@ -1,6 +1,9 @@
 //! Tap: live request/response/end events for requests matching a filter, streamed to
 //! whoever asked (the admin server's `/tap`, rendered by `weft tap`). Modelled on Linkerd's
 //! tap. With no tap open, the request path pays one atomic load.
+//!
+//! The proxy asks [`Tap::matching`] once per identified request and reports the response
+//! head and the end of the exchange through the returned [`Tapped`].
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -125,23 +128,32 @@ struct Limiter {
 
 /// The taps that matched one request, carried along until its end.
 #[derive(Debug, Clone)]
-pub(crate) struct Tapped {
+pub struct Tapped {
     id: u64,
     router: String,
     subscribers: Vec<Arc<Subscriber>>,
     started: Instant,
 }
 
-/// What a tap filter is matched against.
-pub(crate) struct TapRequest<'a> {
-    pub(crate) router: &'a str,
-    pub(crate) src: SocketAddr,
-    pub(crate) tls: bool,
-    pub(crate) method: &'a str,
-    pub(crate) authority: &'a str,
-    pub(crate) path: &'a str,
-    pub(crate) service: &'a str,
-    pub(crate) route: &'a str,
+/// What a tap filter is matched against: one identified request.
+#[derive(Debug)]
+pub struct TapRequest<'a> {
+    /// Router label.
+    pub router: &'a str,
+    /// Downstream peer address.
+    pub src: SocketAddr,
+    /// Whether the downstream connection used mesh TLS.
+    pub tls: bool,
+    /// Method, e.g. `GET`.
+    pub method: &'a str,
+    /// Authority (Host or `:authority`).
+    pub authority: &'a str,
+    /// Path and query.
+    pub path: &'a str,
+    /// Logical name, e.g. `/svc/books`.
+    pub service: &'a str,
+    /// Route name (or `[default]`).
+    pub route: &'a str,
 }
 
 // === impl Tap ===
@@ -178,8 +190,8 @@ impl Tap {
         self.active.load(Ordering::Acquire) > 0
     }
 
-    /// The taps interested in a request, or `None`.
-    pub(crate) fn matching(&self, req: &TapRequest<'_>) -> Option<Tapped> {
+    /// The taps interested in a request, or `None`; sends their `req` event.
+    pub fn matching(&self, req: &TapRequest<'_>) -> Option<Tapped> {
         if !self.is_active() {
             return None;
         }
@@ -283,8 +295,9 @@ impl Subscriber {
 // === impl Tapped ===
 
 impl Tapped {
-    /// Sends the response-head event.
-    pub(crate) fn response(&self, dst: Option<SocketAddr>, status: u16, proxy_error: Option<&str>) {
+    /// Sends the response-head event: `dst` the endpoint (`None` for a response the proxy
+    /// made), `proxy_error` its reason.
+    pub fn response(&self, dst: Option<SocketAddr>, status: u16, proxy_error: Option<&str>) {
         self.send(
             Some(status),
             TapEvent::Rsp {
@@ -298,8 +311,9 @@ impl Tapped {
         );
     }
 
-    /// Sends the end-of-stream event; `head_at` is when the response head went out.
-    pub(crate) fn end(
+    /// Sends the end-of-stream event; `head_at` is when the response head went out,
+    /// `response_bytes` the body bytes sent, `error` why the exchange failed or was cut short.
+    pub fn end(
         &self,
         status: u16,
         head_at: Instant,

@@ -3,9 +3,13 @@
 //! first attempt streams as it arrives, which keeps client-streaming and bidirectional gRPC
 //! calls working. The idea follows linkerd2-proxy's `ReplayBody`.
 //!
-//! The limit is `service.retries.bufferBytes` (64 KiB by default). A body larger than the limit stops being copied; it then cannot be replayed and the
-//! request is not retried. A body that was never polled (the connection failed first) can
-//! always be replayed.
+//! The limit is `service.retries.bufferBytes` (64 KiB by default). A body larger than the
+//! limit stops being copied; it then cannot be replayed and the request is not retried. A
+//! body that was never polled (the connection failed first) can always be replayed.
+//!
+//! The body also remembers whether the client broke it (went away mid-upload, sent a
+//! malformed chunk or the wrong length): the request then failed by the client's fault, and
+//! the endpoint, which only saw the upload stop, is not blamed.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,7 +34,7 @@ pub(crate) struct ReplayBody {
 
 #[derive(Debug)]
 struct Shared {
-    source: Option<Incoming>,
+    source: Option<Source>,
     chunks: Vec<Bytes>,
     buffered: usize,
     limit: usize,
@@ -38,8 +42,72 @@ struct Shared {
     overflowed: bool,
     /// The source reached its end (all data, and trailers if any, are in the copy).
     ended: bool,
+    /// The source (the downstream client's body) failed.
+    failed: bool,
     trailers: Option<HeaderMap>,
     generation: u64,
+}
+
+/// The downstream body being copied.
+pub(crate) enum Source {
+    /// A request body as hyper's server received it.
+    Incoming(Incoming),
+    /// Any body, for unit tests of the request path.
+    #[cfg(test)]
+    Test(Pin<Box<dyn Body<Data = Bytes, Error = ReplayError> + Send>>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Source")
+    }
+}
+
+impl From<Incoming> for Source {
+    fn from(body: Incoming) -> Source {
+        Source::Incoming(body)
+    }
+}
+
+impl Source {
+    fn poll_frame(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, ReplayError>>> {
+        match self {
+            Source::Incoming(b) => Pin::new(b).poll_frame(cx).map_err(|e| e.into()),
+            #[cfg(test)]
+            Source::Test(b) => b.as_mut().poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Source::Incoming(b) => b.is_end_stream(),
+            #[cfg(test)]
+            Source::Test(b) => b.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Source::Incoming(b) => b.size_hint(),
+            #[cfg(test)]
+            Source::Test(b) => b.size_hint(),
+        }
+    }
+}
+
+/// A look at a request body's state from outside the attempt that sends it.
+#[derive(Clone, Debug)]
+pub(crate) struct BodyState(Arc<Mutex<Shared>>);
+
+impl BodyState {
+    /// True when the downstream client broke the body: a read of it failed (connection
+    /// closed or reset mid-upload, malformed chunked encoding, length not as announced).
+    pub(crate) fn client_failed(&self) -> bool {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).failed
+    }
 }
 
 /// The reason a stale attempt's body stops: a newer attempt took over.
@@ -61,7 +129,8 @@ pub(crate) type ReplayError = Box<dyn std::error::Error + Send + Sync>;
 
 impl ReplayBody {
     /// Wraps the downstream body, keeping at most `limit` bytes for replay.
-    pub(crate) fn new(source: Incoming, limit: usize) -> ReplayBody {
+    pub(crate) fn new(source: impl Into<Source>, limit: usize) -> ReplayBody {
+        let source = source.into();
         let ended = source.is_end_stream();
         ReplayBody {
             shared: Arc::new(Mutex::new(Shared {
@@ -71,6 +140,7 @@ impl ReplayBody {
                 limit,
                 overflowed: false,
                 ended,
+                failed: false,
                 trailers: None,
                 generation: 0,
             })),
@@ -84,7 +154,7 @@ impl ReplayBody {
     /// the source. `None` when the copy is incomplete (the body outgrew the limit).
     pub(crate) fn retry(&self) -> Option<ReplayBody> {
         let mut shared = self.lock();
-        if shared.overflowed {
+        if shared.overflowed || shared.failed {
             return None;
         }
         shared.generation += 1;
@@ -96,9 +166,16 @@ impl ReplayBody {
         })
     }
 
-    /// True while a later attempt could still replay this body.
+    /// True while a later attempt could still replay this body: nothing was dropped from
+    /// the copy, and the client did not break it.
     pub(crate) fn is_replayable(&self) -> bool {
-        !self.lock().overflowed
+        let shared = self.lock();
+        !shared.overflowed && !shared.failed
+    }
+
+    /// A handle on this body's state that outlives the attempt it is sent with.
+    pub(crate) fn handle(&self) -> BodyState {
+        BodyState(self.shared.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
@@ -135,7 +212,7 @@ impl Body for ReplayBody {
         let Some(source) = shared.source.as_mut() else {
             return Poll::Ready(None);
         };
-        let polled = Pin::new(source).poll_frame(cx);
+        let polled = source.poll_frame(cx);
         match polled {
             Poll::Pending => Poll::Pending,
             Poll::Ready(None) => {
@@ -144,7 +221,10 @@ impl Body for ReplayBody {
                 this.trailers_sent = true;
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(Box::new(e)))),
+            Poll::Ready(Some(Err(e))) => {
+                shared.failed = true;
+                Poll::Ready(Some(Err(e)))
+            }
             Poll::Ready(Some(Ok(frame))) => {
                 let frame = match frame.into_data() {
                     Ok(data) => {

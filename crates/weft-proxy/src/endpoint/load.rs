@@ -1,0 +1,193 @@
+//! Peak-EWMA load (Finagle's `PeakEwma`, as in linkerd2-proxy): each endpoint's cost is an
+//! exponentially weighted moving average of its response latency that jumps at once to any
+//! higher sample (the peak) and returns towards lower ones with the time constant `decay`,
+//! multiplied by the requests in flight plus one. P2C compares two endpoints' costs.
+//!
+//! Three choices differ from a textbook peak EWMA, each because of a way it failed users:
+//! - **Latency is measured from the moment the request is handed to a ready connection to
+//!   its response head.** Connection setup (TCP, TLS) is not the endpoint's latency: counted,
+//!   the first request to each endpoint made it look slow for minutes.
+//! - **An endpoint without a measurement costs the average of its peers** (the mean of the
+//!   other endpoints' recent estimates): not zero, which would send it every request until
+//!   measured, and not a penalty, which would starve it.
+//! - **A measurement older than `decay` no longer counts**, and the endpoint costs its peers'
+//!   average again: an endpoint that was slow and recovered gets a request within `decay`
+//!   and, if fast now, its share back (a textbook estimate only decays towards zero, which
+//!   takes `decay · ln(slow / fast)`, minutes for a 100× slower endpoint).
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The latency assumed when nothing recent was measured in a client: only the in-flight
+/// counts tell endpoints apart then.
+pub(crate) const NOMINAL_RTT_NS: f64 = 1_000_000.0;
+
+/// One endpoint's load.
+#[derive(Debug)]
+pub(crate) struct Load {
+    estimate: Mutex<Option<Ewma>>,
+    pending: AtomicU32,
+    decay_ns: f64,
+}
+
+/// A latency estimate in nanoseconds and when it was last updated.
+#[derive(Clone, Copy, Debug)]
+struct Ewma {
+    ns: f64,
+    at: Instant,
+}
+
+/// Counts one request in flight until dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight<'a>(&'a AtomicU32);
+
+// === impl Load ===
+
+impl Load {
+    /// An endpoint's load with time constant `decay`: nothing measured, nothing in flight.
+    pub(crate) fn new(decay: Duration) -> Load {
+        Load {
+            estimate: Mutex::new(None),
+            pending: AtomicU32::new(0),
+            decay_ns: (decay.as_nanos() as f64).max(1.0),
+        }
+    }
+
+    /// Counts a request in flight until the returned guard drops (at its response head or
+    /// failure).
+    pub(crate) fn start(&self) -> InFlight<'_> {
+        self.pending.fetch_add(1, Ordering::Relaxed);
+        InFlight(&self.pending)
+    }
+
+    /// The cost P2C compares: the latency estimate (`peers()`, the average of the other
+    /// endpoints, when there is no recent one) times the requests in flight plus one.
+    pub(crate) fn cost(&self, now: Instant, peers: impl FnOnce() -> f64) -> f64 {
+        let ns = self.estimate(now).unwrap_or_else(peers);
+        let pending = f64::from(self.pending.load(Ordering::Relaxed));
+        ns * (pending + 1.0)
+    }
+
+    /// The latency estimate in nanoseconds, if one is recent (updated within `decay`).
+    pub(crate) fn estimate(&self, now: Instant) -> Option<f64> {
+        lock(&self.estimate)
+            .filter(|e| e.fresh(now, self.decay_ns))
+            .map(|e| e.ns)
+    }
+
+    /// A response head arrived `rtt` after the request went out on a ready connection.
+    pub(crate) fn observe(&self, rtt: Duration, now: Instant) {
+        let ns = rtt.as_nanos() as f64;
+        let decay = self.decay_ns;
+        let mut estimate = lock(&self.estimate);
+        *estimate = Some(match *estimate {
+            // Peak: a slower sample is believed at once.
+            Some(e) if e.fresh(now, decay) && ns < e.ns => e.average(ns, now, decay),
+            _ => Ewma { ns, at: now },
+        });
+    }
+
+    /// The endpoint failed after `elapsed`: its estimate rises to that if it was lower, so a
+    /// fast failure never makes an endpoint look faster than it was.
+    pub(crate) fn failed(&self, elapsed: Duration, now: Instant) {
+        let ns = elapsed.as_nanos() as f64;
+        let mut estimate = lock(&self.estimate);
+        match estimate.as_mut() {
+            Some(e) if e.fresh(now, self.decay_ns) => {
+                if ns > e.ns {
+                    *e = Ewma { ns, at: now };
+                }
+            }
+            _ => *estimate = Some(Ewma { ns, at: now }),
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+// === impl Ewma ===
+
+impl Ewma {
+    /// Still counts: updated within the last `decay_ns`.
+    fn fresh(&self, now: Instant, decay_ns: f64) -> bool {
+        (now.saturating_duration_since(self.at).as_nanos() as f64) < decay_ns
+    }
+
+    /// Moves towards `ns`: the longer since the last update, the more the new sample weighs
+    /// (weight of the old estimate `e^(-elapsed/decay)`).
+    fn average(self, ns: f64, now: Instant, decay_ns: f64) -> Ewma {
+        let elapsed = now.saturating_duration_since(self.at).as_nanos() as f64;
+        let w = (-elapsed / decay_ns).exp();
+        Ewma {
+            ns: self.ns * w + ns * (1.0 - w),
+            at: now,
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+    const DECAY: Duration = Duration::from_secs(10);
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_recent_estimate_the_peers_average_counts_with_in_flight_requests() {
+        let a = Load::new(DECAY);
+        let now = Instant::now();
+        assert_eq!(a.cost(now, || 2e6), 2e6, "unmeasured: what the peers cost");
+        let _busy = a.start();
+        assert_eq!(a.cost(now, || 2e6), 4e6, "in-flight requests count");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slower_sample_is_a_peak_and_faster_ones_pull_it_down() {
+        let a = Load::new(DECAY);
+        let t0 = Instant::now();
+        a.observe(MS, t0);
+        a.observe(10 * MS, t0 + MS);
+        assert_eq!(
+            a.estimate(t0 + MS),
+            Some(10_000_000.0),
+            "peak believed at once"
+        );
+        let later = t0 + Duration::from_secs(5);
+        a.observe(MS, later);
+        let e = a.estimate(later).unwrap();
+        assert!(e < 10_000_000.0 && e > 1_000_000.0, "{e}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_measurement_stops_counting_after_decay() {
+        let slow = Load::new(DECAY);
+        let t0 = Instant::now();
+        slow.observe(20 * MS, t0);
+        assert_eq!(slow.cost(t0, || 0.1e6), 20e6);
+        let later = t0 + Duration::from_secs(11);
+        assert_eq!(slow.estimate(later), None);
+        assert_eq!(slow.cost(later, || 0.1e6), 0.1e6, "worth one more try");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fast_failure_never_lowers_the_estimate() {
+        let a = Load::new(DECAY);
+        let t0 = Instant::now();
+        a.observe(5 * MS, t0);
+        a.failed(Duration::from_micros(10), t0);
+        assert_eq!(a.estimate(t0), Some(5_000_000.0));
+        a.failed(50 * MS, t0);
+        assert_eq!(a.estimate(t0), Some(50_000_000.0));
+    }
+}

@@ -1,0 +1,298 @@
+//! A router: the request pipeline (DESIGN.md "Request path"). It identifies each request,
+//! checks loops and authorization, finds its route, and hands it to the dispatcher (or, for
+//! upgrades, to the opaque path); the per-name state those need lives in [`Clients`], the
+//! sending in `dispatch`, the endpoints in `endpoint`.
+
+mod identify;
+mod route;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+use weft_config::RouterConfig;
+use weft_naming::{DelegateTree, Dtab, Interpreter, Path};
+use weft_telemetry::access_log::AccessLog;
+use weft_telemetry::tap::{Tap, TapRequest};
+use weft_telemetry::trace::Tracer;
+use weft_telemetry::RouterMetrics;
+use weft_tls::{Identity, Origination};
+
+use crate::clients::Clients;
+use crate::dispatch::{Dispatch, Exchange, Forwarded, Head, ProxyBody};
+use crate::endpoint::ReplayBody;
+use crate::error::{ErrorKind, ProxyError};
+use crate::headers::{
+    clear_context, hop_count, local_dtab, rewrite_request, via_hops, Carried, ORIG_PROTO,
+};
+use crate::opaque;
+use identify::identify;
+use route::DEFAULT_ROUTE;
+
+/// One configured router (e.g. `outbound`), shared by all of its servers.
+pub struct Router {
+    config: RouterConfig,
+    clients: Clients,
+    metrics: RouterMetrics,
+    tap: Arc<Tap>,
+    /// The proxy's mTLS identity, if configured.
+    identity: Option<Identity>,
+    tracer: Tracer,
+    access_log: Option<AccessLog>,
+}
+
+/// Who sent a request: the connection's peer, its SPIFFE ID when it came over mesh TLS, and
+/// whether its listener clears `l5d-*` context (`clearContext`).
+#[derive(Clone, Debug)]
+pub(crate) struct Downstream {
+    pub(crate) addr: SocketAddr,
+    pub(crate) id: Option<Arc<str>>,
+    pub(crate) clear_context: bool,
+}
+
+/// What a router is built from besides its configuration.
+pub(crate) struct Parts {
+    pub(crate) interpreter: Interpreter,
+    pub(crate) metrics: RouterMetrics,
+    pub(crate) tap: Arc<Tap>,
+    pub(crate) identity: Option<Identity>,
+    /// TLS to servers outside the mesh, when `client.tls` asks for it.
+    pub(crate) origination: Option<Origination>,
+    pub(crate) tracer: Tracer,
+    pub(crate) access_log: Option<AccessLog>,
+    /// Every address this process listens on.
+    pub(crate) own: Arc<[SocketAddr]>,
+}
+
+/// The request's authority as the client sent it: `:authority`, else Host.
+fn authority<B>(req: &Request<B>) -> &str {
+    req.uri()
+        .authority()
+        .map(|a| a.as_str())
+        .or_else(|| req.headers().get(http::header::HOST)?.to_str().ok())
+        .unwrap_or("")
+}
+
+// === impl Router ===
+
+impl Router {
+    pub(crate) fn new(config: RouterConfig, parts: Parts) -> Router {
+        let clients = Clients::new(
+            &config,
+            parts.interpreter,
+            parts.metrics.clone(),
+            parts.identity.clone(),
+            parts.origination,
+            parts.own,
+        );
+        Router {
+            config,
+            clients,
+            metrics: parts.metrics,
+            tap: parts.tap,
+            identity: parts.identity,
+            tracer: parts.tracer,
+            access_log: parts.access_log,
+        }
+    }
+
+    /// The router's label (`label` in the config).
+    pub fn label(&self) -> &str {
+        &self.config.label
+    }
+
+    /// The router's validated configuration.
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+
+    pub(crate) fn metrics(&self) -> &RouterMetrics {
+        &self.metrics
+    }
+
+    pub(crate) fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    /// The identity that terminates mesh TLS on this router's servers: set when the router
+    /// has a `tls` section (validation guarantees an identity exists then).
+    pub(crate) fn server_identity(&self) -> Option<&Identity> {
+        self.config.tls.as_ref().and(self.identity.as_ref())
+    }
+
+    /// Whether a client with this identity (`None`: plaintext) may use the router.
+    pub(crate) fn authorizes(&self, client: Option<&str>) -> bool {
+        self.config
+            .tls
+            .as_ref()
+            .is_none_or(|t| t.authorizes(client))
+    }
+
+    /// Explains how `path` binds under the router's dtab extended by `local` (as an
+    /// `l5d-dtab` header would), waiting at most the binding timeout for namers.
+    pub async fn delegate(&self, path: &Path, local: &Dtab) -> DelegateTree {
+        self.clients.delegate(path, local).await
+    }
+
+    /// Handles one request end to end; never fails: proxy errors become responses carrying
+    /// `l5d-proxy-error`.
+    pub(crate) async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        from: &Downstream,
+    ) -> Response<ProxyBody> {
+        let mut carried = Carried::scan(req.headers());
+        if from.clear_context {
+            carried = clear_context(req.headers_mut(), carried);
+        }
+        let mut exchange = Exchange::start(
+            &self.tracer,
+            self.access_log.as_ref(),
+            self.label(),
+            from.addr,
+            &req,
+            authority(&req),
+        );
+        // Boxed: hyper moves the service future into place once per request, and forward's
+        // state (binding, balancer pick, attempts) is most of its size.
+        let result = Box::pin(self.forward(req, carried, from, &mut exchange)).await;
+        match result {
+            Ok(forwarded) => forwarded.into_response(exchange, self.config.via),
+            Err(err) => {
+                if !exchange.is_identified() {
+                    let service = self.clients.service_metrics(None, DEFAULT_ROUTE);
+                    exchange.identified(service, None, DEFAULT_ROUTE);
+                }
+                exchange.fail(&err)
+            }
+        }
+    }
+
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        carried: Carried,
+        from: &Downstream,
+        exchange: &mut Exchange,
+    ) -> Result<Forwarded, ProxyError> {
+        let max_hops = self.config.max_hops;
+        if carried.via && via_hops(req.headers()) > max_hops as usize {
+            return Err(loop_detected(format!(
+                "more than {max_hops} proxies in Via"
+            )));
+        }
+        let hops = hop_count(req.headers(), carried);
+        if hops > max_hops {
+            return Err(loop_detected(format!(
+                "passed through {hops} weft proxies (maxHops {max_hops})"
+            )));
+        }
+        if !self.authorizes(from.id.as_deref()) {
+            let who = from.id.as_deref().unwrap_or("a plaintext client");
+            return Err(ProxyError::new(
+                ErrorKind::Unauthorized,
+                format!("{who} may not call router {}", self.label()),
+            ));
+        }
+        let id = identify(&self.config.identifier, &self.config.dst_prefix, &req)?;
+        let route = route::find(
+            &self.config.service,
+            &id.name,
+            req.method(),
+            req.uri().path(),
+        );
+        let service = self.clients.service_metrics(Some(&id.name), route.name);
+        exchange.identified(service, Some(&id.name), route.name);
+        route.authorize(from.id.as_deref())?;
+        if self.tap.is_active() {
+            exchange.set_tap(self.tap.matching(&TapRequest {
+                router: self.label(),
+                src: from.addr,
+                tls: from.id.is_some(),
+                method: req.method().as_str(),
+                authority: authority(&req),
+                path: req.uri().path_and_query().map_or("/", |p| p.as_str()),
+                service: &id.name.to_string(),
+                route: route.name,
+            }));
+        }
+        let local = local_dtab(req.headers(), carried)?;
+        if opaque::is_upgrade(&req, carried) {
+            // Boxed: the upgrade path's state is large and rare; inline, every request's future
+            // would carry it (and hyper moves that future once per request).
+            let (uri, headers) = rewrite_request(
+                req.uri(),
+                req.headers().clone(),
+                req.version(),
+                &local,
+                id.rewritten,
+                carried,
+                self.config.via,
+            )?;
+            let upgrade = opaque::Upgrade {
+                clients: &self.clients,
+                local: &local,
+                name: &id.name,
+                classifier: route.classifier,
+                idle: self.config.tcp_idle_timeout,
+                counters: [
+                    self.metrics.tcp_bytes("to_upstream"),
+                    self.metrics.tcp_bytes("to_downstream"),
+                ],
+            };
+            return Box::pin(upgrade.forward(req, uri, headers)).await;
+        }
+        let (mut parts, body) = req.into_parts();
+        // A request that a peer proxy carried over HTTP/2 goes on as the HTTP/1 it was.
+        if carried.orig_proto && parts.headers.remove(&ORIG_PROTO).is_some() {
+            parts.version = Version::HTTP_11;
+        }
+        let (uri, mut headers) = rewrite_request(
+            &parts.uri,
+            parts.headers,
+            parts.version,
+            &local,
+            id.rewritten,
+            carried,
+            self.config.via,
+        )?;
+        exchange.inject(&mut headers);
+        let service_cfg = &self.config.service;
+        let budget = self.clients.retry_budget(&id.name);
+        // Identified above, so the exchange has its service's metrics.
+        let service = exchange.service().expect("identified");
+        let dispatch = Dispatch {
+            head: Head {
+                method: parts.method,
+                uri,
+                version: parts.version,
+                headers,
+                extensions: parts.extensions,
+                hops,
+            },
+            body: ReplayBody::new(body, service_cfg.retries.buffer_bytes),
+            classifier: route.classifier,
+            service,
+            budget: &budget,
+            backoff: service_cfg.retries.backoff,
+            attempt_timeout: service_cfg.attempt_timeout,
+        };
+        // Boxed once here: awaited directly and under `timeout`, the unboxed future would
+        // be laid out twice in this one, and moved with it.
+        let run = Box::pin(dispatch.run(&self.clients, &local, &id.name));
+        match route.timeout.or(service_cfg.total_timeout) {
+            Some(limit) => tokio::time::timeout(limit, run).await.map_err(|_| {
+                ProxyError::new(
+                    ErrorKind::RequestTimeout,
+                    format!("no response within {limit:?}"),
+                )
+            })?,
+            None => run.await,
+        }
+    }
+}
+
+fn loop_detected(detail: String) -> ProxyError {
+    ProxyError::new(ErrorKind::LoopDetected, detail)
+}
