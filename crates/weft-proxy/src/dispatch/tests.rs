@@ -253,11 +253,13 @@ fn outcome(r: Result<Forwarded, ProxyError>) -> Result<u16, ErrorKind> {
 async fn a_refused_connection_is_requeued_to_another_endpoint() {
     let (a, b) = (App::refusing(), App::ok());
     let t = Test::new(&[(A, a), (B, b.clone())], NO_EJECTION, "{}").await;
-    for _ in 0..10 {
+    // A is picked about half the time (unmeasured, it costs what B does): in 30 requests,
+    // never is a one-in-a-billion chance.
+    for _ in 0..30 {
         // Any method: the request never left.
         assert_eq!(outcome(t.send(Method::POST, empty()).await), Ok(200));
     }
-    assert_eq!(b.requests(), 10, "every request reached B");
+    assert_eq!(b.requests(), 30, "every request reached B");
     assert!(
         t.counter("weft_requeues", &[]) >= 1.0,
         "requeues are counted"

@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Notify;
@@ -26,8 +26,8 @@ use crate::error::{ErrorKind, ProxyError};
 use crate::tls::{ClientIo, ClientTls};
 use weft_tls::Alpn;
 
-/// How long the peers' latency average is reused before it is computed again.
-const PEERS_REFRESH: Duration = Duration::from_millis(100);
+/// At most this many endpoints are read to estimate the peers' average latency.
+const PEERS_SAMPLE: usize = 16;
 
 /// The current endpoints, replaced as a whole when discovery changes.
 struct EndpointSet {
@@ -61,9 +61,6 @@ pub(crate) struct Balancer {
     requeue_budget: TpsBudget,
     metrics: ClientMetrics,
     decay: Duration,
-    /// The mean of the endpoints' recent latency estimates and when it was computed: what an
-    /// unmeasured endpoint costs (recomputed at most every [`PEERS_REFRESH`]).
-    peers: Mutex<Option<(f64, Instant)>>,
     /// Woken when discovery changes, so requests waiting in failfast look again.
     changed: Notify,
     /// The endpoints are peer weft proxies: HTTP/1 requests go to them over HTTP/2.
@@ -110,7 +107,6 @@ impl Balancer {
             ),
             metrics,
             decay: config.load_balancer.decay,
-            peers: Mutex::new(None),
             changed: Notify::new(),
             meshed,
             tls,
@@ -293,7 +289,7 @@ impl Balancer {
     pub(crate) fn pick(&self, avoid: &[SocketAddr]) -> Pick {
         let set = self.snapshot();
         let now = Instant::now();
-        let peers = || self.peers_average(&set, now);
+        let peers = || peers_average(&set.endpoints, now);
         let better = |a: usize, b: usize| {
             let cost = |i: usize| set.endpoints[i].load.cost(now, peers);
             if cost(b) < cost(a) {
@@ -344,30 +340,6 @@ impl Balancer {
         }
     }
 
-    /// The mean of the endpoints' recent latency estimates (nominal when none is recent),
-    /// computed at most every [`PEERS_REFRESH`]: a scan of the set, needed only when a
-    /// candidate has no recent estimate of its own.
-    fn peers_average(&self, set: &EndpointSet, now: Instant) -> f64 {
-        let mut cached = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some((average, at)) = *cached {
-            if now.saturating_duration_since(at) < PEERS_REFRESH {
-                return average;
-            }
-        }
-        let (sum, n) = set
-            .endpoints
-            .iter()
-            .filter_map(|e| e.load.estimate(now))
-            .fold((0.0, 0u32), |(sum, n), ns| (sum + ns, n + 1));
-        let average = if n == 0 {
-            NOMINAL_RTT_NS
-        } else {
-            sum / f64::from(n)
-        };
-        *cached = Some((average, now));
-        average
-    }
-
     fn endpoint(&self, addr: SocketAddr, weight: f64) -> Endpoint {
         let connector = Connector::new(addr, self.connect_timeout, self.tls.clone());
         #[cfg(test)]
@@ -385,6 +357,26 @@ impl Balancer {
             requests: self.metrics.endpoint_requests(&addr.to_string()),
             http1_only: AtomicBool::new(false),
         }
+    }
+}
+
+/// The mean of the recent latency estimates of up to [`PEERS_SAMPLE`] endpoints (from a
+/// random start), nominal when none has one: what an endpoint without a recent estimate of
+/// its own costs. Computed only when a candidate needs it, and bounded for large clients.
+fn peers_average(endpoints: &[Arc<Endpoint>], now: Instant) -> f64 {
+    let n = endpoints.len();
+    let start = if n > PEERS_SAMPLE {
+        fastrand::usize(..n)
+    } else {
+        0
+    };
+    let (sum, count) = (0..n.min(PEERS_SAMPLE))
+        .filter_map(|i| endpoints[(start + i) % n].load.estimate(now))
+        .fold((0.0, 0u32), |(sum, count), ns| (sum + ns, count + 1));
+    if count == 0 {
+        NOMINAL_RTT_NS
+    } else {
+        sum / f64::from(count)
     }
 }
 

@@ -90,18 +90,16 @@ impl Load {
         });
     }
 
-    /// The endpoint failed after `elapsed`: its estimate rises to that if it was lower, so a
-    /// fast failure never makes an endpoint look faster than it was.
+    /// The endpoint failed after `elapsed`: a recent estimate rises to that if it was lower,
+    /// so a fast failure never makes an endpoint look faster than it was (an endpoint without
+    /// one stays unmeasured; failure accrual, not the cost, deals with failing endpoints).
     pub(crate) fn failed(&self, elapsed: Duration, now: Instant) {
         let ns = elapsed.as_nanos() as f64;
         let mut estimate = lock(&self.estimate);
-        match estimate.as_mut() {
-            Some(e) if e.fresh(now, self.decay_ns) => {
-                if ns > e.ns {
-                    *e = Ewma { ns, at: now };
-                }
+        if let Some(e) = estimate.as_mut().filter(|e| e.fresh(now, self.decay_ns)) {
+            if ns > e.ns {
+                *e = Ewma { ns, at: now };
             }
-            _ => *estimate = Some(Ewma { ns, at: now }),
         }
     }
 }
@@ -184,6 +182,8 @@ mod tests {
     async fn a_fast_failure_never_lowers_the_estimate() {
         let a = Load::new(DECAY);
         let t0 = Instant::now();
+        a.failed(Duration::from_micros(10), t0);
+        assert_eq!(a.estimate(t0), None, "no estimate invented from a failure");
         a.observe(5 * MS, t0);
         a.failed(Duration::from_micros(10), t0);
         assert_eq!(a.estimate(t0), Some(5_000_000.0));
