@@ -48,9 +48,12 @@ macro_rules! forward_async_write {
     };
 }
 
-// Along the request path, top to bottom; nothing below the router imports it.
+// The request path, top to bottom: server -> router -> clients, dispatch, opaque -> endpoint
+// -> tls; error, headers and cache below all. Nothing below the router imports it
+// (docs/architecture.md).
 #[doc(hidden)]
 pub mod bench_support;
+mod cache;
 mod clients;
 mod dispatch;
 mod endpoint;
@@ -132,6 +135,11 @@ impl Proxy {
             bound.push(servers);
         }
         let own = own_addresses(bound.iter().flatten().map(|(_, l)| l));
+        let reaches_peers = config.namers.iter().any(|n| {
+            n.transformers
+                .iter()
+                .any(|t| matches!(t, weft_config::TransformerConfig::Port { .. }))
+        });
         let mut routers = Vec::new();
         let mut listeners = Vec::new();
         for (rc, servers) in config.routers.iter().zip(bound) {
@@ -172,6 +180,7 @@ impl Proxy {
                     tracer: tracer.clone(),
                     access_log,
                     own: own.clone(),
+                    reaches_peers,
                 },
             ));
             for (server, listener) in servers {
@@ -234,6 +243,14 @@ impl Proxy {
             clean &= task.await.unwrap_or(false);
         }
         clean
+    }
+}
+
+/// Records `value` as `field` (`service`, `endpoint`) of the current request's span (see
+/// `server::request_span`). Costs one check when debug logging is off.
+fn record_in_span(field: &'static str, value: &dyn std::fmt::Display) {
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        tracing::Span::current().record(field, tracing::field::display(value));
     }
 }
 

@@ -9,6 +9,29 @@ use crate::*;
 // === defaults ===
 
 #[test]
+fn transparency_and_protocol_keys() {
+    let c = parse(
+        "routers:\n  - label: edge\n    via: both\n    client: {protocol: http1}\n    \
+         servers: [{port: 80, clearContext: true}, {port: 81}]\n  - label: b\n    via: request\n    \
+         client: {protocol: http2}\n    servers: [{port: 82}]\n",
+    );
+    let (edge, b) = (&c.routers[0], &c.routers[1]);
+    assert_eq!(edge.via, ViaPolicy::Both);
+    assert!(edge.via.on_requests() && edge.via.on_responses());
+    assert_eq!(b.via, ViaPolicy::Request);
+    assert!(b.via.on_requests() && !b.via.on_responses());
+    assert_eq!(edge.client.protocol, UpstreamProtocol::Http1);
+    assert_eq!(b.client.protocol, UpstreamProtocol::Http2);
+    assert!(edge.servers[0].clear_context);
+    assert!(!edge.servers[1].clear_context, "off unless set");
+    // The served config parses back to the same one.
+    let json = serde_json::to_string(&c).expect("serializes");
+    let yaml: serde_json::Value = serde_json::from_str(&json).expect("json");
+    let again = parse(&serde_yaml_ng::to_string(&yaml).expect("yaml"));
+    assert_eq!(again, c);
+}
+
+#[test]
 fn every_default() {
     let c = parse(MINIMAL);
     assert_eq!(
@@ -40,6 +63,12 @@ fn every_default() {
     assert_eq!(r.binding_timeout, secs(10));
     assert_eq!(r.max_hops, 16);
     assert_eq!(r.max_header_bytes, 65536);
+    assert_eq!(
+        r.via,
+        ViaPolicy::None,
+        "the app sees requests as if called directly"
+    );
+    assert_eq!(r.client.protocol, UpstreamProtocol::Auto);
     assert_eq!(r.client.connect_timeout, secs(1));
     assert_eq!(r.client.pool_idle_timeout, secs(3));
     assert_eq!(r.client.load_balancer.decay, secs(10));

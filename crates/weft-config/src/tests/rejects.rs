@@ -194,6 +194,30 @@ fn wrong_types_and_unknown_kinds() {
     );
     let e = err(&format!("{MINIMAL}    dstPrefix: svc\n"));
     assert_err(&e, 4, 16, Some("routers[0].dstPrefix"), "invalid path");
+    let e = err(&format!("{MINIMAL}    via: always\n"));
+    assert_err(
+        &e,
+        4,
+        10,
+        Some("routers[0].via"),
+        "unknown variant `always`, expected one of `request`, `response`, `both`, `none`",
+    );
+    let e = err(&format!("{MINIMAL}    client: {{protocol: h3}}\n"));
+    assert_err(
+        &e,
+        4,
+        24,
+        Some("routers[0].client.protocol"),
+        "unknown variant `h3`, expected one of `auto`, `http1`, `http2`",
+    );
+    let e = err("routers:\n  - label: a\n    servers: [{port: 1, clearContext: yes}]\n");
+    assert_err(
+        &e,
+        3,
+        39,
+        Some("routers[0].servers[0].clearContext"),
+        "expected a boolean",
+    );
 }
 
 #[test]

@@ -1,13 +1,11 @@
 //! The state a router keeps per name, in one place: bindings of logical names through the
 //! dtab and namers, bound clients (balancers, kept in step with discovery), retry budgets and
-//! per-service metrics handles. Each sits in a bounded [`cache::Cache`], because names come
-//! from requests.
+//! per-service metrics handles. Each sits in a bounded [`Cache`], because names come from
+//! requests.
 //!
 //! [`Clients`] holds its own configuration and knows nothing of the router above it: the
 //! router asks it for a service's metrics and budget, the dispatcher and the opaque paths ask
 //! it to [`bind`](Clients::bind) a name to a bound client for each attempt.
-
-mod cache;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,10 +20,10 @@ use weft_naming::{
 use weft_telemetry::{RouterMetrics, ServiceMetrics};
 use weft_tls::{Identity, Origination};
 
+use crate::cache::Cache;
 use crate::endpoint::Balancer;
 use crate::error::{ErrorKind, ProxyError};
 use crate::tls::ClientTls;
-use cache::Cache;
 
 /// Bindings under a request's own dtab (`l5d-dtab`) kept at most.
 const MAX_LOCAL_BINDINGS: usize = 1024;

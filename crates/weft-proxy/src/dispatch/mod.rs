@@ -146,6 +146,7 @@ impl Dispatch<'_> {
                         (Err(e), None) => return Err(e),
                     };
                     tried.push(endpoint.addr);
+                    crate::record_in_span("endpoint", &endpoint.addr);
                     (balancer, endpoint)
                 }
             };
@@ -176,7 +177,7 @@ impl Dispatch<'_> {
             } else {
                 self.next(&err, &balancer)
             };
-            tracing::debug!(error = %err, ?next, endpoint = %endpoint.addr, "attempt failed");
+            tracing::debug!(error = %err, ?next, "attempt failed");
             match next {
                 Next::Stop => return Err(err),
                 Next::Fresh => {

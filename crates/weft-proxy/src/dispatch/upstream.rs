@@ -18,6 +18,7 @@ use super::classify::is_grpc;
 use super::Head;
 use crate::endpoint::{Balancer, Endpoint, ReplayBody};
 use crate::error::{ErrorKind, Fault, ProxyError, Retry};
+use crate::headers::case::{self, RawHead};
 use crate::headers::{HOP_COUNT, ORIG_PROTO};
 
 /// Sets the version `req` (whose head is `head`) goes upstream with and adapts the head to
@@ -55,9 +56,12 @@ pub(crate) fn prepare(
         *req.version_mut() = Version::HTTP_2;
         if arrived != Version::HTTP_2 && balancer.is_meshed() {
             // Proxy-to-proxy: the original protocol marked so the peer restores it towards
-            // its application.
+            // its application, and the header names' spelling with it.
             req.headers_mut()
                 .insert(ORIG_PROTO, HeaderValue::from_static("HTTP/1.1"));
+            if let Some(spelled) = req.extensions().get::<RawHead>().and_then(case::spellings) {
+                req.headers_mut().insert(case::ORIG_HEADER_CASE, spelled);
+            }
         }
         return Ok(());
     }

@@ -32,6 +32,7 @@ where
     let name = Path::from_labels(["tcp".to_string(), port.to_string()]);
     let balancer = clients.bind(&Dtab::empty(), &name).await?;
     let endpoint = balancer.pick_or_failfast(&[], true).await?;
+    crate::record_in_span("endpoint", &endpoint.addr);
     let upstream = balancer.connect(&endpoint, Alpn::None).await?;
     balancer.record(&endpoint, true);
     copy_both_ways(downstream, upstream, idle, counters).await;

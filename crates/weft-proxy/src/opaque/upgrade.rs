@@ -79,6 +79,7 @@ impl Upgrade<'_> {
     ) -> Result<Forwarded, ProxyError> {
         let balancer = self.clients.bind(self.local, self.name).await?;
         let endpoint = balancer.pick_or_failfast(&[], true).await?;
+        crate::record_in_span("endpoint", &endpoint.addr);
         let io = balancer.connect(&endpoint, Alpn::Http1).await?;
         let addr = endpoint.addr;
         let (mut sender, conn) = hyper::client::conn::http1::Builder::new()

@@ -23,6 +23,7 @@ use crate::clients::Clients;
 use crate::dispatch::{Dispatch, Exchange, Forwarded, Head, ProxyBody};
 use crate::endpoint::ReplayBody;
 use crate::error::{ErrorKind, ProxyError};
+use crate::headers::case::{CaseMaps, ORIG_HEADER_CASE};
 use crate::headers::{
     clear_context, hop_count, local_dtab, rewrite_request, via_hops, Carried, ORIG_PROTO,
 };
@@ -40,6 +41,10 @@ pub struct Router {
     identity: Option<Identity>,
     tracer: Tracer,
     access_log: Option<AccessLog>,
+    /// Header spellings carried by peer proxies, as hyper's request extensions.
+    case_maps: CaseMaps,
+    /// Requests may cross to peer proxies (a namer has a `port` transformer).
+    reaches_peers: bool,
 }
 
 /// Who sent a request: the connection's peer, its SPIFFE ID when it came over mesh TLS, and
@@ -63,6 +68,8 @@ pub(crate) struct Parts {
     pub(crate) access_log: Option<AccessLog>,
     /// Every address this process listens on.
     pub(crate) own: Arc<[SocketAddr]>,
+    /// Requests may cross to peer proxies (a namer has a `port` transformer).
+    pub(crate) reaches_peers: bool,
 }
 
 /// The request's authority as the client sent it: `:authority`, else Host.
@@ -94,7 +101,15 @@ impl Router {
             identity: parts.identity,
             tracer: parts.tracer,
             access_log: parts.access_log,
+            case_maps: CaseMaps::new(),
+            reaches_peers: parts.reaches_peers,
         }
+    }
+
+    /// True when the router's requests may cross to peer proxies over HTTP/2: its HTTP/1.1
+    /// servers then keep each request head, for its header spelling (`headers::case`).
+    pub(crate) fn reaches_peers(&self) -> bool {
+        self.reaches_peers
     }
 
     /// The router's label (`label` in the config).
@@ -196,6 +211,7 @@ impl Router {
             ));
         }
         let id = identify(&self.config.identifier, &self.config.dst_prefix, &req)?;
+        crate::record_in_span("service", &id.name);
         let route = route::find(
             &self.config.service,
             &id.name,
@@ -244,9 +260,17 @@ impl Router {
             return Box::pin(upgrade.forward(req, uri, headers)).await;
         }
         let (mut parts, body) = req.into_parts();
-        // A request that a peer proxy carried over HTTP/2 goes on as the HTTP/1 it was.
+        // A request that a peer proxy carried over HTTP/2 goes on as the HTTP/1 it was, with
+        // its header names spelled as its client sent them.
         if carried.orig_proto && parts.headers.remove(&ORIG_PROTO).is_some() {
             parts.version = Version::HTTP_11;
+        }
+        if carried.orig_case {
+            if let Some(spellings) = parts.headers.remove(&ORIG_HEADER_CASE) {
+                if let Some(ext) = self.case_maps.extensions(&spellings).await {
+                    parts.extensions.extend(ext);
+                }
+            }
         }
         let (uri, mut headers) = rewrite_request(
             &parts.uri,

@@ -17,11 +17,11 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures_util::task::AtomicWaker;
 use http_body::{Body, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -51,6 +51,9 @@ pub(crate) struct Limits {
     pub(crate) keep_alive: Duration,
     /// From the first byte of a request head until the request is routed.
     pub(crate) header_read: Duration,
+    /// Keep each request head's bytes, at most this many (for header spelling across the
+    /// proxy-to-proxy hop, `headers::case`); `None`: keep nothing.
+    pub(crate) keep_heads: Option<usize>,
 }
 
 /// Where one connection is between and within its requests, shared by its I/O and its
@@ -72,6 +75,9 @@ pub(crate) struct Phase {
     /// Counts the connections the timeouts close.
     metrics: RouterMetrics,
     origin: Instant,
+    /// The bytes of the request head being read, when `limits.keep_heads` asks for them
+    /// (`None` inside: too long, dropped).
+    head: Option<Mutex<Option<BytesMut>>>,
 }
 
 impl Phase {
@@ -86,6 +92,7 @@ impl Phase {
             limits,
             metrics,
             origin: Instant::now(),
+            head: limits.keep_heads.map(|_| Mutex::new(Some(BytesMut::new()))),
         })
     }
 
@@ -113,11 +120,40 @@ impl Phase {
         now
     }
 
-    /// The client sent bytes: while idle, that starts a request head.
-    fn received(&self) {
-        if self.state.load(Ordering::Relaxed) == IDLE {
+    /// The client sent `bytes`: while idle, that starts a request head; while a head is being
+    /// read, they are kept if heads are.
+    fn received(&self, bytes: &[u8]) {
+        let state = self.state.load(Ordering::Relaxed);
+        if state == IDLE {
             self.set(HEAD);
         }
+        let (Some(head), Some(max)) = (&self.head, self.limits.keep_heads) else {
+            return;
+        };
+        if state == IDLE || state == HEAD {
+            let mut head = head.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Some(kept) = head.as_mut() {
+                if kept.len() + bytes.len() > max {
+                    *head = None;
+                } else {
+                    kept.extend_from_slice(bytes);
+                }
+            }
+        }
+    }
+
+    /// The kept bytes of the head of the request being routed now, if heads are kept; the
+    /// next head starts afresh. A head that came in the same read as the previous request
+    /// (pipelining) was kept with that one, so this one has none: its names then go
+    /// lowercase over HTTP/2, as they would without the record.
+    pub(crate) fn take_head(&self) -> Option<Bytes> {
+        let mut head = self
+            .head
+            .as_ref()?
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let kept = head.replace(BytesMut::new())?;
+        (!kept.is_empty()).then(|| kept.freeze())
     }
 
     /// The last request's response is sent: the keep-alive timeout starts. A timer still
@@ -325,7 +361,7 @@ impl<I: AsyncRead + AsyncWrite + Unpin> AsyncRead for Timed<I> {
         match Pin::new(&mut this.io).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
                 if buf.filled().len() > before {
-                    this.phase.received();
+                    this.phase.received(&buf.filled()[before..]);
                 }
                 Poll::Ready(Ok(()))
             }
@@ -367,21 +403,55 @@ mod tests {
         let limits = Limits {
             keep_alive: Duration::from_secs(100),
             header_read: Duration::from_secs(5),
+            keep_heads: None,
         };
         let phase = Phase::new(limits, weft_telemetry::Metrics::new("test").router("r"));
         let state = |p: &Phase| p.deadline().map(|(_, s)| s);
         assert_eq!(state(&phase), Some(IDLE));
-        phase.received();
+        phase.received(b"GET");
         assert_eq!(state(&phase), Some(HEAD));
         let busy = phase.begin();
-        phase.received(); // request body bytes: still busy
+        phase.received(b"body"); // request body bytes: still busy
         assert_eq!(state(&phase), None);
         drop(busy);
         assert_eq!(state(&phase), Some(IDLE));
         let busy = phase.begin();
         busy.upgraded();
         drop(busy);
-        phase.received();
+        phase.received(b"tunnel");
         assert_eq!(state(&phase), None, "a tunnel has no HTTP timeouts");
+    }
+
+    #[test]
+    fn heads_are_kept_per_request_only_when_asked_and_only_up_to_the_limit() {
+        let limits = Limits {
+            keep_alive: Duration::from_secs(100),
+            header_read: Duration::from_secs(5),
+            keep_heads: Some(20),
+        };
+        let phase = Phase::new(limits, weft_telemetry::Metrics::new("test").router("r"));
+        phase.received(b"GET / HTTP/1.1\r\n");
+        phase.received(b"\r\n");
+        let busy = phase.begin();
+        assert_eq!(
+            phase.take_head().as_deref(),
+            Some(&b"GET / HTTP/1.1\r\n\r\n"[..])
+        );
+        phase.received(b"body bytes are not kept");
+        drop(busy);
+        assert_eq!(phase.take_head(), None);
+        phase.received(b"GET /a-long-path HTTP/1.1\r\n");
+        assert_eq!(phase.take_head(), None, "longer than the limit: dropped");
+        phase.received(b"GET / HTTP/1.1\r\n");
+        assert!(phase.take_head().is_some(), "the next head is kept again");
+        let plain = Phase::new(
+            Limits {
+                keep_heads: None,
+                ..limits
+            },
+            weft_telemetry::Metrics::new("test").router("r"),
+        );
+        plain.received(b"GET / HTTP/1.1\r\n\r\n");
+        assert_eq!(plain.take_head(), None, "not asked: nothing kept");
     }
 }

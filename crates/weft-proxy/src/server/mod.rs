@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 use weft_config::{Protocol, RouterConfig};
 
+use crate::headers::case::RawHead;
 use crate::opaque;
 use crate::router::{Downstream, Router};
 use crate::tls::handshake::{Failure, Refused};
@@ -63,7 +64,7 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> bool {
-    let builder = Arc::new(HttpBuilders::new(router.config()));
+    let builder = Arc::new(HttpBuilders::new(router.config(), router.reaches_peers()));
     let connections = TaskTracker::new();
     let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
@@ -329,10 +330,13 @@ impl Connection {
         } else {
             let phase = Phase::new(self.builder.h1_limits, self.router.metrics().clone());
             let io = Timed::new(io, phase.clone());
-            let svc = service_fn(move |req: Request<Incoming>| {
+            let svc = service_fn(move |mut req: Request<Incoming>| {
                 let router = router.clone();
                 let from = from.clone();
                 let busy = phase.begin();
+                if let Some(head) = phase.take_head() {
+                    req.extensions_mut().insert(RawHead(head));
+                }
                 let connect = req.method() == Method::CONNECT;
                 let span = request_span(&req);
                 async move {
@@ -398,7 +402,9 @@ struct HttpBuilders {
 }
 
 impl HttpBuilders {
-    fn new(config: &RouterConfig) -> HttpBuilders {
+    /// The builders of a router with `config`; `keep_heads` when its requests may cross to
+    /// peer proxies over HTTP/2 (their header spelling then needs the head's bytes).
+    fn new(config: &RouterConfig, keep_heads: bool) -> HttpBuilders {
         let mut h1 = http1::Builder::new();
         // Off: hyper's timer would close idle keep-alive connections after the header read
         // timeout (see keep_alive.rs), and costs a timer per request.
@@ -412,6 +418,7 @@ impl HttpBuilders {
         let h1_limits = Limits {
             keep_alive: config.keep_alive_timeout,
             header_read: config.header_read_timeout,
+            keep_heads: keep_heads.then_some(config.max_header_bytes.max(MIN_HEADER_BUFFER)),
         };
         HttpBuilders { h1, h1_limits, h2 }
     }

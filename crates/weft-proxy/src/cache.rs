@@ -1,6 +1,7 @@
-//! The bounded map behind every per-name cache of [`Clients`](super::Clients). Keys can come
-//! from requests (a Host header becomes a name, an `l5d-dtab` header a dtab), so every map
-//! has a bound; what happens at the bound is the caller's choice.
+//! The bounded map behind every cache the request path keeps (the per-name state of
+//! `Clients`, the router's header-spelling maps). Keys can come from requests (a Host header
+//! becomes a name, an `l5d-dtab` header a dtab), so every map has a bound; what happens at
+//! the bound is the caller's choice.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -24,6 +25,11 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
             map: RwLock::default(),
             max,
         }
+    }
+
+    /// The value for `key`, if present.
+    pub(crate) fn get(&self, key: &K) -> Option<V> {
+        self.read().get(key).cloned()
     }
 
     /// The value for `key`, made with `make` if absent. When the cache is full it starts

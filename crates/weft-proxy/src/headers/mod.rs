@@ -10,6 +10,8 @@ use weft_naming::Dtab;
 
 use crate::error::{ErrorKind, ProxyError};
 
+pub(crate) mod case;
+
 /// Per-request dtab headers (naming.md "Which dtab applies").
 // Names as `HeaderName` constants: a `&str` name is parsed and validated on every lookup.
 const L5D_DTAB: HeaderName = HeaderName::from_static("l5d-dtab");
@@ -116,6 +118,8 @@ pub(crate) struct Carried {
     pub(crate) upgrade: bool,
     /// `l5d-hop-count` (the request passed through weft proxies before).
     pub(crate) hops: bool,
+    /// `l5d-orig-header-case` (header spellings a peer proxy carried over HTTP/2).
+    pub(crate) orig_case: bool,
     /// Any `l5d-*` header at all (what `clearContext` removes).
     pub(crate) context: bool,
 }
@@ -135,6 +139,7 @@ impl Carried {
                 c.ctx_dtab |= *name == L5D_CTX_DTAB;
                 c.orig_proto |= *name == ORIG_PROTO;
                 c.hops |= *name == HOP_COUNT;
+                c.orig_case |= *name == case::ORIG_HEADER_CASE;
             }
         }
         c
@@ -161,6 +166,7 @@ pub(crate) fn clear_context(headers: &mut HeaderMap, carried: Carried) -> Carrie
         ctx_dtab: false,
         orig_proto: false,
         hops: false,
+        orig_case: false,
         context: false,
         ..carried
     }

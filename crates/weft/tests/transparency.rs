@@ -1,0 +1,220 @@
+//! End to end: an application behind weft sees what it would see without it. Header names
+//! keep their spelling over one HTTP/1.1 hop and across the proxy-to-proxy HTTP/2 hop, in
+//! both directions of the one hop; and weft adds no `Via` unless asked, so an nginx with its
+//! default `gzip_proxied off` compresses through weft as it does without it.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// An HTTP/1.1 application that records each request head as the bytes it received, and
+/// answers with a mixed-case response header.
+async fn recording_app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let addr = serve_each(move |mut s| {
+        let tx = tx.clone();
+        async move {
+            while let Some(head) = read_head(&mut s).await {
+                let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+                let rsp = "HTTP/1.1 200 OK\r\nX-Resp-Token: r\r\ncontent-type: text/plain\r\nContent-Length: 2\r\n\r\nok";
+                if s.write_all(rsp.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, rx)
+}
+
+/// A GET for `books` with mixed-case and lowercase headers, as a case-sensitive client
+/// sends it; returns the response head as received.
+async fn get_mixed_case(proxy: SocketAddr) -> String {
+    let req = b"GET /spelled HTTP/1.1\r\nHost: books\r\nX-Blah-Token: abc\r\nx-lower: 1\r\nX-Blah-Token: def\r\n\r\n";
+    let got = weft_test::raw::exchange(proxy, req, Duration::from_secs(10)).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Asserts that `head` (as the app received it) has the client's spellings.
+fn assert_spelled_as_sent(head: &str) {
+    assert!(head.contains("\r\nHost: books\r\n"), "{head}");
+    assert!(head.contains("\r\nX-Blah-Token: abc\r\n"), "{head}");
+    assert!(head.contains("\r\nX-Blah-Token: def\r\n"), "{head}");
+    assert!(head.contains("\r\nx-lower: 1\r\n"), "{head}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_names_keep_their_spelling_over_one_hop_both_ways() {
+    let (app, mut heads) = recording_app().await;
+    let disco = Disco::new();
+    disco.write("books", &format!("127.0.0.1 {}\n", app.port()));
+    let weft = start_fs_weft(&disco).await;
+    let rsp = get_mixed_case(weft.router("outbound")).await;
+    assert!(rsp.starts_with("HTTP/1.1 200"), "{rsp}");
+    assert!(
+        rsp.contains("\r\nX-Resp-Token: r\r\n"),
+        "response spelling lost: {rsp}"
+    );
+    let head = heads.recv().await.expect("the app got the request");
+    assert_spelled_as_sent(&head);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_names_keep_their_spelling_across_the_proxy_to_proxy_hop() {
+    let (app, mut heads) = recording_app().await;
+    // app <- inbound (plain HTTP, fixed port on a loopback address of its own, as the `port`
+    // transformer needs) <- outbound (HTTP/1 requests to the peer go over HTTP/2).
+    let ip = private_loopback();
+    let inbound_port = 4143;
+    let inbound_cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\n\
+         routers:\n  - label: inbound\n    servers: [{{ip: {ip}, port: {inbound_port}}}]\n    dtab: |\n      /svc => /$/inet/127.0.0.1/{};\n",
+        app.port()
+    );
+    let inbound = Weft::start(bin(), &inbound_cfg).await;
+    let disco = Disco::new();
+    disco.write("books", &format!("{ip} 1\n"));
+    let outbound_cfg = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\n\
+         namers:\n  - {{kind: fs, prefix: /#/fs, rootDir: '{}', transformers: [{{kind: port, port: {inbound_port}}}]}}\n\
+         routers:\n  - label: outbound\n    servers: [{{ip: 127.0.0.1, port: 0}}]\n    dtab: |\n      /svc => /#/fs;\n",
+        disco.path().display()
+    );
+    let outbound = Weft::start(bin(), &outbound_cfg).await;
+    for _ in 0..2 {
+        let rsp = get_mixed_case(outbound.router("outbound")).await;
+        assert!(rsp.starts_with("HTTP/1.1 200"), "{rsp}");
+        let head = heads.recv().await.expect("the app got the request");
+        assert_spelled_as_sent(&head);
+        for ours in ["l5d-orig-proto", "l5d-orig-header-case", "l5d-hop-count"] {
+            assert!(
+                !head.to_ascii_lowercase().contains(ours),
+                "{ours} reached the app: {head}"
+            );
+        }
+    }
+    // The requests did cross over HTTP/2, where names are lowercase.
+    let text = get_metrics(inbound.admin()).await;
+    assert!(
+        metrics::sum(&text, "weft_responses_total", &[("status_code", "200")]) >= 2.0,
+        "{text}"
+    );
+}
+
+/// An nginx serving one compressible page with its default gzip settings (`gzip on` for
+/// text, `gzip_proxied off`: responses to requests that carry `Via` are not compressed).
+struct Nginx {
+    child: tokio::process::Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    async fn start() -> Nginx {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root: PathBuf = dir.path().join("html");
+        std::fs::create_dir_all(&root).expect("html dir");
+        std::fs::write(root.join("page.txt"), "compress me ".repeat(2000)).expect("page");
+        let port = free_port();
+        let conf = format!(
+            "daemon off;\npid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{}}\n\
+             http {{\n  access_log off;\n  client_body_temp_path {0}/body;\n  proxy_temp_path {0}/proxy;\n  \
+             fastcgi_temp_path {0}/fcgi;\n  uwsgi_temp_path {0}/uwsgi;\n  scgi_temp_path {0}/scgi;\n  \
+             types {{ text/plain txt; }}\n  gzip on;\n  gzip_types text/plain;\n  \
+             server {{ listen 127.0.0.1:{1}; root {2}; }}\n}}\n",
+            dir.path().display(),
+            port,
+            root.display()
+        );
+        let conf_path = dir.path().join("nginx.conf");
+        std::fs::write(&conf_path, conf).expect("nginx.conf");
+        let child = tokio::process::Command::new("nginx")
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("nginx runs (Debian package nginx)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let up = eventually(Duration::from_secs(10), || async {
+            TcpStream::connect(addr).await.ok().map(|_| ())
+        })
+        .await;
+        assert!(up.is_some(), "nginx did not listen on {addr}");
+        Nginx {
+            child,
+            addr,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.start_kill();
+    }
+}
+
+/// A port free right now (bound to 0, then released), for a server that needs one in its
+/// configuration.
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// `Content-Encoding` of the response to a gzip-accepting GET of the page through `addr`.
+async fn encoding_through(addr: SocketAddr) -> Option<String> {
+    let req = b"GET /page.txt HTTP/1.1\r\nHost: books\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n";
+    let mut s = TcpStream::connect(addr).await.expect("connect");
+    s.write_all(req).await.expect("write");
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got)).await;
+    assert_eq!(
+        weft_test::raw::status(&got),
+        Some(200),
+        "{:?}",
+        String::from_utf8_lossy(&got)
+    );
+    weft_test::raw::header(&got, "content-encoding")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nginx_compresses_through_weft_as_it_does_without_it() {
+    let nginx = Nginx::start().await;
+    assert_eq!(
+        encoding_through(nginx.addr).await.as_deref(),
+        Some("gzip"),
+        "directly"
+    );
+    let disco = Disco::new();
+    disco.write("books", &format!("127.0.0.1 {}\n", nginx.addr.port()));
+    let weft = start_fs_weft(&disco).await;
+    assert_eq!(
+        encoding_through(weft.router("outbound")).await.as_deref(),
+        Some("gzip"),
+        "through weft with its defaults"
+    );
+    // The control: with `via: request` nginx sees a proxy and, by its default, does not
+    // compress. (What weft's old default did to every request.)
+    let cfg = config(
+        &disco,
+        &[router("outbound", "/svc => /#/fs;", &["via: request"])],
+    );
+    let with_via = Weft::start(bin(), &cfg).await;
+    assert_eq!(
+        encoding_through(with_via.router("outbound")).await,
+        None,
+        "nginx compresses nothing for requests with Via"
+    );
+}
