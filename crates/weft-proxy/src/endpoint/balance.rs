@@ -19,7 +19,9 @@ use weft_naming::AddrSet;
 use weft_telemetry::ClientMetrics;
 
 use super::accrual::{Accrual, Transition};
-use super::load::{Load, NOMINAL_RTT_NS};
+#[cfg(test)]
+use super::load::InFlight;
+use super::load::{Load, NOISE_BAND, NOMINAL_RTT_NS};
 use super::pool::Pool;
 use super::{Connector, Endpoint};
 use crate::error::{ErrorKind, ProxyError};
@@ -284,19 +286,25 @@ impl Balancer {
     }
 
     /// Picks an endpoint: two candidates drawn at random in proportion to their weights, the
-    /// one with the lower peak-EWMA load wins. Ejected endpoints, and (while others are
+    /// one with the lower peak-EWMA cost wins (either, when the costs are within the noise
+    /// band; the loser's estimate relaxes towards the winner's: `load.rs`). Ejected endpoints, and (while others are
     /// available) those in `avoid`, are skipped.
     pub(crate) fn pick(&self, avoid: &[SocketAddr]) -> Pick {
         let set = self.snapshot();
         let now = Instant::now();
         let peers = || peers_average(&set.endpoints, now);
+        // `a` was drawn at random, so keeping it when the costs are equal is a random choice.
         let better = |a: usize, b: usize| {
-            let cost = |i: usize| set.endpoints[i].load.cost(now, peers);
-            if cost(b) < cost(a) {
-                b
-            } else {
-                a
+            let (ea, eb) = (&set.endpoints[a], &set.endpoints[b]);
+            let (ca, cb) = (ea.load.cost(now, peers), eb.load.cost(now, peers));
+            if (ca - cb).abs() <= NOISE_BAND * ca.max(cb) {
+                return a;
             }
+            let (winner, loser) = if cb < ca { (b, a) } else { (a, b) };
+            set.endpoints[loser]
+                .load
+                .lost_to(&set.endpoints[winner].load, now);
+            winner
         };
         let n = set.endpoints.len();
         if n == 0 {
@@ -412,6 +420,135 @@ fn draw(n: usize, cumulative: Option<&[f64]>) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
+
+    /// A balancer over `n` endpoints with `decay`, nothing measured.
+    fn balancer(n: usize, decay: Duration) -> (Balancer, Vec<Arc<Endpoint>>) {
+        let mut config = ClientConfig::default();
+        config.load_balancer.decay = decay;
+        let metrics = weft_telemetry::Metrics::new("test")
+            .router("r")
+            .client("/#/test");
+        let b = Balancer::new(&config, metrics, false, None, Vec::new().into());
+        let addrs: AddrSet = (0..n)
+            .map(|i| weft_naming::Address::new(SocketAddr::from(([10, 0, 0, i as u8], 80))))
+            .collect::<Vec<_>>()
+            .into();
+        b.update(&addrs);
+        let endpoints = b.snapshot().endpoints.clone();
+        (b, endpoints)
+    }
+
+    fn index(endpoints: &[Arc<Endpoint>], picked: &Endpoint) -> usize {
+        endpoints
+            .iter()
+            .position(|e| e.addr == picked.addr)
+            .expect("one of them")
+    }
+
+    /// Runs `requests` requests, `concurrency` at a time, against endpoints whose latency is
+    /// `latency(i)` plus noise, on tokio's paused clock; returns how many each got.
+    async fn simulate(
+        b: &Balancer,
+        endpoints: &[Arc<Endpoint>],
+        requests: usize,
+        concurrency: usize,
+        latency: impl Fn(usize) -> Duration,
+    ) -> Vec<usize> {
+        let mut got = vec![0; endpoints.len()];
+        let mut in_flight: Vec<(Instant, usize, Instant, InFlight<'_>)> = Vec::new();
+        for _ in 0..requests {
+            if in_flight.len() == concurrency {
+                // The earliest request finishes: its latency is measured.
+                let first = (0..in_flight.len())
+                    .min_by_key(|i| in_flight[*i].0)
+                    .expect("some in flight");
+                let (done, i, sent, guard) = in_flight.swap_remove(first);
+                tokio::time::advance(done.saturating_duration_since(Instant::now())).await;
+                drop(guard);
+                endpoints[i].load.observe(done - sent, Instant::now());
+            }
+            let Pick::Endpoint(e) = b.pick(&[]) else {
+                panic!("an endpoint");
+            };
+            let i = index(endpoints, &e);
+            got[i] += 1;
+            let now = Instant::now();
+            // Noise, as real latency has: up to 20% jitter, and one response in a hundred
+            // ten times slower (a scheduler hiccup).
+            let base = latency(i);
+            let took = if fastrand::u32(..100) == 0 {
+                base * 10
+            } else {
+                base.mul_f64(1.0 + fastrand::f64() * 0.2)
+            };
+            in_flight.push((now + took, i, now, endpoints[i].load.start()));
+        }
+        got
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_identical_endpoints_share_sequential_requests() {
+        // Many runs (seeded: the same every time): the share of each run must hold, not just
+        // the average of them.
+        for seed in 0..100 {
+            fastrand::seed(seed);
+            let (b, endpoints) = balancer(2, Duration::from_secs(10));
+            let got = simulate(&b, &endpoints, 200, 1, |_| Duration::from_micros(200)).await;
+            assert!(got.iter().all(|n| *n >= 70), "each at least 35%: {got:?}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slower_endpoint_gets_little_of_concurrent_load() {
+        fastrand::seed(7);
+        let (b, endpoints) = balancer(3, Duration::from_secs(10));
+        let got = simulate(&b, &endpoints, 2000, 8, |i| {
+            Duration::from_micros(500)
+                + if i == 2 {
+                    Duration::from_millis(20)
+                } else {
+                    Duration::ZERO
+                }
+        })
+        .await;
+        assert!(
+            got[2] < 200,
+            "the 20ms-slower endpoint got under 10%: {got:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_recovered_endpoint_wins_traffic_back_within_decay() {
+        fastrand::seed(7);
+        let decay = Duration::from_secs(2);
+        let (b, endpoints) = balancer(2, decay);
+        let slow = Duration::from_millis(30);
+        let fast = Duration::from_millis(1);
+        // Endpoint 1 is slow for a while: it gets little.
+        let before = simulate(
+            &b,
+            &endpoints,
+            2000,
+            4,
+            |i| if i == 1 { slow } else { fast },
+        )
+        .await;
+        assert!(before[1] < 200, "{before:?}");
+        // It recovers: it is soon tried again, and being fast now it keeps its share.
+        let start = Instant::now();
+        let mut after = vec![0; 2];
+        while Instant::now() < start + 2 * decay {
+            let got = simulate(&b, &endpoints, 100, 4, |_| fast).await;
+            after[0] += got[0];
+            after[1] += got[1];
+        }
+        let share = after[1] as f64 / (after[0] + after[1]) as f64;
+        assert!(
+            share > 0.25,
+            "recovered endpoint's share in 2 x decay: {after:?}"
+        );
+    }
 
     #[test]
     fn weighted_draw_follows_weights() {

@@ -14,12 +14,33 @@
 //!   average again: an endpoint that was slow and recovered gets a request within `decay`
 //!   and, if fast now, its share back (a textbook estimate only decays towards zero, which
 //!   takes `decay · ln(slow / fast)`, minutes for a 100× slower endpoint).
+//! - **Costs within [`NOISE_BAND`] of each other are equal**, and P2C then takes either:
+//!   latency jitter is not load.
+//! - **An endpoint that loses a comparison believes its estimate a little less**: the estimate
+//!   moves [`LOSS_RELAX`] of the way towards the winner's. A loser gets no new samples, so
+//!   without this one slow response (a scheduler hiccup) kept an endpoint out until its
+//!   estimate went stale, and of two identical endpoints one got nearly all requests. A
+//!   really slow endpoint still loses: it is relaxed back into contention only every dozen
+//!   or so comparisons, takes one request, and its next sample is slow again.
+//! - **Every sample weighs at least [`MIN_SAMPLE_WEIGHT`].** Weighted by time alone, a sample
+//!   200 µs after the last one moves the estimate by 0.002% when `decay` is 10 s: after a
+//!   peak, the estimate stays there for seconds, and of two identical endpoints the one whose
+//!   highest sample was lower got nearly every request. With the floor, the estimate follows
+//!   the last few dozen samples at high request rates, and `decay` bounds its memory at low
+//!   ones.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
+
+/// The least weight a new sample has in the average (see the module documentation).
+const MIN_SAMPLE_WEIGHT: f64 = 0.05;
+/// Costs that differ by less than this fraction of the larger are equal.
+pub(crate) const NOISE_BAND: f64 = 0.2;
+/// How far a losing endpoint's estimate moves towards the winner's, per comparison lost.
+const LOSS_RELAX: f64 = 0.3;
 
 /// The latency assumed when nothing recent was measured in a client: only the in-flight
 /// counts tell endpoints apart then.
@@ -78,6 +99,21 @@ impl Load {
             .map(|e| e.ns)
     }
 
+    /// This endpoint lost a comparison to `winner`: a recent estimate above the winner's
+    /// moves [`LOSS_RELAX`] of the way towards it (when it was updated stays the same, so it
+    /// still goes stale on time).
+    pub(crate) fn lost_to(&self, winner: &Load, now: Instant) {
+        let Some(theirs) = winner.estimate(now) else {
+            return;
+        };
+        let mut estimate = lock(&self.estimate);
+        if let Some(e) = estimate.as_mut().filter(|e| e.fresh(now, self.decay_ns)) {
+            if e.ns > theirs {
+                e.ns = theirs + (e.ns - theirs) * (1.0 - LOSS_RELAX);
+            }
+        }
+    }
+
     /// A response head arrived `rtt` after the request went out on a ready connection.
     pub(crate) fn observe(&self, rtt: Duration, now: Instant) {
         let ns = rtt.as_nanos() as f64;
@@ -119,10 +155,10 @@ impl Ewma {
     }
 
     /// Moves towards `ns`: the longer since the last update, the more the new sample weighs
-    /// (weight of the old estimate `e^(-elapsed/decay)`).
+    /// (weight of the old estimate `e^(-elapsed/decay)`, at most `1 - MIN_SAMPLE_WEIGHT`).
     fn average(self, ns: f64, now: Instant, decay_ns: f64) -> Ewma {
         let elapsed = now.saturating_duration_since(self.at).as_nanos() as f64;
-        let w = (-elapsed / decay_ns).exp();
+        let w = (-elapsed / decay_ns).exp().min(1.0 - MIN_SAMPLE_WEIGHT);
         Ewma {
             ns: self.ns * w + ns * (1.0 - w),
             at: now,
@@ -176,6 +212,26 @@ mod tests {
         let later = t0 + Duration::from_secs(11);
         assert_eq!(slow.estimate(later), None);
         assert_eq!(slow.cost(later, || 0.1e6), 0.1e6, "worth one more try");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_loser_relaxes_towards_the_winner_but_stays_stale_on_time() {
+        let (a, b) = (Load::new(DECAY), Load::new(DECAY));
+        let t0 = Instant::now();
+        a.observe(10 * MS, t0);
+        b.observe(MS, t0);
+        a.lost_to(&b, t0);
+        assert_eq!(a.estimate(t0), Some(7_300_000.0), "30% of the way to 1ms");
+        b.lost_to(&a, t0);
+        assert_eq!(
+            b.estimate(t0),
+            Some(1_000_000.0),
+            "a cheaper loser is left alone"
+        );
+        let later = t0 + Duration::from_secs(11);
+        b.observe(MS, later);
+        a.lost_to(&b, later);
+        assert_eq!(a.estimate(later), None, "relaxing does not refresh it");
     }
 
     #[tokio::test(start_paused = true)]
