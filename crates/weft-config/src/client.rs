@@ -25,15 +25,17 @@ pub struct ClientConfig {
     pub load_balancer: LoadBalancerConfig,
     /// Ejection of failing endpoints (yaml `failureAccrual`).
     pub failure_accrual: FailureAccrualConfig,
-    /// How long a request waits for an endpoint of its client to become available (all
-    /// ejected, none discovered yet, all connects failing) before it fails with 503 (yaml
+    /// How long a request waits, while failure accrual has ejected every endpoint of its
+    /// client, for one to come back before it fails with 503 `failfast` (yaml
     /// `failFastTimeout`, a duration > 0); default 3s.
     #[serde(serialize_with = "ser_duration")]
     pub fail_fast_timeout: Duration,
-    /// Bounds the re-sends of requests that provably never reached an endpoint (connect
-    /// refused, no endpoint picked, an HTTP/2 `REFUSED_STREAM`), whatever the response
+    /// Bounds the re-sends to another endpoint of requests whose connection the endpoint
+    /// refused or could not make (refused, timed out, TLS failed), whatever the response
     /// classifier says (yaml `requeueBudget`, same keys as `service.retries.budget`); default
-    /// like the retry budget: 0.2, 10/s, 10s.
+    /// like the retry budget: 0.2, 10/s, 10s. Re-sends on a fresh connection after a stale
+    /// one failed, or after HTTP/2 refused a stream, take no budget: they are bounded by the
+    /// attempts of a request.
     pub requeue_budget: RetryBudget,
     /// TLS towards the endpoints (yaml `tls`): mesh mTLS (`{serverIdentity}`) or TLS to a
     /// server outside the mesh (`{serverName, trustRoots}`); `None`: plaintext.

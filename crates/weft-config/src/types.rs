@@ -123,12 +123,13 @@ pub struct RouterConfig {
     pub dtab: naming::Dtab,
     /// The prefix of the logical names the identifier produces (yaml `dstPrefix`); default `/svc`.
     pub dst_prefix: naming::Path,
-    /// How long a request waits for its name to bind before failing with 504 (yaml
-    /// `bindingTimeout`, a duration); default 10s.
+    /// How long a request waits for its name to bind before failing with 503
+    /// `binding-timeout` (yaml `bindingTimeout`, a duration); default 10s.
     #[serde(serialize_with = "ser_duration")]
     pub binding_timeout: Duration,
-    /// The most `Via` hops a request may carry; more is a routing loop and gets 400 (yaml
-    /// `maxHops`, at least 1); default 16.
+    /// The most weft proxies a request may have passed through (its `l5d-hop-count`), and the
+    /// most `Via` entries it may carry; more is a routing loop and gets 400 `loop-detected`
+    /// (yaml `maxHops`, at least 1); default 16.
     pub max_hops: u32,
     /// The largest request header block accepted, in bytes; bigger gets 431 (yaml
     /// `maxHeaderBytes`, at least 1); default 65536.

@@ -289,7 +289,7 @@ impl Metrics {
         );
         registry.register(
             "requeues",
-            "Requests sent again because they provably never reached an endpoint",
+            "Requests sent again without spending the retry budget: to another endpoint after a connection could not be made, or on a fresh connection after a stale one lost the request or HTTP/2 refused it",
             requeues.clone(),
         );
         registry.register(
@@ -585,7 +585,8 @@ impl ServiceMetrics {
         self.retries.inc();
     }
 
-    /// Counts a requeue of a request that never reached an endpoint.
+    /// Counts a requeue: a request sent again to another endpoint after its connection could
+    /// not be made, or on a fresh connection after a stale one lost it.
     pub fn requeue(&self) {
         self.requeues.inc();
     }

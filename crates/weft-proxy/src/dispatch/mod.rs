@@ -90,6 +90,36 @@ pub(crate) struct Forwarded {
     request_body: Option<BodyState>,
 }
 
+/// The endpoints a request already failed on (at most one per attempt), without an
+/// allocation per request.
+#[derive(Debug)]
+struct Tried {
+    addrs: [SocketAddr; MAX_ATTEMPTS as usize],
+    len: usize,
+}
+
+impl Default for Tried {
+    fn default() -> Tried {
+        Tried {
+            addrs: [SocketAddr::from(([0, 0, 0, 0], 0)); MAX_ATTEMPTS as usize],
+            len: 0,
+        }
+    }
+}
+
+impl Tried {
+    fn push(&mut self, addr: SocketAddr) {
+        if let Some(slot) = self.addrs.get_mut(self.len) {
+            *slot = addr;
+            self.len += 1;
+        }
+    }
+
+    fn as_slice(&self) -> &[SocketAddr] {
+        &self.addrs[..self.len]
+    }
+}
+
 /// What follows a failed attempt.
 #[derive(Debug, PartialEq, Eq)]
 enum Next {
@@ -119,9 +149,11 @@ impl Dispatch<'_> {
     ) -> Result<Forwarded, ProxyError> {
         self.budget.deposit();
         let mut deposited: Option<Arc<Balancer>> = None;
-        let mut last_error: Option<ProxyError> = None;
+        // The outcome to answer with if no later attempt can be made: a failed response the
+        // application gave (kept unread while a retry runs) wins over a proxy error.
+        let mut last: Option<Result<Forwarded, ProxyError>> = None;
         // Endpoints this request already failed on: later attempts go elsewhere if they can.
-        let mut tried: Vec<SocketAddr> = Vec::new();
+        let mut tried = Tried::default();
         // Set after a stale connection lost the request: the same endpoint, a new connection.
         let mut again: Option<(Arc<Balancer>, Arc<Endpoint>)> = None;
         for attempt in 1..=MAX_ATTEMPTS {
@@ -138,11 +170,14 @@ impl Dispatch<'_> {
                         deposited = Some(balancer.clone());
                     }
                     // Only the first attempt waits out failfast; a later one that finds every
-                    // endpoint ejected reports what went wrong with the earlier attempts.
-                    let picked = balancer.pick_or_failfast(&tried, attempt == 1).await;
-                    let endpoint = match (picked, last_error) {
-                        (Ok(e), _) => e,
-                        (Err(_), Some(previous)) => return Err(previous),
+                    // endpoint ejected answers with what the earlier attempts got.
+                    let picked = balancer.pick_or_failfast(tried.as_slice(), attempt == 1).await;
+                    let endpoint = match (picked, last) {
+                        (Ok(e), kept) => {
+                            last = kept;
+                            e
+                        }
+                        (Err(_), Some(previous)) => return previous,
                         (Err(e), None) => return Err(e),
                     };
                     tried.push(endpoint.addr);
@@ -156,15 +191,13 @@ impl Dispatch<'_> {
                     if !retryable || attempt == MAX_ATTEMPTS || !self.take_retry() {
                         return Ok(fwd);
                     }
-                    // The failed response is dropped unread; failure accrual still counts it.
+                    // Failure accrual counts the failed response; it is kept, unread, in case
+                    // no retry can be made.
                     balancer.record(&endpoint, false);
                     tracing::debug!(status = %fwd.parts.status, "retry");
                     self.service.retry();
                     tokio::time::sleep(self.backoff()).await;
-                    last_error = Some(ProxyError::new(
-                        ErrorKind::UpstreamReset,
-                        format!("{} from {}", fwd.parts.status, endpoint.addr),
-                    ));
+                    last = Some(Ok(fwd));
                     continue;
                 }
                 Err(err) => err,
@@ -179,7 +212,12 @@ impl Dispatch<'_> {
             };
             tracing::debug!(error = %err, ?next, "attempt failed");
             match next {
-                Next::Stop => return Err(err),
+                Next::Stop => {
+                    return match last {
+                        Some(Ok(response)) => Ok(response),
+                        _ => Err(err),
+                    }
+                }
                 Next::Fresh => {
                     self.service.requeue();
                     again = Some((balancer, endpoint));
@@ -190,10 +228,16 @@ impl Dispatch<'_> {
                     tokio::time::sleep(self.backoff()).await;
                 }
             }
-            last_error = Some(err);
+            if !matches!(last, Some(Ok(_))) {
+                last = Some(Err(err));
+            }
         }
-        Err(last_error
-            .unwrap_or_else(|| ProxyError::new(ErrorKind::UpstreamReset, "no attempt left")))
+        last.unwrap_or_else(|| {
+            Err(ProxyError::new(
+                ErrorKind::UpstreamReset,
+                "no attempt left",
+            ))
+        })
     }
 
     /// What follows a failed attempt: the one place where an error's fault and retry safety

@@ -39,9 +39,10 @@ pub(crate) fn prepare(
             .insert(HOP_COUNT, HeaderValue::from(head.hops.saturating_add(1)));
     }
     let arrived = head.version;
-    let h1_only = endpoint.is_http1_only();
+    // Peer proxies always speak HTTP/2: what an endpoint refused says nothing about them.
+    let h1_only = !balancer.is_meshed() && endpoint.is_http1_only();
     let h2 = match balancer.protocol() {
-        _ if balancer.is_meshed() => !h1_only,
+        _ if balancer.is_meshed() => true,
         UpstreamProtocol::Auto => arrived == Version::HTTP_2 && !h1_only,
         UpstreamProtocol::Http1 => false,
         UpstreamProtocol::Http2 if h1_only => {

@@ -364,6 +364,7 @@ impl Balancer {
             accrual: Accrual::new(self.accrual.clone()),
             requests: self.metrics.endpoint_requests(&addr.to_string()),
             http1_only: AtomicBool::new(false),
+            http1_only_until: std::sync::Mutex::new(None),
         }
     }
 }

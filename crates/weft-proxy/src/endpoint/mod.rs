@@ -13,6 +13,7 @@ mod replay;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use http::{Request, Response};
@@ -36,6 +37,13 @@ use accrual::Accrual;
 use load::Load;
 use pool::Pool;
 
+/// How long an endpoint that refused HTTP/2 is taken to speak HTTP/1.1 only. Short, because
+/// the sign is indirect (a plaintext connection closed before the server's HTTP/2 SETTINGS):
+/// an HTTP/2 server that dropped a new connection for another reason gets HTTP/2 requests
+/// again a minute later, and gRPC (which then fails with `upstream-protocol`) with them. A
+/// successful HTTP/2 exchange ends it at once.
+const HTTP1_ONLY_FOR: Duration = Duration::from_secs(60);
+
 /// One endpoint of a bound client: its address and discovery weight, its connections, its
 /// load and its failure accrual state.
 pub(crate) struct Endpoint {
@@ -49,8 +57,10 @@ pub(crate) struct Endpoint {
     load: Load,
     accrual: Accrual,
     requests: Counter,
-    /// Learned when the endpoint refused HTTP/2: it speaks HTTP/1.1 only (`protocol: auto`).
+    /// Learned when the endpoint refused HTTP/2: it speaks HTTP/1.1 only (`protocol: auto`),
+    /// until the time inside (see [`HTTP1_ONLY_FOR`]).
     http1_only: AtomicBool,
+    http1_only_until: Mutex<Option<Instant>>,
 }
 
 impl Endpoint {
@@ -107,13 +117,29 @@ impl Endpoint {
         self.is_proxy
     }
 
-    /// True once the endpoint has refused HTTP/2: it speaks HTTP/1.1 only.
+    /// True while the endpoint is taken to speak HTTP/1.1 only (it refused HTTP/2 within
+    /// [`HTTP1_ONLY_FOR`]). One atomic load when it is not.
     pub(crate) fn is_http1_only(&self) -> bool {
-        self.http1_only.load(Ordering::Relaxed)
+        if !self.http1_only.load(Ordering::Relaxed) {
+            return false;
+        }
+        let until = *self
+            .http1_only_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if until.is_some_and(|t| Instant::now() < t) {
+            return true;
+        }
+        self.http1_only.store(false, Ordering::Relaxed);
+        false
     }
 
-    /// Remembers that the endpoint speaks HTTP/1.1 only.
-    pub(crate) fn set_http1_only(&self) {
+    /// Remembers that the endpoint speaks HTTP/1.1 only, for [`HTTP1_ONLY_FOR`].
+    fn set_http1_only(&self) {
+        *self
+            .http1_only_until
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + HTTP1_ONLY_FOR);
         if !self.http1_only.swap(true, Ordering::Relaxed) {
             tracing::info!(endpoint = %self.addr, "endpoint speaks HTTP/1.1 only; HTTP/2 requests go to it as HTTP/1.1");
         }

@@ -149,13 +149,17 @@ impl Carried {
 /// Removes every `l5d-*` header a client sent (`clearContext`, Linkerd 1's server option):
 /// per-request dtabs (`l5d-dtab`, `l5d-ctx-*`), `l5d-dst-override` and the rest, so a client
 /// from outside the mesh cannot steer its request. Returns what is left to act on.
+///
+/// The hop count stays: a client can only make its own request fail with it, and without it
+/// a loop through a `clearContext` listener (an edge router that routes to itself) would
+/// never end.
 pub(crate) fn clear_context(headers: &mut HeaderMap, carried: Carried) -> Carried {
     if !carried.context {
         return carried;
     }
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| n.as_str().starts_with("l5d-"))
+        .filter(|n| n.as_str().starts_with("l5d-") && **n != HOP_COUNT)
         .cloned()
         .collect();
     for name in names {
@@ -165,9 +169,8 @@ pub(crate) fn clear_context(headers: &mut HeaderMap, carried: Carried) -> Carrie
         dtab: false,
         ctx_dtab: false,
         orig_proto: false,
-        hops: false,
         orig_case: false,
-        context: false,
+        context: carried.hops,
         ..carried
     }
 }
@@ -378,7 +381,7 @@ mod tests {
     }
 
     #[test]
-    fn clear_context_removes_every_l5d_header_and_keeps_the_rest() {
+    fn clear_context_removes_every_l5d_header_but_the_hop_count() {
         let mut h = map(&[
             ("l5d-dtab", "/svc/pay => /$/inet/attacker/80"),
             ("l5d-ctx-dtab", "/a=>/b"),
@@ -389,10 +392,10 @@ mod tests {
         ]);
         let scanned = Carried::scan(&h);
         let carried = clear_context(&mut h, scanned);
-        assert_eq!(h.len(), 2, "{h:?}");
+        assert_eq!(h.len(), 3, "{h:?}");
         assert!(h.contains_key("host") && h.contains_key("x-l5d-not-ours"));
-        assert!(!(carried.dtab || carried.ctx_dtab || carried.hops || carried.context));
-        assert_eq!(hop_count(&h, carried), 0);
+        assert!(!(carried.dtab || carried.ctx_dtab || carried.orig_proto));
+        assert_eq!(hop_count(&h, carried), 3, "the hop count stays: loops end");
     }
 
     #[test]

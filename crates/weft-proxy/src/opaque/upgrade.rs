@@ -21,7 +21,7 @@ use crate::clients::Clients;
 use crate::dispatch::{Classifier, Forwarded};
 use crate::endpoint::origin_form;
 use crate::error::{ErrorKind, ProxyError};
-use crate::headers::Carried;
+use crate::headers::{Carried, HOP_COUNT};
 
 /// What forwarding one upgrade request needs.
 pub(crate) struct Upgrade<'a> {
@@ -30,6 +30,8 @@ pub(crate) struct Upgrade<'a> {
     pub(crate) local: &'a Dtab,
     pub(crate) name: &'a Path,
     pub(crate) classifier: Classifier,
+    /// Weft proxies the request passed through before this one (`l5d-hop-count`).
+    pub(crate) hops: u32,
     /// The tunnel closes after this long without a byte either way (`tcpIdleTimeout`).
     pub(crate) idle: Duration,
     /// Bytes to the upstream and to the downstream.
@@ -96,6 +98,10 @@ impl Upgrade<'_> {
             }
         });
         let is_connect = downstream.method() == Method::CONNECT;
+        if endpoint.is_proxy() {
+            // A weft proxy counts the hop, so a loop of upgrades ends like any other.
+            headers.insert(HOP_COUNT, HeaderValue::from(self.hops.saturating_add(1)));
+        }
         if let Some(protocol) = downstream.headers().get(header::UPGRADE).cloned() {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol);

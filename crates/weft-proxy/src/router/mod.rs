@@ -237,7 +237,7 @@ impl Router {
         if opaque::is_upgrade(&req, carried) {
             // Boxed: the upgrade path's state is large and rare; inline, every request's future
             // would carry it (and hyper moves that future once per request).
-            let (uri, headers) = rewrite_request(
+            let (uri, mut headers) = rewrite_request(
                 req.uri(),
                 req.headers().clone(),
                 req.version(),
@@ -246,11 +246,13 @@ impl Router {
                 carried,
                 self.config.via,
             )?;
+            exchange.inject(&mut headers);
             let upgrade = opaque::Upgrade {
                 clients: &self.clients,
                 local: &local,
                 name: &id.name,
                 classifier: route.classifier,
+                hops,
                 idle: self.config.tcp_idle_timeout,
                 counters: [
                     self.metrics.tcp_bytes("to_upstream"),
