@@ -9,7 +9,9 @@
 //! - [`Client`]: HTTP/1 and HTTP/2 (prior knowledge) clients that always dial one address,
 //!   whatever the request's authority, plus raw-socket helpers ([`raw`]);
 //! - [`Disco`]: a directory for the `fs` namer with atomic and non-atomic writes;
-//! - [`metrics`]: fetching and reading the Prometheus text of the admin server.
+//! - [`metrics`]: fetching and reading the Prometheus text of the admin server;
+//! - [`tap`]: a live tap on the admin server, its events grouped by request;
+//! - [`tunnel`]: CONNECT tunnels over raw sockets.
 //!
 //! No fixed ports, no sleeps to wait for readiness: everything binds port 0 and polls.
 
@@ -18,6 +20,8 @@ mod disco;
 pub mod metrics;
 pub mod raw;
 pub mod scripted;
+pub mod tap;
+pub mod tunnel;
 mod upstream;
 mod weft;
 
