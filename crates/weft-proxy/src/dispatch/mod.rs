@@ -171,7 +171,9 @@ impl Dispatch<'_> {
                     }
                     // Only the first attempt waits out failfast; a later one that finds every
                     // endpoint ejected answers with what the earlier attempts got.
-                    let picked = balancer.pick_or_failfast(tried.as_slice(), attempt == 1).await;
+                    let picked = balancer
+                        .pick_or_failfast(tried.as_slice(), attempt == 1)
+                        .await;
                     let endpoint = match (picked, last) {
                         (Ok(e), kept) => {
                             last = kept;
@@ -232,12 +234,7 @@ impl Dispatch<'_> {
                 last = Some(Err(err));
             }
         }
-        last.unwrap_or_else(|| {
-            Err(ProxyError::new(
-                ErrorKind::UpstreamReset,
-                "no attempt left",
-            ))
-        })
+        last.unwrap_or_else(|| Err(ProxyError::new(ErrorKind::UpstreamReset, "no attempt left")))
     }
 
     /// What follows a failed attempt: the one place where an error's fault and retry safety
