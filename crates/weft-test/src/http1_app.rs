@@ -352,3 +352,44 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Client;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn answers_http1_and_closes_silently_on_the_http2_preface() {
+        let app = Http1App::start("books").await;
+        let r = Client::http1(app.addr())
+            .get("books", "/")
+            .await
+            .expect("GET");
+        assert_eq!(r.header(APP_VERSION_HEADER), Some("HTTP/1.1"));
+        assert_eq!(r.text(), "hello from books over HTTP/1.1\n");
+        assert!(Client::http2(app.addr()).get("books", "/").await.is_err());
+        let mut s = TcpStream::connect(app.addr()).await.expect("connect");
+        s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .expect("write preface");
+        let mut got = Vec::new();
+        let _ = s.read_to_end(&mut got).await;
+        assert!(got.is_empty(), "{:?}", String::from_utf8_lossy(&got));
+        assert_eq!(app.requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn closes_a_connection_idle_past_its_deadline() {
+        let app = Http1App::with_idle_timeout("books", Duration::from_millis(100)).await;
+        let mut s = TcpStream::connect(app.addr()).await.expect("connect");
+        s.write_all(b"GET / HTTP/1.1\r\nhost: books\r\n\r\n")
+            .await
+            .expect("write");
+        let mut all = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all)).await;
+        assert!(read.is_ok(), "the idle connection was not closed");
+        assert!(String::from_utf8_lossy(&all).starts_with("HTTP/1.1 200"));
+        assert_eq!((app.idle_closes(), app.unread_closes()), (1, 0));
+    }
+}
