@@ -8,6 +8,9 @@
 //!   and kills the process on drop;
 //! - [`Client`]: HTTP/1 and HTTP/2 (prior knowledge) clients that always dial one address,
 //!   whatever the request's authority, plus raw-socket helpers ([`raw`]);
+//! - [`Http1App`]: an application that speaks HTTP/1.1 only and can close idle keep-alive
+//!   connections as Node and Go servers do; [`Nginx`]: a real nginx as a child process;
+//! - [`broken`]: clients that break their request bodies midway, on cue;
 //! - [`Disco`]: a directory for the `fs` namer with atomic and non-atomic writes;
 //! - [`metrics`]: fetching and reading the Prometheus text of the admin server;
 //! - [`tap`]: a live tap on the admin server, its events grouped by request;
@@ -15,9 +18,12 @@
 //!
 //! No fixed ports, no sleeps to wait for readiness: everything binds port 0 and polls.
 
+pub mod broken;
 mod client;
 mod disco;
+mod http1_app;
 pub mod metrics;
+mod nginx;
 pub mod raw;
 pub mod scripted;
 pub mod tap;
@@ -27,7 +33,9 @@ mod weft;
 
 pub use client::{Client, ClientError, FixedConnector, TestBody, TestResponse};
 pub use disco::Disco;
+pub use http1_app::{Http1App, APP_VERSION_HEADER};
 pub use metrics::get_metrics;
+pub use nginx::Nginx;
 pub use upstream::{closed_port, Behaviour, Echo, Upstream, DELAY_HEADER, ECHO_HEADER};
 pub use weft::{Exited, Signal, Weft};
 
