@@ -27,7 +27,7 @@
 //! weft-loadgen rate  --addr A --proto h1|h2 --rate R --duration S [--warmup S] [--conns C] [--host H]
 //! weft-loadgen max   --addr A --proto h1|h2 --duration S [--warmup S] [--conns C] [--streams M] [--host H]
 //! weft-loadgen serve [--h1 ADDR] [--h2 ADDR]
-//! weft-loadgen proxy --upstream ADDR --proto h1|h2 [--listen ADDR]
+//! weft-loadgen proxy --upstream ADDR --proto h1|h2 [--listen ADDR] [--preserve-case true]
 //! ```
 
 use std::collections::HashMap;
@@ -460,6 +460,9 @@ async fn proxy(args: &Args) -> String {
     let upstream: SocketAddr = arg(args, "upstream", None);
     let h2 = arg::<String>(args, "proto", Some("h1".into())) == "h2";
     let listen = arg::<SocketAddr>(args, "listen", Some(([127, 0, 0, 1], 0).into()));
+    // HTTP/1.1 header names spelled as the client sent them, as weft keeps them: hyper's own
+    // cost of that, for the comparison with weft.
+    let preserve_case = arg::<bool>(args, "preserve-case", Some(false));
     let listener = TcpListener::bind(listen)
         .await
         .unwrap_or_else(|e| fail(&format!("bind: {e}")));
@@ -489,7 +492,11 @@ async fn proxy(args: &Args) -> String {
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
             } else {
-                let Ok((tx, conn)) = http1::handshake(TokioIo::new(up)).await else {
+                let Ok((tx, conn)) = http1::Builder::new()
+                    .preserve_header_case(preserve_case)
+                    .handshake(TokioIo::new(up))
+                    .await
+                else {
                     return;
                 };
                 tokio::spawn(conn);
@@ -500,6 +507,7 @@ async fn proxy(args: &Args) -> String {
                     async move { tx.lock().await.send_request(req).await }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
+                    .preserve_header_case(preserve_case)
                     .serve_connection(TokioIo::new(tcp), svc)
                     .await;
             }

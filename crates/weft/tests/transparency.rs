@@ -6,14 +6,13 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use weft_test::Nginx;
 
 /// An HTTP/1.1 application that records each request head as the bytes it received, and
 /// answers with a mixed-case response header.
@@ -109,70 +108,6 @@ async fn header_names_keep_their_spelling_across_the_proxy_to_proxy_hop() {
     );
 }
 
-/// An nginx serving one compressible page with its default gzip settings (`gzip on` for
-/// text, `gzip_proxied off`: responses to requests that carry `Via` are not compressed).
-struct Nginx {
-    child: tokio::process::Child,
-    addr: SocketAddr,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    async fn start() -> Nginx {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let root: PathBuf = dir.path().join("html");
-        std::fs::create_dir_all(&root).expect("html dir");
-        std::fs::write(root.join("page.txt"), "compress me ".repeat(2000)).expect("page");
-        let port = free_port();
-        let conf = format!(
-            "daemon off;\npid {0}/nginx.pid;\nerror_log {0}/error.log;\nevents {{}}\n\
-             http {{\n  access_log off;\n  client_body_temp_path {0}/body;\n  proxy_temp_path {0}/proxy;\n  \
-             fastcgi_temp_path {0}/fcgi;\n  uwsgi_temp_path {0}/uwsgi;\n  scgi_temp_path {0}/scgi;\n  \
-             types {{ text/plain txt; }}\n  gzip on;\n  gzip_types text/plain;\n  \
-             server {{ listen 127.0.0.1:{1}; root {2}; }}\n}}\n",
-            dir.path().display(),
-            port,
-            root.display()
-        );
-        let conf_path = dir.path().join("nginx.conf");
-        std::fs::write(&conf_path, conf).expect("nginx.conf");
-        let child = tokio::process::Command::new("nginx")
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(&conf_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("nginx runs (Debian package nginx)");
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let up = eventually(Duration::from_secs(10), || async {
-            TcpStream::connect(addr).await.ok().map(|_| ())
-        })
-        .await;
-        assert!(up.is_some(), "nginx did not listen on {addr}");
-        Nginx {
-            child,
-            addr,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-/// A port free right now (bound to 0, then released), for a server that needs one in its
-/// configuration.
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// `Content-Encoding` of the response to a gzip-accepting GET of the page through `addr`.
 async fn encoding_through(addr: SocketAddr) -> Option<String> {
     let req = b"GET /page.txt HTTP/1.1\r\nHost: books\r\nAccept-Encoding: gzip\r\nConnection: close\r\n\r\n";
@@ -191,14 +126,22 @@ async fn encoding_through(addr: SocketAddr) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_compresses_through_weft_as_it_does_without_it() {
-    let nginx = Nginx::start().await;
+    // A compressible page, served with nginx's default gzip settings for text: `gzip on`,
+    // and `gzip_proxied off` (responses to requests that carry `Via` are not compressed).
+    let root = tempfile::tempdir().expect("temp dir");
+    std::fs::write(root.path().join("page.txt"), "compress me ".repeat(2000)).expect("page");
+    let nginx = Nginx::start(&format!(
+        "root {}; default_type text/plain; gzip on; gzip_types text/plain;",
+        root.path().display()
+    ))
+    .await;
     assert_eq!(
-        encoding_through(nginx.addr).await.as_deref(),
+        encoding_through(nginx.addr()).await.as_deref(),
         Some("gzip"),
         "directly"
     );
     let disco = Disco::new();
-    disco.write("books", &format!("127.0.0.1 {}\n", nginx.addr.port()));
+    disco.write("books", &nginx.fs_line());
     let weft = start_fs_weft(&disco).await;
     assert_eq!(
         encoding_through(weft.router("outbound")).await.as_deref(),

@@ -96,7 +96,12 @@ impl Accrual {
     }
 
     /// Records one result (`success` by the response classifier); returns what changed.
-    pub(crate) fn record(&self, success: bool, now: Instant) -> Option<Transition> {
+    /// `now` is asked for only when the result ejects the endpoint (most results do not).
+    pub(crate) fn record(
+        &self,
+        success: bool,
+        now: impl FnOnce() -> Instant,
+    ) -> Option<Transition> {
         let (threshold_hit, backoff) = {
             let mut state = self.lock();
             if state.phase == Phase::Probing {
@@ -110,7 +115,7 @@ impl Accrual {
                 let backoff = self.backoff(state.ejections)?;
                 state.ejections = state.ejections.saturating_add(1);
                 state.phase = Phase::Ejected {
-                    until: now + backoff,
+                    until: now() + backoff,
                 };
                 return Some(Transition::Ejected);
             }
@@ -151,7 +156,7 @@ impl Accrual {
         let mut state = self.lock();
         state.ejections = state.ejections.saturating_add(1);
         state.phase = Phase::Ejected {
-            until: now + backoff,
+            until: now() + backoff,
         };
         state.consecutive_failures = 0;
         state.window.clear();
@@ -194,17 +199,17 @@ mod tests {
     fn ejects_after_consecutive_failures_then_one_probe_revives() {
         let a = consecutive(3);
         let t0 = Instant::now();
-        assert_eq!(a.record(false, t0), None);
-        assert_eq!(a.record(true, t0), None, "a success resets the count");
-        assert_eq!(a.record(false, t0), None);
-        assert_eq!(a.record(false, t0), None);
-        assert_eq!(a.record(false, t0), Some(Transition::Ejected));
+        assert_eq!(a.record(false, || t0), None);
+        assert_eq!(a.record(true, || t0), None, "a success resets the count");
+        assert_eq!(a.record(false, || t0), None);
+        assert_eq!(a.record(false, || t0), None);
+        assert_eq!(a.record(false, || t0), Some(Transition::Ejected));
         assert!(!a.is_available(t0));
         let later = t0 + Duration::from_secs(6);
         assert!(a.is_available(later), "backoff (2.5s..5s) is over");
         a.on_pick(later);
         assert!(!a.is_available(later), "only one probe at a time");
-        assert_eq!(a.record(true, later), Some(Transition::Revived));
+        assert_eq!(a.record(true, || later), Some(Transition::Revived));
         assert!(a.is_available(later));
     }
 
@@ -212,10 +217,10 @@ mod tests {
     fn failed_probe_ejects_again_for_longer() {
         let a = consecutive(1);
         let t0 = Instant::now();
-        assert_eq!(a.record(false, t0), Some(Transition::Ejected));
+        assert_eq!(a.record(false, || t0), Some(Transition::Ejected));
         let t1 = t0 + Duration::from_secs(6);
         a.on_pick(t1);
-        assert_eq!(a.record(false, t1), Some(Transition::Ejected));
+        assert_eq!(a.record(false, || t1), Some(Transition::Ejected));
         let until = a.ejected_until().expect("ejected");
         assert!(
             until >= t1 + Duration::from_secs(5),
@@ -235,11 +240,15 @@ mod tests {
         });
         let t = Instant::now();
         for _ in 0..7 {
-            assert_eq!(a.record(true, t), None);
+            assert_eq!(a.record(true, || t), None);
         }
-        assert_eq!(a.record(false, t), None);
-        assert_eq!(a.record(false, t), None);
-        assert_eq!(a.record(false, t), Some(Transition::Ejected), "7/10 < 0.8");
+        assert_eq!(a.record(false, || t), None);
+        assert_eq!(a.record(false, || t), None);
+        assert_eq!(
+            a.record(false, || t),
+            Some(Transition::Ejected),
+            "7/10 < 0.8"
+        );
     }
 
     #[test]
@@ -247,7 +256,7 @@ mod tests {
         let a = Accrual::new(FailureAccrualConfig::None);
         let t = Instant::now();
         for _ in 0..100 {
-            assert_eq!(a.record(false, t), None);
+            assert_eq!(a.record(false, || t), None);
         }
     }
 }

@@ -201,7 +201,8 @@ impl Balancer {
         avoid: &[SocketAddr],
         wait: bool,
     ) -> Result<Arc<Endpoint>, ProxyError> {
-        let deadline = Instant::now() + self.fail_fast;
+        // Read only when every endpoint is ejected: a pick that succeeds needs no deadline.
+        let mut deadline: Option<Instant> = None;
         loop {
             // Registered before looking, so an update between the pick and the wait is seen.
             let changed = self.changed.notified();
@@ -214,6 +215,7 @@ impl Balancer {
                     ))
                 }
                 Pick::AllEjected { next } => {
+                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.fail_fast);
                     if !wait || Instant::now() >= deadline {
                         return Err(ProxyError::new(
                             ErrorKind::FailFast,
@@ -256,7 +258,7 @@ impl Balancer {
     /// Records the result of an exchange with `endpoint` for failure accrual (only results
     /// that are the endpoint's own: see `ProxyError::blames_endpoint`).
     pub(crate) fn record(&self, endpoint: &Endpoint, success: bool) {
-        let Some(transition) = endpoint.accrual.record(success, Instant::now()) else {
+        let Some(transition) = endpoint.accrual.record(success, Instant::now) else {
             return;
         };
         match transition {

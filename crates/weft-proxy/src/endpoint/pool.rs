@@ -130,7 +130,7 @@ impl Shared {
         let sent_at = Instant::now();
         match tx.try_send_request(req).await {
             Ok(rsp) => {
-                self.checkin_h1(tx);
+                self.checkin_h1(tx, sent_at);
                 Ok((rsp, sent_at))
             }
             Err(mut err) => {
@@ -155,13 +155,11 @@ impl Shared {
 
     /// Puts a connection back right after its response head: it becomes ready (and may be
     /// checked out) once hyper has read the response body to its end.
-    fn checkin_h1(self: &Arc<Self>, tx: http1::SendRequest<ReplayBody>) {
+    /// `used` is when its request went out.
+    fn checkin_h1(self: &Arc<Self>, tx: http1::SendRequest<ReplayBody>, used: Instant) {
         let mut pool = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
         if pool.len() < MAX_POOLED {
-            pool.push(Pooled {
-                tx,
-                used: Instant::now(),
-            });
+            pool.push(Pooled { tx, used });
         }
     }
 
