@@ -156,6 +156,15 @@ impl Binding {
     pub fn state(&self) -> watch::Receiver<BindState> {
         self.state.clone()
     }
+
+    /// The bound tree, if the binding is bound right now: what a request needs in the usual
+    /// case, without a receiver of its own (see [`Binding::state`] to wait for a change).
+    pub fn bound(&self) -> Option<Arc<BoundTree>> {
+        match &*self.state.borrow() {
+            BindState::Bound(tree) => Some(tree.clone()),
+            _ => None,
+        }
+    }
 }
 
 /// The namer watches one binding uses, kept across re-binds so that lookups are not

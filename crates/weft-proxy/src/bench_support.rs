@@ -54,8 +54,16 @@ pub fn rewrite_request_head(uri: &Uri, headers: HeaderMap, via: ViaPolicy) -> (U
     std::hint::black_box(carried.via && via_hops(&headers) > 0);
     std::hint::black_box(hop_count(&headers, carried));
     let local = local_dtab(&headers, carried).unwrap_or_default();
-    rewrite_request(uri, headers, Version::HTTP_11, &local, None, carried, via)
-        .unwrap_or_else(|_| (uri.clone(), HeaderMap::new()))
+    rewrite_request(
+        uri.clone(),
+        headers,
+        Version::HTTP_11,
+        &local,
+        None,
+        carried,
+        via,
+    )
+    .unwrap_or_else(|_| (uri.clone(), HeaderMap::new()))
 }
 
 /// The response-head work for one response: hop-by-hop headers out, and `Via` in when

@@ -27,9 +27,24 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         }
     }
 
-    /// The value for `key`, if present.
-    pub(crate) fn get(&self, key: &K) -> Option<V> {
+    /// The value for `key` (or a borrowed form of it, e.g. `&[u8]` for `Box<[u8]>`), if
+    /// present.
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<V>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.read().get(key).cloned()
+    }
+
+    /// Inserts `value` for `key` and returns the value then in the cache (an earlier
+    /// insertion wins). When the cache is full it starts over first.
+    pub(crate) fn insert(&self, key: K, value: V) -> V {
+        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
+        if map.len() >= self.max && !map.contains_key(&key) {
+            map.clear();
+        }
+        map.entry(key).or_insert(value).clone()
     }
 
     /// The value for `key`, made with `make` if absent. When the cache is full it starts
@@ -45,32 +60,6 @@ impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
         map.entry(key.clone()).or_insert_with(make).clone()
     }
 
-    /// Looks `key` up with `find`; if that finds nothing, adds to its entry with `add`
-    /// (creating the entry if there is room) or, when the cache is full, answers `full()`.
-    pub(crate) fn find_or_add<R>(
-        &self,
-        key: &K,
-        find: impl Fn(&V) -> Option<R>,
-        add: impl FnOnce(&mut V) -> R,
-        full: impl FnOnce() -> R,
-    ) -> R
-    where
-        V: Default,
-    {
-        if let Some(r) = self.read().get(key).and_then(&find) {
-            return r;
-        }
-        let mut map = self.map.write().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= self.max && !map.contains_key(key) {
-            return full();
-        }
-        let entry = map.entry(key.clone()).or_default();
-        match find(entry) {
-            Some(r) => r,
-            None => add(entry),
-        }
-    }
-
     fn read(&self) -> RwLockReadGuard<'_, HashMap<K, V, FastHash>> {
         self.map.read().unwrap_or_else(PoisonError::into_inner)
     }
@@ -81,25 +70,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_full_cache_starts_over_and_find_or_add_overflows() {
+    fn a_full_cache_starts_over() {
         let c: Cache<u32, u32> = Cache::new(2);
         assert_eq!(c.get_or_insert_with(&1, || 10), 10);
         assert_eq!(c.get_or_insert_with(&1, || 99), 10, "kept");
         c.get_or_insert_with(&2, || 20);
         assert_eq!(c.get_or_insert_with(&3, || 30), 30);
         assert_eq!(c.get_or_insert_with(&1, || 11), 11, "started over");
-
-        let v: Cache<u32, Vec<u32>> = Cache::new(1);
-        let add = |e: &mut Vec<u32>| {
-            e.push(7);
-            7
-        };
-        assert_eq!(v.find_or_add(&1, |e| e.first().copied(), add, || 0), 7);
-        assert_eq!(v.find_or_add(&1, |e| e.first().copied(), |_| 8, || 0), 7);
+        assert_eq!(c.insert(1, 12), 11, "an earlier value wins");
+        let b: Cache<Box<[u8]>, u32> = Cache::new(2);
+        b.insert(b"books".as_slice().into(), 1);
         assert_eq!(
-            v.find_or_add(&2, |e| e.first().copied(), |_| 9, || 0),
-            0,
-            "full"
+            b.get(b"books".as_slice()),
+            Some(1),
+            "found by a borrowed key"
         );
     }
 }

@@ -1,21 +1,24 @@
-//! The state a router keeps per name, in one place: bindings of logical names through the
-//! dtab and namers, bound clients (balancers, kept in step with discovery), retry budgets and
-//! per-service metrics handles. Each sits in a bounded [`Cache`], because names come from
-//! requests.
+//! The state a router keeps per name, in one place: logical services ([`Service`]: binding,
+//! retry budget, per-route metrics), bindings under per-request dtabs, and bound clients
+//! (balancers, kept in step with discovery). Each sits in a bounded [`Cache`], because names
+//! come from requests.
 //!
 //! [`Clients`] holds its own configuration and knows nothing of the router above it: the
-//! router asks it for a service's metrics and budget, the dispatcher and the opaque paths ask
-//! it to [`bind`](Clients::bind) a name to a bound client for each attempt.
+//! router asks it for a request's service, the dispatcher and the opaque paths ask it to
+//! [`bind`](Clients::bind) the service to a bound client for each attempt.
 
+mod service;
+
+use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use tower::retry::budget::TpsBudget;
 use weft_config::{ClientConfig, ClientTlsConfig, RetryBudget, RouterConfig};
 use weft_naming::{
-    BindState, Binding, BoundName, BoundTree, DelegateTree, Dtab, Interpreter, Path, Sampled,
+    BindState, Binding, BoundName, BoundTree, DelegateTree, Dtab, Interpreter, NameTree, Path,
+    Sampled,
 };
 use weft_telemetry::{RouterMetrics, ServiceMetrics};
 use weft_tls::{Identity, Origination};
@@ -25,21 +28,21 @@ use crate::endpoint::Balancer;
 use crate::error::{ErrorKind, ProxyError};
 use crate::tls::ClientTls;
 
+pub(crate) use service::Service;
+
 /// Bindings under a request's own dtab (`l5d-dtab`) kept at most.
 const MAX_LOCAL_BINDINGS: usize = 1024;
 /// Services with their own metrics series at most; more share `[overflow]`.
 const MAX_SERVICES: usize = 1024;
-/// Bindings and bound clients kept at most: bounds the memory a client can make the proxy
-/// spend by sending many distinct Host headers.
+/// Services, tokens and bound clients kept at most: bounds the memory a client can make the
+/// proxy spend by sending many distinct Host headers.
 const MAX_NAMES: usize = 4096;
 const OVERFLOW_SERVICE: &str = "[overflow]";
+/// The route label of requests that match no route of a service profile.
+pub(crate) const DEFAULT_ROUTE: &str = "[default]";
 const UNIDENTIFIED_SERVICE: &str = "[unidentified]";
 
-/// The metrics handles of one logical service's routes, by route name (few per name: the
-/// profile's routes and `[default]`; a list, so a lookup borrows the route name).
-type RouteMetrics = Vec<(Box<str>, ServiceMetrics)>;
-
-/// One router's bindings, bound clients, retry budgets and service metrics.
+/// One router's services, bindings and bound clients.
 pub(crate) struct Clients {
     dtab: Dtab,
     binding_timeout: Duration,
@@ -53,14 +56,20 @@ pub(crate) struct Clients {
     origination: Option<Origination>,
     /// Every address this process listens on: an endpoint there is this proxy itself.
     own: Arc<[SocketAddr]>,
-    /// Bindings under the router's own dtab, by logical name.
-    bindings: Cache<Path, Binding>,
+    /// Services by logical name.
+    services: Cache<Path, Arc<Service>>,
+    /// Services by the value a `header.token` identifier read (a Host): the usual request
+    /// finds its service without building its name.
+    tokens: Cache<Box<[u8]>, Arc<Service>>,
+    /// The names that have metrics series of their own (at most [`MAX_SERVICES`], kept for
+    /// the process's life so that the series stay bounded).
+    labelled: Mutex<HashSet<Path>>,
     /// Bindings under a dtab extended by request headers, by (local dtab text, name).
     local_bindings: Cache<(String, Path), Binding>,
     /// Bound clients, by bound id.
     balancers: Cache<Path, Arc<Balancer>>,
-    services: Cache<Path, RouteMetrics>,
-    budgets: Cache<Path, Arc<TpsBudget>>,
+    /// The metrics of requests that could not be identified.
+    unidentified: Arc<ServiceMetrics>,
     /// Unit tests: endpoints are in-memory servers.
     #[cfg(test)]
     dial: Option<crate::endpoint::memory::Dial>,
@@ -78,6 +87,7 @@ impl Clients {
         origination: Option<Origination>,
         own: Arc<[SocketAddr]>,
     ) -> Clients {
+        let unidentified = Arc::new(metrics.service(UNIDENTIFIED_SERVICE, DEFAULT_ROUTE));
         Clients {
             dtab: config.dtab.clone(),
             binding_timeout: config.binding_timeout,
@@ -88,11 +98,12 @@ impl Clients {
             identity,
             origination,
             own,
-            bindings: Cache::new(MAX_NAMES),
+            services: Cache::new(MAX_NAMES),
+            tokens: Cache::new(MAX_NAMES),
+            labelled: Mutex::new(HashSet::new()),
             local_bindings: Cache::new(MAX_LOCAL_BINDINGS),
             balancers: Cache::new(MAX_NAMES),
-            services: Cache::new(MAX_SERVICES),
-            budgets: Cache::new(MAX_SERVICES),
+            unidentified,
             #[cfg(test)]
             dial: None,
         }
@@ -105,19 +116,134 @@ impl Clients {
         self
     }
 
-    /// The bound client for one attempt: binds `name` under the router dtab plus `local`
-    /// (waiting for pending namers up to the binding timeout), draws one bound name by
-    /// weight, and returns its balancer, in step with discovery.
+    /// The service of the logical name `name` (made, and its binding started, on first use).
+    pub(crate) fn service(&self, name: &Path) -> Arc<Service> {
+        self.services.get_or_insert_with(name, || {
+            let binding = self.interpreter.bind(self.dtab.clone(), name.clone());
+            let label = self.label(name);
+            Arc::new(Service::new(
+                name.clone(),
+                binding,
+                &self.retry_budget,
+                label,
+                self.metrics.clone(),
+            ))
+        })
+    }
+
+    /// The service of the requests whose `header.token` identifier read `token`; `name`
+    /// makes its logical name the first time.
+    pub(crate) fn service_by_token(
+        &self,
+        token: &[u8],
+        name: impl FnOnce() -> Path,
+    ) -> Arc<Service> {
+        if let Some(found) = self.tokens.get(token) {
+            return found;
+        }
+        let service = self.service(&name());
+        self.tokens.insert(token.into(), service)
+    }
+
+    /// The metrics of requests that could not be identified.
+    pub(crate) fn unidentified(&self) -> Arc<ServiceMetrics> {
+        self.unidentified.clone()
+    }
+
+    /// The `service` label for `name`: its own, while fewer than [`MAX_SERVICES`] names have
+    /// one, else `[overflow]`.
+    fn label(&self, name: &Path) -> Box<str> {
+        let mut labelled = self.labelled.lock().unwrap_or_else(PoisonError::into_inner);
+        if labelled.contains(name) || labelled.len() < MAX_SERVICES {
+            labelled.insert(name.clone());
+            return name.to_string().into();
+        }
+        OVERFLOW_SERVICE.into()
+    }
+
+    /// The bound client for one attempt of a request to `service` (under the router dtab
+    /// plus `local`): the binding (waited for up to the binding timeout while a namer is
+    /// pending), one bound name drawn by weight, and its balancer, in step with discovery.
     ///
     /// # Errors
     /// `binding-timeout` (a namer still pending), `binding-failed`, `no-such-service` (Neg),
     /// `no-endpoints` (bound to an empty set).
     pub(crate) async fn bind(
         &self,
+        service: &Service,
         local: &Dtab,
-        name: &Path,
     ) -> Result<Arc<Balancer>, ProxyError> {
-        let bound = self.bound_name(local, name).await?;
+        let name = &service.name;
+        if !local.is_empty() {
+            let key = (local.to_string(), name.clone());
+            let binding = self.local_bindings.get_or_insert_with(&key, || {
+                self.interpreter.bind(self.dtab.concat(local), name.clone())
+            });
+            let tree = self.bound(&binding, name).await?;
+            return self.client(&tree, name);
+        }
+        let tree = match service.binding.bound() {
+            Some(tree) => tree,
+            None => self.bound(&service.binding, name).await?,
+        };
+        if let Some(client) = service.last_client(&tree) {
+            return Ok(client);
+        }
+        let client = self.client(&tree, name)?;
+        if matches!(*tree, NameTree::Leaf(_)) {
+            service.remember(tree, client.clone());
+        }
+        Ok(client)
+    }
+
+    /// The tree `binding` binds `name` to, waiting up to the binding timeout while it is
+    /// pending.
+    async fn bound(&self, binding: &Binding, name: &Path) -> Result<Arc<BoundTree>, ProxyError> {
+        if let Some(tree) = binding.bound() {
+            return Ok(tree);
+        }
+        let mut state = binding.state();
+        if matches!(*state.borrow(), BindState::Pending) {
+            tokio::time::timeout(
+                self.binding_timeout,
+                state.wait_for(|s| !matches!(s, BindState::Pending)),
+            )
+            .await
+            .map_err(|_| {
+                ProxyError::new(ErrorKind::BindingTimeout, format!("{name} still pending"))
+            })?
+            .map_err(|_| ProxyError::new(ErrorKind::BindingFailed, "binding stopped"))?;
+        }
+        let tree = match &*state.borrow() {
+            BindState::Bound(tree) => tree.clone(),
+            BindState::Failed(why) => {
+                return Err(ProxyError::new(
+                    ErrorKind::BindingFailed,
+                    format!("{name}: {why}"),
+                ))
+            }
+            BindState::Pending => {
+                return Err(ProxyError::new(ErrorKind::BindingTimeout, name.to_string()))
+            }
+        };
+        Ok(tree)
+    }
+
+    /// Draws one bound name of `tree` by weight and returns its balancer, in step with
+    /// discovery.
+    fn client(&self, tree: &BoundTree, name: &Path) -> Result<Arc<Balancer>, ProxyError> {
+        let bound: &BoundName = match tree.sample(fastrand::f64) {
+            Sampled::Bound(bound) => bound,
+            Sampled::Neg => {
+                return Err(ProxyError::new(ErrorKind::NoSuchService, name.to_string()))
+            }
+            Sampled::Fail => {
+                return Err(ProxyError::new(ErrorKind::BindingFailed, name.to_string()))
+            }
+            Sampled::Empty => {
+                return Err(ProxyError::new(ErrorKind::NoEndpoints, name.to_string()))
+            }
+        };
         let balancer = self.balancers.get_or_insert_with(&bound.id, || {
             let balancer = Balancer::new(
                 &self.client,
@@ -137,55 +263,6 @@ impl Clients {
         Ok(balancer)
     }
 
-    async fn bound_name(&self, local: &Dtab, name: &Path) -> Result<BoundName, ProxyError> {
-        let binding = self.binding(local, name);
-        let mut state = binding.state();
-        // Almost always bound already: wait (under a timer, which reads the clock) only for
-        // a binding still pending.
-        if matches!(*state.borrow(), BindState::Pending) {
-            tokio::time::timeout(
-                self.binding_timeout,
-                state.wait_for(|s| !matches!(s, BindState::Pending)),
-            )
-            .await
-            .map_err(|_| {
-                ProxyError::new(ErrorKind::BindingTimeout, format!("{name} still pending"))
-            })?
-            .map_err(|_| ProxyError::new(ErrorKind::BindingFailed, "binding stopped"))?;
-        }
-        let tree: Arc<BoundTree> = match &*state.borrow() {
-            BindState::Bound(tree) => tree.clone(),
-            BindState::Failed(why) => {
-                return Err(ProxyError::new(
-                    ErrorKind::BindingFailed,
-                    format!("{name}: {why}"),
-                ))
-            }
-            BindState::Pending => {
-                return Err(ProxyError::new(ErrorKind::BindingTimeout, name.to_string()))
-            }
-        };
-        let picked = match tree.sample(fastrand::f64) {
-            Sampled::Bound(bound) => Ok(bound.clone()),
-            Sampled::Neg => Err(ErrorKind::NoSuchService),
-            Sampled::Fail => Err(ErrorKind::BindingFailed),
-            Sampled::Empty => Err(ErrorKind::NoEndpoints),
-        };
-        picked.map_err(|kind| ProxyError::new(kind, name.to_string()))
-    }
-
-    fn binding(&self, local: &Dtab, name: &Path) -> Binding {
-        if local.is_empty() {
-            return self.bindings.get_or_insert_with(name, || {
-                self.interpreter.bind(self.dtab.clone(), name.clone())
-            });
-        }
-        let key = (local.to_string(), name.clone());
-        self.local_bindings.get_or_insert_with(&key, || {
-            self.interpreter.bind(self.dtab.concat(local), name.clone())
-        })
-    }
-
     /// Explains how `path` binds under the router's dtab extended by `local` (as an
     /// `l5d-dtab` header would), waiting at most the binding timeout for namers.
     pub(crate) async fn delegate(&self, path: &Path, local: &Dtab) -> DelegateTree {
@@ -193,39 +270,6 @@ impl Clients {
         self.interpreter
             .delegate(&dtab, path, self.binding_timeout)
             .await
-    }
-
-    /// The metrics of one route of the logical service `name` (`None`: a request that could
-    /// not be identified). Past [`MAX_SERVICES`] names, new ones share `[overflow]`.
-    pub(crate) fn service_metrics(&self, name: Option<&Path>, route: &str) -> ServiceMetrics {
-        let Some(name) = name else {
-            return self.metrics.service(UNIDENTIFIED_SERVICE, route);
-        };
-        let find = |routes: &RouteMetrics| {
-            routes
-                .iter()
-                .find(|(r, _)| &**r == route)
-                .map(|(_, m)| m.clone())
-        };
-        let add = |routes: &mut RouteMetrics| {
-            let metrics = self.metrics.service(&name.to_string(), route);
-            routes.push((route.into(), metrics.clone()));
-            metrics
-        };
-        let full = || self.metrics.service(OVERFLOW_SERVICE, route);
-        self.services.find_or_add(name, find, add, full)
-    }
-
-    /// The retry budget of a logical service, shared by all its requests.
-    pub(crate) fn retry_budget(&self, name: &Path) -> Arc<TpsBudget> {
-        let cfg = &self.retry_budget;
-        self.budgets.get_or_insert_with(name, || {
-            Arc::new(TpsBudget::new(
-                cfg.ttl,
-                cfg.min_retries_per_sec,
-                cfg.percent_can_retry as f32,
-            ))
-        })
     }
 
     /// TLS for a bound client: mesh TLS when its endpoints are peer proxies and `client.tls`

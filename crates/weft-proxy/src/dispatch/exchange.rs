@@ -30,7 +30,7 @@ pub(crate) const CANCELLED: &str = "cancelled";
 pub(crate) struct Exchange {
     start: Instant,
     /// The logical service's metrics, once identified.
-    service: Option<ServiceMetrics>,
+    service: Option<Arc<ServiceMetrics>>,
     tap: Option<Tapped>,
     observed: Option<Observed>,
     /// The status sent downstream and when, once the response head went out.
@@ -79,7 +79,12 @@ impl Exchange {
 
     /// The request was identified as `name` (`None`: it could not be), route `route`: its
     /// metrics are `service`.
-    pub(crate) fn identified(&mut self, service: ServiceMetrics, name: Option<&Path>, route: &str) {
+    pub(crate) fn identified(
+        &mut self,
+        service: Arc<ServiceMetrics>,
+        name: Option<&Path>,
+        route: &str,
+    ) {
         service.request();
         if let Some(observed) = self.observed.as_mut() {
             let name = name.map_or_else(String::new, Path::to_string);
@@ -95,7 +100,7 @@ impl Exchange {
 
     /// The identified service's metrics (for retries and requeues).
     pub(crate) fn service(&self) -> Option<&ServiceMetrics> {
-        self.service.as_ref()
+        self.service.as_deref()
     }
 
     /// Live taps that want this request's events.

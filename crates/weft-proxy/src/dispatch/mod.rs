@@ -28,10 +28,10 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tower::retry::budget::{Budget, TpsBudget};
 use weft_config::RetryBackoff;
-use weft_naming::{Dtab, Path};
+use weft_naming::Dtab;
 use weft_telemetry::{BudgetKind, ServiceMetrics};
 
-use crate::clients::Clients;
+use crate::clients::{Clients, Service};
 use crate::endpoint::{Balancer, BodyState, Endpoint, ReplayBody};
 use crate::error::{ErrorKind, ProxyError, Retry};
 use crate::headers::{strip_hop_by_hop, ViaPolicy};
@@ -138,14 +138,14 @@ enum Next {
 // === impl Dispatch ===
 
 impl Dispatch<'_> {
-    /// Sends the request for the logical `name` (under the router dtab plus `local`),
-    /// binding and drawing a weighted branch per attempt, until an attempt succeeds or may
-    /// not be repeated.
+    /// Sends the request to `service` (under the router dtab plus `local`), binding and
+    /// drawing a weighted branch per attempt, until an attempt succeeds or may not be
+    /// repeated.
     pub(crate) async fn run(
         mut self,
         clients: &Clients,
         local: &Dtab,
-        name: &Path,
+        service: &Service,
     ) -> Result<Forwarded, ProxyError> {
         self.budget.deposit();
         let mut deposited: Option<Arc<Balancer>> = None;
@@ -161,7 +161,7 @@ impl Dispatch<'_> {
             let (balancer, endpoint) = match again.take() {
                 Some(same) => same,
                 None => {
-                    let balancer = clients.bind(local, name).await?;
+                    let balancer = clients.bind(service, local).await?;
                     if deposited
                         .as_ref()
                         .is_none_or(|b| !Arc::ptr_eq(b, &balancer))

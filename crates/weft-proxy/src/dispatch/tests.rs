@@ -170,8 +170,8 @@ impl Test {
         body: Source,
     ) -> Result<Forwarded, ProxyError> {
         let name = Path::read("/svc/books").expect("a path");
-        let service = self.clients.service_metrics(Some(&name), "[default]");
-        let budget = self.clients.retry_budget(&name);
+        let service = self.clients.service(&name);
+        let metrics = service.route_metrics("[default]");
         let cfg = &self.config.service;
         let mut headers = HeaderMap::new();
         headers.insert(http::header::HOST, HeaderValue::from_static("books"));
@@ -189,12 +189,12 @@ impl Test {
                 classifier: cfg.response_classifier.clone(),
                 route_retryable: false,
             },
-            service: &service,
-            budget: &budget,
+            service: &metrics,
+            budget: &service.budget,
             backoff: cfg.retries.backoff,
             attempt_timeout: cfg.attempt_timeout,
         };
-        dispatch.run(&self.clients, &Dtab::empty(), &name).await
+        dispatch.run(&self.clients, &Dtab::empty(), &service).await
     }
 
     /// Sends a GET without a body and returns its status, reading the response to its end

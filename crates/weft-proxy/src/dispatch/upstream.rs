@@ -19,7 +19,7 @@ use super::Head;
 use crate::endpoint::{Balancer, Endpoint, ReplayBody};
 use crate::error::{ErrorKind, Fault, ProxyError, Retry};
 use crate::headers::case::{self, RawHead};
-use crate::headers::{HOP_COUNT, ORIG_PROTO};
+use crate::headers::{absolute_form, HOP_COUNT, ORIG_PROTO};
 
 /// Sets the version `req` (whose head is `head`) goes upstream with and adapts the head to
 /// it; a request to a weft proxy gets the hop count that catches routing loops.
@@ -55,6 +55,9 @@ pub(crate) fn prepare(
     };
     if h2 {
         *req.version_mut() = Version::HTTP_2;
+        let mut uri = std::mem::take(req.uri_mut());
+        absolute_form(&mut uri, req.headers())?;
+        *req.uri_mut() = uri;
         if arrived != Version::HTTP_2 && balancer.is_meshed() {
             // Proxy-to-proxy: the original protocol marked so the peer restores it towards
             // its application, and the header names' spelling with it.

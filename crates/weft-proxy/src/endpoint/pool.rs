@@ -304,7 +304,8 @@ impl Shared {
 /// Turns an absolute URI into origin-form (`/path?query`) for an HTTP/1 request line, with
 /// the authority moved into `Host` if the request has none (RFC 9112 section 3.2).
 pub(crate) fn origin_form<B>(req: &mut Request<B>) {
-    if req.method() == Method::CONNECT {
+    // Already in origin form (as HTTP/1.1 clients send it): nothing to do.
+    if req.method() == Method::CONNECT || req.uri().authority().is_none() {
         return;
     }
     if !req.headers().contains_key(HOST) {

@@ -200,6 +200,32 @@ pub(crate) fn via_hops(headers: &HeaderMap) -> usize {
         .sum()
 }
 
+/// Gives `uri` the absolute form an HTTP/2 request needs (`:scheme`, `:authority`), taking
+/// the authority from `Host` when the target is in origin form (RFC 9113 section 8.3.1).
+///
+/// # Errors
+/// `unidentified` when there is no authority, or `Host` is not one.
+pub(crate) fn absolute_form(uri: &mut Uri, headers: &HeaderMap) -> Result<(), ProxyError> {
+    if uri.authority().is_some() {
+        return Ok(());
+    }
+    let authority = headers
+        .get(header::HOST)
+        .and_then(|h| Authority::try_from(h.as_bytes()).ok())
+        .ok_or_else(|| ProxyError::new(ErrorKind::Unidentified, "no authority or Host"))?;
+    let path = uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    *uri = Uri::builder()
+        .scheme("http")
+        .authority(authority)
+        .path_and_query(path)
+        .build()
+        .map_err(|e| ProxyError::new(ErrorKind::Unidentified, format!("bad target: {e}")))?;
+    Ok(())
+}
+
 /// Appends this proxy to `Via` for a message received with `version`.
 pub(crate) fn append_via(headers: &mut HeaderMap, version: Version) {
     let entry = match version {
@@ -232,12 +258,18 @@ pub(crate) fn local_dtab(headers: &HeaderMap, carried: Carried) -> Result<Dtab, 
 }
 
 /// Prepares a request head for the upstream: hop-by-hop headers out, `Via` in (if `via`
-/// asks for it), the hop count out (the dispatcher sets it again for weft proxies), the
-/// local dtab forwarded as `l5d-ctx-dtab` (so an override follows the call graph), and an
-/// absolute URI that keeps the client's authority (the connector, not the URI, decides which
-/// endpoint the connection goes to). `carried` is [`Carried::scan`] of `headers`.
+/// asks for it), the hop count out (the dispatcher sets it again for weft proxies), and the
+/// local dtab forwarded as `l5d-ctx-dtab` (so an override follows the call graph). The target
+/// stays as the client sent it (with the path replaced by `rewritten`, if given): the
+/// dispatcher turns it into the form the upstream protocol needs, and the connector, not the
+/// URI, decides which endpoint the connection goes to. `carried` is [`Carried::scan`] of
+/// `headers`.
+///
+/// # Errors
+/// `bad-dtab-header` when the local dtab cannot be sent on; `unidentified` when the request
+/// names no authority (neither in its target nor in `Host`).
 pub(crate) fn rewrite_request(
-    uri: &Uri,
+    uri: Uri,
     mut headers: HeaderMap,
     version: Version,
     local: &Dtab,
@@ -265,20 +297,21 @@ pub(crate) fn rewrite_request(
         })?;
         headers.insert(L5D_CTX_DTAB, value);
     }
-    let authority = uri
-        .authority()
-        .cloned()
-        .or_else(|| Authority::try_from(headers.get(header::HOST)?.as_bytes()).ok())
-        .ok_or_else(|| ProxyError::new(ErrorKind::Unidentified, "no authority or Host"))?;
-    let path = rewritten
-        .or_else(|| uri.path_and_query().cloned())
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let uri = Uri::builder()
-        .scheme("http")
-        .authority(authority)
-        .path_and_query(path)
-        .build()
-        .map_err(|e| ProxyError::new(ErrorKind::Unidentified, format!("bad target: {e}")))?;
+    if uri.authority().is_none() && !headers.contains_key(header::HOST) {
+        return Err(ProxyError::new(
+            ErrorKind::Unidentified,
+            "no authority or Host",
+        ));
+    }
+    let uri = match rewritten {
+        None => uri,
+        Some(path) => {
+            let mut parts = uri.into_parts();
+            parts.path_and_query = Some(path);
+            Uri::from_parts(parts)
+                .map_err(|e| ProxyError::new(ErrorKind::Unidentified, format!("bad target: {e}")))?
+        }
+    };
     Ok((uri, headers))
 }
 
@@ -368,7 +401,7 @@ mod tests {
         assert_eq!(local.to_string(), "/c => /d; /a => /b");
         let uri: Uri = "http://svc/".parse().expect("uri");
         let (_, out) = rewrite_request(
-            &uri,
+            uri,
             h,
             Version::HTTP_11,
             &Dtab::empty(),
@@ -418,7 +451,7 @@ mod tests {
             (ViaPolicy::Both, true),
         ] {
             let (_, out) = rewrite_request(
-                &uri,
+                uri.clone(),
                 h.clone(),
                 Version::HTTP_11,
                 &Dtab::empty(),
@@ -429,6 +462,50 @@ mod tests {
             .expect("rewritten");
             assert_eq!(out.contains_key("via"), added, "{policy:?}");
         }
+    }
+
+    #[test]
+    fn the_target_stays_as_sent_and_http2_gets_the_absolute_form() {
+        let h = map(&[("host", "books:8080")]);
+        let carried = Carried::scan(&h);
+        let (uri, headers) = rewrite_request(
+            "/a?b=1".parse().expect("uri"),
+            h.clone(),
+            Version::HTTP_11,
+            &Dtab::empty(),
+            None,
+            carried,
+            ViaPolicy::None,
+        )
+        .expect("rewritten");
+        assert_eq!(uri, "/a?b=1");
+        let mut absolute = uri.clone();
+        absolute_form(&mut absolute, &headers).expect("from Host");
+        assert_eq!(absolute, "http://books:8080/a?b=1");
+        let consumed = rewrite_request(
+            "http://books/a/b".parse().expect("uri"),
+            HeaderMap::new(),
+            Version::HTTP_2,
+            &Dtab::empty(),
+            Some(PathAndQuery::from_static("/b")),
+            Carried::default(),
+            ViaPolicy::None,
+        )
+        .expect("rewritten");
+        assert_eq!(consumed.0, "http://books/b");
+        let nowhere = rewrite_request(
+            "/".parse().expect("uri"),
+            HeaderMap::new(),
+            Version::HTTP_10,
+            &Dtab::empty(),
+            None,
+            Carried::default(),
+            ViaPolicy::None,
+        );
+        assert_eq!(
+            nowhere.map(|_| ()).map_err(|e| e.kind()),
+            Err(ErrorKind::Unidentified)
+        );
     }
 
     #[test]

@@ -30,7 +30,9 @@ where
     D: AsyncRead + AsyncWrite + Unpin,
 {
     let name = Path::from_labels(["tcp".to_string(), port.to_string()]);
-    let balancer = clients.bind(&Dtab::empty(), &name).await?;
+    let balancer = clients
+        .bind(&clients.service(&name), &Dtab::empty())
+        .await?;
     let endpoint = balancer.pick_or_failfast(&[], true).await?;
     crate::record_in_span("endpoint", &endpoint.addr);
     let upstream = balancer.connect(&endpoint, Alpn::None).await?;

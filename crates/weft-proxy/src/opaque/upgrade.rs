@@ -13,11 +13,11 @@ use http_body_util::Empty;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use prometheus_client::metrics::counter::Counter;
-use weft_naming::{Dtab, Path};
+use weft_naming::Dtab;
 use weft_tls::Alpn;
 
 use super::copy::copy_both_ways;
-use crate::clients::Clients;
+use crate::clients::{Clients, Service};
 use crate::dispatch::{Classifier, Forwarded};
 use crate::endpoint::origin_form;
 use crate::error::{ErrorKind, ProxyError};
@@ -28,7 +28,7 @@ pub(crate) struct Upgrade<'a> {
     pub(crate) clients: &'a Clients,
     /// The request's own dtab (`l5d-dtab`, `l5d-ctx-dtab`).
     pub(crate) local: &'a Dtab,
-    pub(crate) name: &'a Path,
+    pub(crate) service: &'a Service,
     pub(crate) classifier: Classifier,
     /// Weft proxies the request passed through before this one (`l5d-hop-count`).
     pub(crate) hops: u32,
@@ -79,7 +79,7 @@ impl Upgrade<'_> {
         uri: Uri,
         mut headers: HeaderMap,
     ) -> Result<Forwarded, ProxyError> {
-        let balancer = self.clients.bind(self.local, self.name).await?;
+        let balancer = self.clients.bind(self.service, self.local).await?;
         let endpoint = balancer.pick_or_failfast(&[], true).await?;
         crate::record_in_span("endpoint", &endpoint.addr);
         let io = balancer.connect(&endpoint, Alpn::Http1).await?;

@@ -73,8 +73,22 @@ pub(crate) fn identify<B>(
     }
 }
 
-/// `prefix` followed by `labels`, built in one go (no intermediate path).
-fn under<'a>(prefix: &'a Path, labels: impl IntoIterator<Item = &'a [u8]>) -> Path {
+/// The value a `header.token` identifier names the request by (its Host, or the configured
+/// header; `l5d-dst-override` wins), without building the name: the name is a function of
+/// it, so the router finds the request's service by it. `None` for other identifiers.
+pub(crate) fn token<'a, B>(
+    config: &IdentifierConfig,
+    req: &'a Request<B>,
+) -> Option<Result<&'a [u8], ProxyError>> {
+    match config {
+        IdentifierConfig::HeaderToken { header } => Some(destination(req, header.as_str())),
+        _ => None,
+    }
+}
+
+/// `prefix` followed by `labels`, built in one go (no intermediate path): the name of a
+/// `header.token` identification of `[token]`.
+pub(crate) fn under<'a>(prefix: &'a Path, labels: impl IntoIterator<Item = &'a [u8]>) -> Path {
     Path::from_labels(prefix.labels().chain(labels))
 }
 

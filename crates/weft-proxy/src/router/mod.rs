@@ -20,6 +20,7 @@ use weft_telemetry::RouterMetrics;
 use weft_tls::{Identity, Origination};
 
 use crate::clients::Clients;
+use crate::clients::DEFAULT_ROUTE;
 use crate::dispatch::{Dispatch, Exchange, Forwarded, Head, ProxyBody};
 use crate::endpoint::ReplayBody;
 use crate::error::{ErrorKind, ProxyError};
@@ -29,7 +30,6 @@ use crate::headers::{
 };
 use crate::opaque;
 use identify::identify;
-use route::DEFAULT_ROUTE;
 
 /// One configured router (e.g. `outbound`), shared by all of its servers.
 pub struct Router {
@@ -176,7 +176,7 @@ impl Router {
             Ok(forwarded) => forwarded.into_response(exchange, self.config.via),
             Err(err) => {
                 if !exchange.is_identified() {
-                    let service = self.clients.service_metrics(None, DEFAULT_ROUTE);
+                    let service = self.clients.unidentified();
                     exchange.identified(service, None, DEFAULT_ROUTE);
                 }
                 exchange.fail(&err)
@@ -210,16 +210,24 @@ impl Router {
                 format!("{who} may not call router {}", self.label()),
             ));
         }
-        let id = identify(&self.config.identifier, &self.config.dst_prefix, &req)?;
-        crate::record_in_span("service", &id.name);
-        let route = route::find(
-            &self.config.service,
-            &id.name,
-            req.method(),
-            req.uri().path(),
-        );
-        let service = self.clients.service_metrics(Some(&id.name), route.name);
-        exchange.identified(service, Some(&id.name), route.name);
+        let (service, rewritten) = match identify::token(&self.config.identifier, &req) {
+            Some(token) => {
+                let token = token?;
+                let prefix = &self.config.dst_prefix;
+                let service = self
+                    .clients
+                    .service_by_token(token, || identify::under(prefix, [token]));
+                (service, None)
+            }
+            None => {
+                let id = identify(&self.config.identifier, &self.config.dst_prefix, &req)?;
+                (self.clients.service(&id.name), id.rewritten)
+            }
+        };
+        let name = &service.name;
+        crate::record_in_span("service", name);
+        let route = route::find(&self.config.service, name, req.method(), req.uri().path());
+        exchange.identified(service.route_metrics(route.name), Some(name), route.name);
         route.authorize(from.id.as_deref())?;
         if self.tap.is_active() {
             exchange.set_tap(self.tap.matching(&TapRequest {
@@ -229,7 +237,7 @@ impl Router {
                 method: req.method().as_str(),
                 authority: authority(&req),
                 path: req.uri().path_and_query().map_or("/", |p| p.as_str()),
-                service: &id.name.to_string(),
+                service: &name.to_string(),
                 route: route.name,
             }));
         }
@@ -238,11 +246,11 @@ impl Router {
             // Boxed: the upgrade path's state is large and rare; inline, every request's future
             // would carry it (and hyper moves that future once per request).
             let (uri, mut headers) = rewrite_request(
-                req.uri(),
+                req.uri().clone(),
                 req.headers().clone(),
                 req.version(),
                 &local,
-                id.rewritten,
+                rewritten,
                 carried,
                 self.config.via,
             )?;
@@ -250,7 +258,7 @@ impl Router {
             let upgrade = opaque::Upgrade {
                 clients: &self.clients,
                 local: &local,
-                name: &id.name,
+                service: &service,
                 classifier: route.classifier,
                 hops,
                 idle: self.config.tcp_idle_timeout,
@@ -275,19 +283,18 @@ impl Router {
             }
         }
         let (uri, mut headers) = rewrite_request(
-            &parts.uri,
+            parts.uri,
             parts.headers,
             parts.version,
             &local,
-            id.rewritten,
+            rewritten,
             carried,
             self.config.via,
         )?;
         exchange.inject(&mut headers);
         let service_cfg = &self.config.service;
-        let budget = self.clients.retry_budget(&id.name);
         // Identified above, so the exchange has its service's metrics.
-        let service = exchange.service().expect("identified");
+        let metrics = exchange.service().expect("identified");
         let dispatch = Dispatch {
             head: Head {
                 method: parts.method,
@@ -299,14 +306,14 @@ impl Router {
             },
             body: ReplayBody::new(body, service_cfg.retries.buffer_bytes),
             classifier: route.classifier,
-            service,
-            budget: &budget,
+            service: metrics,
+            budget: &service.budget,
             backoff: service_cfg.retries.backoff,
             attempt_timeout: service_cfg.attempt_timeout,
         };
         // Boxed once here: awaited directly and under `timeout`, the unboxed future would
         // be laid out twice in this one, and moved with it.
-        let run = Box::pin(dispatch.run(&self.clients, &local, &id.name));
+        let run = Box::pin(dispatch.run(&self.clients, &local, &service));
         match route.timeout.or(service_cfg.total_timeout) {
             Some(limit) => tokio::time::timeout(limit, run).await.map_err(|_| {
                 ProxyError::new(

@@ -12,8 +12,7 @@ use weft_naming::Path;
 use crate::dispatch::Classifier;
 use crate::error::{ErrorKind, ProxyError};
 
-/// The route label of requests that match no route of a service profile.
-pub(crate) const DEFAULT_ROUTE: &str = "[default]";
+use crate::clients::DEFAULT_ROUTE;
 
 /// What a matched route decides for one request.
 pub(crate) struct Route<'a> {
