@@ -4,6 +4,7 @@
 //! ejects it again for longer.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -24,6 +25,9 @@ pub(crate) enum Transition {
 pub(crate) struct Accrual {
     policy: FailureAccrualConfig,
     state: Mutex<State>,
+    /// The phase is `Alive` (set with it, under the lock): a healthy endpoint's pick reads
+    /// this and takes no lock and no clock.
+    alive: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -58,12 +62,16 @@ impl Accrual {
                 window: VecDeque::new(),
                 ejections: 0,
             }),
+            alive: AtomicBool::new(true),
         }
     }
 
     /// True when the balancer may pick this endpoint now: alive, or ejected with its backoff
     /// over (it will then carry the probe).
     pub(crate) fn is_available(&self, now: Instant) -> bool {
+        if self.alive.load(Ordering::Relaxed) {
+            return true;
+        }
         match self.lock().phase {
             Phase::Alive => true,
             Phase::Ejected { until } => now >= until,
@@ -73,12 +81,15 @@ impl Accrual {
 
     /// True while the endpoint is ejected or probing (for the ejected-endpoints gauge).
     pub(crate) fn is_ejected(&self) -> bool {
-        !matches!(self.lock().phase, Phase::Alive)
+        !self.alive.load(Ordering::Relaxed)
     }
 
     /// The endpoint was picked for a request: an ejected endpoint whose backoff is over now
     /// carries the one probe.
     pub(crate) fn on_pick(&self, now: Instant) {
+        if self.alive.load(Ordering::Relaxed) {
+            return;
+        }
         let mut state = self.lock();
         if let Phase::Ejected { until } = state.phase {
             if now >= until {
@@ -107,6 +118,7 @@ impl Accrual {
             if state.phase == Phase::Probing {
                 if success {
                     state.phase = Phase::Alive;
+                    self.alive.store(true, Ordering::Relaxed);
                     state.ejections = 0;
                     state.consecutive_failures = 0;
                     state.window.clear();
@@ -158,6 +170,7 @@ impl Accrual {
         state.phase = Phase::Ejected {
             until: now() + backoff,
         };
+        self.alive.store(false, Ordering::Relaxed);
         state.consecutive_failures = 0;
         state.window.clear();
         Some(Transition::Ejected)

@@ -29,7 +29,8 @@ pub(crate) use weft_config::ViaPolicy;
 /// Headers that describe one connection, never the message (RFC 9110 section 7.6.1, plus the
 /// legacy `Proxy-Connection` and `Keep-Alive` that HTTP/1.0 peers still send).
 const HOP_BY_HOP_COUNT: usize = 7;
-const HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
+// A static, not a const: a const array of names is built (and dropped) at every use.
+static HOP_BY_HOP: [HeaderName; HOP_BY_HOP_COUNT] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
