@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use http::response::Parts;
 use http::{Extensions, HeaderMap, Method, Request, Response, Uri, Version};
 use http_body::Frame;
@@ -374,7 +375,12 @@ async fn hold_head(body: &mut Incoming) -> Result<(Option<Frame<Bytes>>, bool), 
     if http_body::Body::is_end_stream(body) {
         return Ok((None, true));
     }
-    match tokio::time::timeout(HEAD_HOLD, body.frame()).await {
+    // Usually the first frame came in with the head: take it without arming a timer.
+    let waited = match body.frame().now_or_never() {
+        Some(frame) => Ok(frame),
+        None => tokio::time::timeout(HEAD_HOLD, body.frame()).await,
+    };
+    match waited {
         Err(_) => Ok((None, false)),
         Ok(None) => Ok((None, true)),
         Ok(Some(Ok(frame))) => Ok((Some(frame), false)),

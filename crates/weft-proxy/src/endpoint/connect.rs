@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use weft_tls::Alpn;
 
 use crate::error::{ErrorKind, Fault, ProxyError, Retry};
@@ -97,11 +98,12 @@ pub(crate) enum SendError {
     /// No connection could be made.
     Connect(ProxyError),
     /// The connection failed; `unsent` when hyper handed the request back unwritten, `reused`
-    /// when the connection had carried earlier requests.
+    /// when the connection had carried earlier requests; `sent_at` when the request went out.
     Http {
         error: hyper::Error,
         unsent: bool,
         reused: bool,
+        sent_at: Instant,
     },
     /// The endpoint does not speak HTTP/2: it answered the HTTP/2 preface as an HTTP/1.1
     /// server does, or did not pick `h2` over ALPN. Nothing was processed.
@@ -115,6 +117,15 @@ impl SendError {
             error,
             unsent: true,
             reused: false,
+            sent_at: Instant::now(),
+        }
+    }
+
+    /// When the request went out, if it did.
+    pub(crate) fn sent_at(&self) -> Option<Instant> {
+        match self {
+            SendError::Http { sent_at, .. } => Some(*sent_at),
+            _ => None,
         }
     }
 }
@@ -143,6 +154,7 @@ pub(crate) fn classify_send(err: SendError, addr: SocketAddr) -> ProxyError {
             error,
             unsent,
             reused,
+            ..
         } => (error, unsent, reused),
     };
     let refused = is_refused_stream(&error);

@@ -78,7 +78,6 @@ impl Endpoint {
         fresh: bool,
     ) -> Result<Response<Incoming>, ProxyError> {
         self.requests.inc();
-        let started = Instant::now();
         let body = req.body().handle();
         let _in_flight = self.load.start();
         match self.pool.send(req, fresh).await {
@@ -97,9 +96,10 @@ impl Endpoint {
                 if matches!(e, connect::SendError::Http1Only) {
                     self.set_http1_only();
                 }
+                let sent_at = e.sent_at();
                 let err = connect::classify_send(e, self.addr);
-                if err.blames_endpoint() {
-                    self.failed(started.elapsed());
+                if let (true, Some(at)) = (err.blames_endpoint(), sent_at) {
+                    self.failed(at.elapsed());
                 }
                 Err(err)
             }

@@ -139,6 +139,7 @@ impl Shared {
                     error: err.into_error(),
                     unsent,
                     reused,
+                    sent_at,
                 })
             }
         }
@@ -215,6 +216,7 @@ impl Shared {
                     error: err.into_error(),
                     unsent,
                     reused,
+                    sent_at,
                 })
             }
         }

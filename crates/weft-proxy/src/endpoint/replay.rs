@@ -24,7 +24,8 @@ use hyper::body::Incoming;
 /// [`ReplayBody::new`] and later ones with [`ReplayBody::retry`].
 #[derive(Debug)]
 pub(crate) struct ReplayBody {
-    shared: Arc<Mutex<Shared>>,
+    /// `None` for a request without a body (most of them): nothing to copy, share or fail.
+    shared: Option<Arc<Mutex<Shared>>>,
     /// Which attempt this is; a stale attempt (superseded by a retry) reads nothing more.
     generation: u64,
     /// Next buffered chunk this attempt replays.
@@ -100,13 +101,15 @@ impl Source {
 
 /// A look at a request body's state from outside the attempt that sends it.
 #[derive(Clone, Debug)]
-pub(crate) struct BodyState(Arc<Mutex<Shared>>);
+pub(crate) struct BodyState(Option<Arc<Mutex<Shared>>>);
 
 impl BodyState {
     /// True when the downstream client broke the body: a read of it failed (connection
     /// closed or reset mid-upload, malformed chunked encoding, length not as announced).
     pub(crate) fn client_failed(&self) -> bool {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).failed
+        self.0
+            .as_ref()
+            .is_some_and(|s| s.lock().unwrap_or_else(PoisonError::into_inner).failed)
     }
 }
 
@@ -131,19 +134,21 @@ impl ReplayBody {
     /// Wraps the downstream body, keeping at most `limit` bytes for replay.
     pub(crate) fn new(source: impl Into<Source>, limit: usize) -> ReplayBody {
         let source = source.into();
-        let ended = source.is_end_stream();
-        ReplayBody {
-            shared: Arc::new(Mutex::new(Shared {
-                source: (!ended).then_some(source),
+        let shared = (!source.is_end_stream()).then(|| {
+            Arc::new(Mutex::new(Shared {
+                source: Some(source),
                 chunks: Vec::new(),
                 buffered: 0,
                 limit,
                 overflowed: false,
-                ended,
+                ended: false,
                 failed: false,
                 trailers: None,
                 generation: 0,
-            })),
+            }))
+        });
+        ReplayBody {
+            shared,
             generation: 0,
             replay_index: 0,
             trailers_sent: false,
@@ -153,13 +158,21 @@ impl ReplayBody {
     /// A body for the next attempt, replaying what was read so far and then continuing from
     /// the source. `None` when the copy is incomplete (the body outgrew the limit).
     pub(crate) fn retry(&self) -> Option<ReplayBody> {
-        let mut shared = self.lock();
+        let Some(arc) = &self.shared else {
+            return Some(ReplayBody {
+                shared: None,
+                generation: 0,
+                replay_index: 0,
+                trailers_sent: false,
+            });
+        };
+        let mut shared = lock(arc);
         if shared.overflowed || shared.failed {
             return None;
         }
         shared.generation += 1;
         Some(ReplayBody {
-            shared: self.shared.clone(),
+            shared: Some(arc.clone()),
             generation: shared.generation,
             replay_index: 0,
             trailers_sent: false,
@@ -169,18 +182,20 @@ impl ReplayBody {
     /// True while a later attempt could still replay this body: nothing was dropped from
     /// the copy, and the client did not break it.
     pub(crate) fn is_replayable(&self) -> bool {
-        let shared = self.lock();
-        !shared.overflowed && !shared.failed
+        self.shared.as_ref().is_none_or(|arc| {
+            let shared = lock(arc);
+            !shared.overflowed && !shared.failed
+        })
     }
 
     /// A handle on this body's state that outlives the attempt it is sent with.
     pub(crate) fn handle(&self) -> BodyState {
         BodyState(self.shared.clone())
     }
+}
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Shared> {
-        self.shared.lock().unwrap_or_else(PoisonError::into_inner)
-    }
+fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
+    shared.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Body for ReplayBody {
@@ -192,7 +207,10 @@ impl Body for ReplayBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, ReplayError>>> {
         let this = self.get_mut();
-        let mut shared = this.shared.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(arc) = &this.shared else {
+            return Poll::Ready(None);
+        };
+        let mut shared = lock(arc);
         if shared.generation != this.generation {
             return Poll::Ready(Some(Err(Box::new(Superseded))));
         }
@@ -247,14 +265,20 @@ impl Body for ReplayBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        let shared = self.lock();
+        let Some(arc) = &self.shared else {
+            return true;
+        };
+        let shared = lock(arc);
         shared.ended
             && self.replay_index >= shared.chunks.len()
             && (self.trailers_sent || shared.trailers.is_none())
     }
 
     fn size_hint(&self) -> SizeHint {
-        let shared = self.lock();
+        let Some(arc) = &self.shared else {
+            return SizeHint::with_exact(0);
+        };
+        let shared = lock(arc);
         let replay: u64 = shared.chunks[self.replay_index.min(shared.chunks.len())..]
             .iter()
             .map(|c| c.len() as u64)
