@@ -179,12 +179,16 @@ impl Clients {
             let binding = self.local_bindings.get_or_insert_with(&key, || {
                 self.interpreter.bind(self.dtab.concat(local), name.clone())
             });
-            let tree = self.bound(&binding, name).await?;
+            let tree = match binding.bound() {
+                Some(tree) => tree,
+                None => Box::pin(self.bound(&binding, name)).await?,
+            };
             return self.client(&tree, name);
         }
         let tree = match service.binding.bound() {
             Some(tree) => tree,
-            None => self.bound(&service.binding, name).await?,
+            // Boxed: waiting for a pending binding is rare, and its future large.
+            None => Box::pin(self.bound(&service.binding, name)).await?,
         };
         if let Some(client) = service.last_client(&tree) {
             return Ok(client);
@@ -199,9 +203,6 @@ impl Clients {
     /// The tree `binding` binds `name` to, waiting up to the binding timeout while it is
     /// pending.
     async fn bound(&self, binding: &Binding, name: &Path) -> Result<Arc<BoundTree>, ProxyError> {
-        if let Some(tree) = binding.bound() {
-            return Ok(tree);
-        }
         let mut state = binding.state();
         if matches!(*state.borrow(), BindState::Pending) {
             tokio::time::timeout(

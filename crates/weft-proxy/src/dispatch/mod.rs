@@ -199,7 +199,7 @@ impl Dispatch<'_> {
                     balancer.record(&endpoint, false);
                     tracing::debug!(status = %fwd.parts.status, "retry");
                     self.service.retry();
-                    tokio::time::sleep(self.backoff()).await;
+                    Box::pin(tokio::time::sleep(self.backoff())).await;
                     last = Some(Ok(fwd));
                     continue;
                 }
@@ -228,7 +228,7 @@ impl Dispatch<'_> {
                 Next::Requeue => self.service.requeue(),
                 Next::Retry => {
                     self.service.retry();
-                    tokio::time::sleep(self.backoff()).await;
+                    Box::pin(tokio::time::sleep(self.backoff())).await;
                 }
             }
             if !matches!(last, Some(Ok(_))) {
@@ -378,7 +378,8 @@ async fn hold_head(body: &mut Incoming) -> Result<(Option<Frame<Bytes>>, bool), 
     // Usually the first frame came in with the head: take it without arming a timer.
     let waited = match body.frame().now_or_never() {
         Some(frame) => Ok(frame),
-        None => tokio::time::timeout(HEAD_HOLD, body.frame()).await,
+        // Boxed: the timer is rarely needed, and inline it would be in every request's future.
+        None => Box::pin(tokio::time::timeout(HEAD_HOLD, body.frame())).await,
     };
     match waited {
         Err(_) => Ok((None, false)),

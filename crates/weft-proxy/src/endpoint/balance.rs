@@ -201,8 +201,20 @@ impl Balancer {
         avoid: &[SocketAddr],
         wait: bool,
     ) -> Result<Arc<Endpoint>, ProxyError> {
-        // Read only when every endpoint is ejected: a pick that succeeds needs no deadline.
-        let mut deadline: Option<Instant> = None;
+        match self.pick(avoid) {
+            Pick::Endpoint(e) => Ok(e),
+            // Boxed: waiting out failfast is rare, and its future (timer, notification) large.
+            _ => Box::pin(self.wait_for_endpoint(avoid, wait)).await,
+        }
+    }
+
+    /// [`Balancer::pick_or_failfast`] when the first pick found none.
+    async fn wait_for_endpoint(
+        &self,
+        avoid: &[SocketAddr],
+        wait: bool,
+    ) -> Result<Arc<Endpoint>, ProxyError> {
+        let deadline = Instant::now() + self.fail_fast;
         loop {
             // Registered before looking, so an update between the pick and the wait is seen.
             let changed = self.changed.notified();
@@ -215,7 +227,6 @@ impl Balancer {
                     ))
                 }
                 Pick::AllEjected { next } => {
-                    let deadline = *deadline.get_or_insert_with(|| Instant::now() + self.fail_fast);
                     if !wait || Instant::now() >= deadline {
                         return Err(ProxyError::new(
                             ErrorKind::FailFast,

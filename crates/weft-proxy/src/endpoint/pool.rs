@@ -125,7 +125,9 @@ impl Shared {
         let reused = pooled.is_some();
         let mut tx = match pooled {
             Some(tx) => tx,
-            None => self.connect_h1().await?,
+            // Boxed: connecting (TCP, TLS) is rare and its future large; inline, every
+            // request's future would carry it.
+            None => Box::pin(self.connect_h1()).await?,
         };
         let sent_at = Instant::now();
         match tx.try_send_request(req).await {
@@ -197,7 +199,8 @@ impl Shared {
         let reused = existing.is_some();
         let H2Conn { mut tx, preface } = match existing {
             Some(conn) => conn,
-            None => self.connect_h2(fresh).await?,
+            // Boxed, as for HTTP/1.
+            None => Box::pin(self.connect_h2(fresh)).await?,
         };
         let sent_at = Instant::now();
         match tx.try_send_request(req).await {
