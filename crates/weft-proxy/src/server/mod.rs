@@ -117,7 +117,7 @@ impl Connection {
         let metrics = self.router.metrics().clone();
         let _open = metrics.connection_opened();
         if let Some(tls) = self.ingress.clone() {
-            return self.serve_ingress(stream, tls).await;
+            return Box::pin(self.serve_ingress(stream, tls)).await;
         }
         let config = self.router.config();
         let opaque = config.protocol == Protocol::Tcp || config.opaque_ports.contains(&self.port);
@@ -142,10 +142,13 @@ impl Connection {
             }
         };
         match detected {
-            Detected::Http1 => self.serve_http(io, None, false).await,
-            Detected::Http2 => self.serve_http(io, None, true).await,
-            Detected::Tls => self.serve_tls(io).await,
-            Detected::Tcp => self.serve_tcp(io, None).await,
+            // Each kind of connection boxed: their futures (hyper's connections, TLS
+            // sessions) are large, and inline the connection task would be as large as the
+            // largest, moved whole when it is spawned.
+            Detected::Http1 => Box::pin(self.serve_http(io, None, false)).await,
+            Detected::Http2 => Box::pin(self.serve_http(io, None, true)).await,
+            Detected::Tls => Box::pin(self.serve_tls(io)).await,
+            Detected::Tcp => Box::pin(self.serve_tcp(io, None)).await,
         }
     }
 
