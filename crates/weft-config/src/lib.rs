@@ -14,6 +14,7 @@
 //! The user reference is `docs/configuration.md`.
 
 mod client;
+mod discovery;
 mod error;
 mod locate;
 mod profile;
@@ -33,6 +34,10 @@ use serde::Serialize;
 
 pub use client::{
     Backoff, ClientConfig, FailureAccrualConfig, LoadBalancerConfig, UpstreamProtocol,
+};
+pub use discovery::{
+    BackendTls, ClientAuth, ConsulConfig, ConsulConsistency, DaemonsetConfig, DiscoveryBackoff,
+    DnsSrvConfig, K8sApi, K8sConfig, LocalnodeConfig, MarathonConfig, TagWeight,
 };
 pub use error::ConfigError;
 pub use profile::{GrpcMatch, PathMatch, RouteConfig, RouteMatch, RouteRegex, ServiceProfile};

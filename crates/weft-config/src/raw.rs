@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::values::{Dur, Header, Ip, NamePath, Port};
+use crate::values::{Dur, Header, Ip, NamePath, Port, PortOrName};
 use crate::{AccessLogFormat, Protocol, ResponseClassifier, UpstreamProtocol, ViaPolicy};
 
 #[derive(Debug, Default, Deserialize)]
@@ -98,34 +98,159 @@ pub(crate) struct RawAdmin {
     pub(crate) shutdown_grace: Option<Dur>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawNamer {
     pub(crate) kind: Option<NamerKindName>,
     pub(crate) prefix: Option<NamePath>,
-    pub(crate) root_dir: Option<String>,
     pub(crate) transformers: Option<Vec<RawTransformer>>,
+    /// Linkerd 1 required `experimental: true` on some namers; accepted and ignored.
+    #[allow(dead_code)]
+    pub(crate) experimental: Option<bool>,
+    // fs
+    pub(crate) root_dir: Option<String>,
+    // dnssrv
+    pub(crate) dns_hosts: Option<Vec<String>>,
+    pub(crate) min_ttl: Option<Dur>,
+    pub(crate) max_ttl: Option<Dur>,
+    // consul, marathon (and k8s's Linkerd 1 spelling of its URL)
+    pub(crate) host: Option<String>,
+    pub(crate) port: Option<Port>,
+    pub(crate) tls: Option<RawBackendTls>,
+    pub(crate) backoff: Option<RawDiscoveryBackoff>,
+    // consul
+    pub(crate) include_tag: Option<bool>,
+    pub(crate) health_statuses: Option<Vec<String>>,
+    pub(crate) prefer_service_address: Option<bool>,
+    pub(crate) set_host: Option<bool>,
+    pub(crate) consul_domain: Option<String>,
+    pub(crate) consistency_mode: Option<ConsulConsistencyName>,
+    pub(crate) token: Option<String>,
+    pub(crate) token_file: Option<String>,
+    pub(crate) weights: Option<Vec<RawTagWeight>>,
+    pub(crate) wait: Option<Dur>,
+    // k8s
+    pub(crate) url: Option<String>,
+    pub(crate) kubeconfig: Option<String>,
+    pub(crate) context: Option<String>,
+    pub(crate) label_selector: Option<String>,
+    // marathon
+    pub(crate) uri_prefix: Option<String>,
+    pub(crate) use_health_check: Option<bool>,
+    pub(crate) ttl: Option<Dur>,
+    pub(crate) ttl_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub(crate) enum NamerKindName {
-    #[serde(rename = "fs")]
+    #[serde(rename = "fs", alias = "io.l5d.fs")]
     Fs,
+    #[serde(rename = "dnssrv", alias = "io.l5d.dnssrv")]
+    DnsSrv,
+    #[serde(rename = "consul", alias = "io.l5d.consul")]
+    Consul,
+    #[serde(rename = "k8s", alias = "io.l5d.k8s")]
+    K8s,
+    #[serde(rename = "marathon", alias = "io.l5d.marathon")]
+    Marathon,
 }
 
-#[derive(Debug, Deserialize)]
+impl NamerKindName {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            NamerKindName::Fs => "fs",
+            NamerKindName::DnsSrv => "dnssrv",
+            NamerKindName::Consul => "consul",
+            NamerKindName::K8s => "k8s",
+            NamerKindName::Marathon => "marathon",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ConsulConsistencyName {
+    Default,
+    Stale,
+    Consistent,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawBackendTls {
+    pub(crate) common_name: Option<String>,
+    pub(crate) trust_certs: Option<Vec<String>>,
+    pub(crate) client_auth: Option<RawClientAuth>,
+    /// Linkerd 1's `disableValidation`: only `false` is accepted (weft always verifies).
+    pub(crate) disable_validation: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawClientAuth {
+    pub(crate) cert_path: Option<String>,
+    pub(crate) key_path: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawDiscoveryBackoff {
+    pub(crate) min: Option<Dur>,
+    pub(crate) max: Option<Dur>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawTagWeight {
+    pub(crate) tag: Option<String>,
+    pub(crate) weight: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawTransformer {
     pub(crate) kind: Option<TransformerKindName>,
-    pub(crate) port: Option<Port>,
+    pub(crate) port: Option<PortOrName>,
+    pub(crate) host: Option<String>,
+    pub(crate) path: Option<NamePath>,
+    pub(crate) namespace: Option<String>,
+    pub(crate) service: Option<String>,
+    pub(crate) host_network: Option<bool>,
+    pub(crate) url: Option<String>,
+    pub(crate) kubeconfig: Option<String>,
+    pub(crate) context: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
 pub(crate) enum TransformerKindName {
-    #[serde(rename = "port")]
+    #[serde(rename = "port", alias = "io.l5d.port")]
     Port,
-    #[serde(rename = "localhost")]
+    #[serde(rename = "localhost", alias = "io.l5d.localhost")]
     Localhost,
+    #[serde(rename = "specificHost", alias = "io.l5d.specificHost")]
+    SpecificHost,
+    #[serde(rename = "replace", alias = "io.l5d.replace")]
+    Replace,
+    #[serde(rename = "const", alias = "io.l5d.const")]
+    Const,
+    #[serde(rename = "k8s.daemonset", alias = "io.l5d.k8s.daemonset")]
+    K8sDaemonset,
+    #[serde(rename = "k8s.localnode", alias = "io.l5d.k8s.localnode")]
+    K8sLocalnode,
+}
+
+impl TransformerKindName {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            TransformerKindName::Port => "port",
+            TransformerKindName::Localhost => "localhost",
+            TransformerKindName::SpecificHost => "specificHost",
+            TransformerKindName::Replace => "replace",
+            TransformerKindName::Const => "const",
+            TransformerKindName::K8sDaemonset => "k8s.daemonset",
+            TransformerKindName::K8sLocalnode => "k8s.localnode",
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]

@@ -12,7 +12,10 @@ use serde::{Deserialize, Serialize, Serializer};
 
 use crate::naming;
 use crate::values::{ser_display, ser_duration, ser_header};
-use crate::{AccessLogConfig, ClientConfig, ServiceConfig};
+use crate::{
+    AccessLogConfig, ClientConfig, ConsulConfig, DaemonsetConfig, DnsSrvConfig, K8sConfig,
+    LocalnodeConfig, MarathonConfig, ServiceConfig,
+};
 
 /// The admin server: where it listens and how long shutdown may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +64,7 @@ impl Serialize for AdminConfig {
 }
 
 /// A namer: serves the names under `prefix` (yaml `{kind: fs, prefix: /#/fs, rootDir: ...}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NamerConfig {
     /// The names this namer serves; always starts with `/#/` and is unique among namers.
@@ -73,8 +76,8 @@ pub struct NamerConfig {
     pub transformers: Vec<TransformerConfig>,
 }
 
-/// The kinds of namer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// The kinds of namer. Each also accepts Linkerd 1's spelling, `io.l5d.<kind>`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(
     tag = "kind",
     rename_all = "camelCase",
@@ -89,6 +92,28 @@ pub enum NamerKind {
         /// relative to the config file's directory; here it is already joined.
         root_dir: PathBuf,
     },
+    /// `kind: dnssrv`: DNS SRV records.
+    #[serde(rename = "dnssrv")]
+    DnsSrv(DnsSrvConfig),
+    /// `kind: consul`: Consul's health API with blocking queries.
+    Consul(ConsulConfig),
+    /// `kind: k8s`: Kubernetes EndpointSlices.
+    K8s(K8sConfig),
+    /// `kind: marathon`: Marathon apps and their tasks.
+    Marathon(MarathonConfig),
+}
+
+impl NamerKind {
+    /// The kind's name as written in the file (without `io.l5d.`).
+    pub fn name(&self) -> &'static str {
+        match self {
+            NamerKind::Fs { .. } => "fs",
+            NamerKind::DnsSrv(_) => "dnssrv",
+            NamerKind::Consul(_) => "consul",
+            NamerKind::K8s(_) => "k8s",
+            NamerKind::Marathon(_) => "marathon",
+        }
+    }
 }
 
 /// A transformer rewrites the addresses a namer yields (yaml `{kind: port, port: 4143}`).
@@ -103,6 +128,29 @@ pub enum TransformerConfig {
     },
     /// `kind: localhost`: keeps only the addresses that are local to this host.
     Localhost,
+    /// `kind: specificHost`: keeps only the addresses of `host` (an IP).
+    SpecificHost {
+        /// The host's IP (required).
+        host: std::net::IpAddr,
+    },
+    /// `kind: replace`: every bound name becomes `path` (bound again); Neg stays Neg.
+    Replace {
+        /// The path (required).
+        #[serde(serialize_with = "ser_display")]
+        path: naming::Path,
+    },
+    /// `kind: const`: always `path` (bound again), whatever the namer said.
+    Const {
+        /// The path (required).
+        #[serde(serialize_with = "ser_display")]
+        path: naming::Path,
+    },
+    /// `kind: k8s.daemonset`: to the DaemonSet's weft on each endpoint's node.
+    #[serde(rename = "k8s.daemonset")]
+    K8sDaemonset(DaemonsetConfig),
+    /// `kind: k8s.localnode`: keeps only endpoints on this node.
+    #[serde(rename = "k8s.localnode")]
+    K8sLocalnode(LocalnodeConfig),
 }
 
 /// A router: listeners, how requests are named, and how names are bound and called.

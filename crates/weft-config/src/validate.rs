@@ -14,6 +14,7 @@ use crate::raw::*;
 use crate::values::Dur;
 use crate::*;
 
+mod discovery;
 mod service;
 mod telemetry;
 mod tls;
@@ -46,7 +47,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &FsPath) -> Result<Config> {
     let mut prefixes = HashSet::new();
     for (i, n) in raw.namers.unwrap_or_default().into_iter().enumerate() {
         let p = root.key("namers").index(i);
-        let namer = namer(n, &p, base_dir)?;
+        let namer = discovery::namer(n, &p, base_dir)?;
         if !prefixes.insert(namer.prefix.clone()) {
             return invalid(
                 &p.key("prefix"),
@@ -137,67 +138,6 @@ fn admin(raw: RawAdmin, p: &KeyPath) -> Result<AdminConfig> {
             &p.key("shutdownGrace"),
         )?,
     })
-}
-
-fn namer(raw: RawNamer, p: &KeyPath, base_dir: &FsPath) -> Result<NamerConfig> {
-    let Some(kind) = raw.kind else {
-        return invalid(&p.key("kind"), "missing `kind`: expected `fs`");
-    };
-    let Some(prefix) = raw.prefix else {
-        return invalid(
-            &p.key("prefix"),
-            "missing `prefix`: expected a path under /#, like /#/fs",
-        );
-    };
-    let prefix = prefix.0;
-    if prefix.len() < 2 || prefix.label(0) != Some(b"#") {
-        return invalid(
-            &p.key("prefix"),
-            format!("namer prefix {prefix} must start with /#/, like /#/fs"),
-        );
-    }
-    let kind = match kind {
-        NamerKindName::Fs => {
-            let Some(dir) = raw.root_dir.filter(|d| !d.is_empty()) else {
-                return invalid(
-                    &p.key("rootDir"),
-                    "missing `rootDir`: the directory to serve names from",
-                );
-            };
-            NamerKind::Fs {
-                root_dir: base_dir.join(dir),
-            }
-        }
-    };
-    let mut transformers = Vec::new();
-    for (i, t) in raw.transformers.unwrap_or_default().into_iter().enumerate() {
-        transformers.push(transformer(t, &p.key("transformers").index(i))?);
-    }
-    Ok(NamerConfig {
-        prefix,
-        kind,
-        transformers,
-    })
-}
-
-fn transformer(raw: RawTransformer, p: &KeyPath) -> Result<TransformerConfig> {
-    match raw.kind {
-        None => invalid(
-            &p.key("kind"),
-            "missing `kind`: expected `port` or `localhost`",
-        ),
-        Some(TransformerKindName::Port) => match raw.port {
-            None => invalid(&p.key("port"), "missing `port`: the port to send to"),
-            Some(port) if port.0 == 0 => invalid(&p.key("port"), "port must not be 0"),
-            Some(port) => Ok(TransformerConfig::Port { port: port.0 }),
-        },
-        Some(TransformerKindName::Localhost) => {
-            if raw.port.is_some() {
-                return not_for_kind(&p.key("port"), "localhost");
-            }
-            Ok(TransformerConfig::Localhost)
-        }
-    }
 }
 
 fn not_for_kind<T>(p: &KeyPath, kind: &str) -> Result<T> {

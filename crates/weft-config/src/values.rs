@@ -138,6 +138,44 @@ impl<'de> Deserialize<'de> for Port {
     }
 }
 
+// === impl PortOrName ===
+
+/// A port given by number (`0..=65535`) or by name (`http`), as Kubernetes service ports are.
+#[derive(Debug, Clone)]
+pub(crate) enum PortOrName {
+    Number(u16),
+    Name(String),
+}
+
+impl<'de> Deserialize<'de> for PortOrName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PortOrName;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a port number from 0 to 65535 or a port name")
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<PortOrName, E> {
+                u16::try_from(n)
+                    .map(PortOrName::Number)
+                    .map_err(|_| E::custom(format!("port {n} out of range: expected 0 to 65535")))
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<PortOrName, E> {
+                match u64::try_from(n) {
+                    Ok(n) => self.visit_u64(n),
+                    Err(_) => Err(E::custom(format!(
+                        "port {n} out of range: expected 0 to 65535"
+                    ))),
+                }
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<PortOrName, E> {
+                Ok(PortOrName::Name(s.to_string()))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 // === impl Header ===
 
 /// An HTTP header name; stored lower-case.

@@ -13,6 +13,28 @@ pub struct Address {
     /// Relative weight for load balancing among the set (`1.0` unless a namer says otherwise,
     /// e.g. `host port * weight` lines of the fs namer).
     pub weight: f64,
+    /// What the namer knows about this endpoint beyond where it is (node, authority); `None`
+    /// for most namers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Arc<AddressMeta>>,
+}
+
+/// Facts a discovery backend gives about one endpoint, carried with its address.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AddressMeta {
+    /// The node (host machine) the endpoint runs on: Kubernetes `nodeName`, Consul `Node`,
+    /// Marathon task `host`. The `k8s.daemonset` and `k8s.localnode` transformers read it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<Box<str>>,
+    /// The authority (`Host` / `:authority`) requests to this endpoint should carry, e.g.
+    /// `web.service.dc1.consul` from the consul namer's `setHost` (Linkerd 1 did the same).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub authority: Option<Box<str>>,
+    /// Free-form labels from the backend (Consul service `Meta`, Kubernetes endpoint
+    /// `zone` / `hostname`), sorted by key.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<(Box<str>, Box<str>)>,
 }
 
 /// A live snapshot of a bound name's endpoints; cheap to clone and share.
@@ -58,7 +80,36 @@ impl BoundName {
 impl Address {
     /// An address with weight `1.0`.
     pub fn new(addr: SocketAddr) -> Address {
-        Address { addr, weight: 1.0 }
+        Address {
+            addr,
+            weight: 1.0,
+            meta: None,
+        }
+    }
+
+    /// An address with a weight (negative, NaN or infinite weights become `0.0`: no traffic).
+    pub fn weighted(addr: SocketAddr, weight: f64) -> Address {
+        let weight = if weight.is_finite() && weight > 0.0 {
+            weight
+        } else {
+            0.0
+        };
+        Address {
+            addr,
+            weight,
+            meta: None,
+        }
+    }
+
+    /// This address with `meta` attached.
+    pub fn with_meta(mut self, meta: AddressMeta) -> Address {
+        self.meta = Some(Arc::new(meta));
+        self
+    }
+
+    /// The node the endpoint runs on, if its namer said.
+    pub fn node(&self) -> Option<&str> {
+        self.meta.as_ref().and_then(|m| m.node.as_deref())
     }
 }
 

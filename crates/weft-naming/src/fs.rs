@@ -286,6 +286,7 @@ fn parse_addrs(bytes: &[u8]) -> Result<Vec<Address>, (usize, String)> {
         addrs.push(Address {
             addr: SocketAddr::new(ip, port),
             weight,
+            meta: None,
         });
     }
     Ok(addrs)

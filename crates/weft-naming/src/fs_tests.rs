@@ -42,19 +42,23 @@ fn parses_lines_comments_and_weights() {
         [
             Address {
                 addr: addr("127.0.0.1:8080"),
-                weight: 1.0
+                weight: 1.0,
+                meta: None,
             },
             Address {
                 addr: addr("10.0.0.2:8081"),
-                weight: 2.5
+                weight: 2.5,
+                meta: None,
             },
             Address {
                 addr: addr("127.0.0.1:9000"),
-                weight: 1.0
+                weight: 1.0,
+                meta: None,
             },
             Address {
                 addr: addr("[::1]:80"),
-                weight: 0.0
+                weight: 0.0,
+                meta: None,
             },
         ]
     );

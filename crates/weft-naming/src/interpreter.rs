@@ -11,7 +11,7 @@ use tokio::sync::watch;
 
 use crate::bind::{bind_once, Outcome};
 use crate::delegate::{DelegateNode, DelegateTree};
-use crate::{BoundTree, Dtab, InetNamer, Namer, Path, Resolution};
+use crate::{BoundTree, Dtab, InetNamer, Namer, NamerStatus, Path, Resolution};
 
 /// Binds paths under dtabs with a fixed set of namers: the configured ones plus the built-in
 /// `/$/inet` ([`InetNamer`]); `/$/fail` and `/$/nil` are handled by the binder itself.
@@ -72,6 +72,15 @@ impl Interpreter {
         Interpreter {
             namers: namers.into(),
         }
+    }
+
+    /// The configured namers (not the built-in `/$/inet`) that report backend health, with
+    /// their prefixes, longest prefix first.
+    pub fn namer_statuses(&self) -> Vec<(Path, NamerStatus)> {
+        self.namers
+            .iter()
+            .filter_map(|(p, n)| n.status().map(|s| (p.clone(), s)))
+            .collect()
     }
 
     /// Starts a live binding of `path` under `dtab`.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::{BoundName, NameTree, Path};
+use crate::{BoundName, NameTree, NamerStatus, Path};
 
 /// What a namer knows about one residual path right now.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,4 +34,10 @@ pub trait Namer: Send + Sync + 'static {
     /// [`Resolution::Pending`]); every later change is sent on it. A namer may stop updating a
     /// name once all receivers for it are dropped.
     fn lookup(&self, residual: &Path) -> watch::Receiver<Resolution>;
+
+    /// The health of the namer's backend, for namers that have one (shown on `/namers.json`,
+    /// in metrics and by `weft check`); `None` (the default) for namers without a backend.
+    fn status(&self) -> Option<NamerStatus> {
+        None
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::{Address, BoundName, Namer, Path, Resolution};
+use crate::{Address, BoundName, NameTree, Namer, NamerStatus, Path, Resolution};
 
 /// One rewrite of a bound address set (Linkerd 1 transformers).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +18,15 @@ pub enum Transformer {
     /// Keep only addresses of this host: loopback addresses and the addresses of the local
     /// network interfaces. Id prefix: `/%/localhost`.
     Localhost,
+    /// Keep only the addresses of one host, e.g. the node this proxy runs on (Linkerd 1's
+    /// `io.l5d.specificHost`). Id prefix: `/%/specificHost/<ip>`.
+    SpecificHost(IpAddr),
+    /// Every bound name becomes this path, which is bound again; Neg stays Neg, so a namer can
+    /// check that a name exists while the traffic goes elsewhere (Linkerd 1's `io.l5d.replace`).
+    Replace(Path),
+    /// Always this path, bound again, whatever the namer said (also for Neg, pending and
+    /// failures): Linkerd 1's `io.l5d.const`.
+    Const(Path),
 }
 
 /// A [`Namer`] that applies transformers, in order, to another namer's bound addresses.
@@ -41,6 +50,11 @@ impl Transformer {
                 Path::from_labels(["%".to_string(), "port".to_string(), port.to_string()])
             }
             Transformer::Localhost => Path::from_labels(["%", "localhost"]),
+            Transformer::SpecificHost(ip) => {
+                Path::from_labels(["%".to_string(), "specificHost".to_string(), ip.to_string()])
+            }
+            Transformer::Replace(_) => Path::from_labels(["%", "replace"]),
+            Transformer::Const(_) => Path::from_labels(["%", "const"]),
         }
     }
 
@@ -69,6 +83,17 @@ impl Transformer {
                     .collect();
                 (!addrs.is_empty()).then(|| BoundName::new(id, addrs))
             }
+            Transformer::SpecificHost(ip) => {
+                let addrs: Vec<Address> = b
+                    .addrs
+                    .iter()
+                    .filter(|a| a.addr.ip() == *ip)
+                    .cloned()
+                    .collect();
+                (!addrs.is_empty()).then(|| BoundName::new(id, addrs))
+            }
+            // Rewrites, handled in `Transformed::transform` before this is reached.
+            Transformer::Replace(_) | Transformer::Const(_) => Some(b.clone()),
         }
     }
 }
@@ -83,17 +108,21 @@ impl Transformed {
     }
 
     fn transform(&self, r: &Resolution) -> Resolution {
-        let Resolution::Bound(b) = r else {
-            return r.clone();
-        };
-        let mut b = b.clone();
+        let mut r = r.clone();
         for t in self.transformers.iter() {
-            match t.apply(&b, &local_ips) {
-                Some(next) => b = next,
-                None => return Resolution::Neg,
-            }
+            r = match (t, r) {
+                (Transformer::Const(path), _) => Resolution::Delegate(NameTree::Leaf(path.clone())),
+                (Transformer::Replace(path), Resolution::Bound(_)) => {
+                    Resolution::Delegate(NameTree::Leaf(path.clone()))
+                }
+                (_, Resolution::Bound(b)) => match t.apply(&b, &local_ips) {
+                    Some(next) => Resolution::Bound(next),
+                    None => Resolution::Neg,
+                },
+                (_, other) => other,
+            };
         }
-        Resolution::Bound(b)
+        r
     }
 }
 
@@ -130,6 +159,10 @@ impl Namer for Transformed {
             }
         });
         rx
+    }
+
+    fn status(&self) -> Option<NamerStatus> {
+        self.inner.status()
     }
 }
 
@@ -225,6 +258,41 @@ mod tests {
 
         let (_, namer) = setup(vec![Transformer::Localhost], bound(&["192.0.2.7:2"]));
         assert_eq!(snapshot(&namer), Resolution::Neg, "filtered away is Neg");
+    }
+
+    #[tokio::test]
+    async fn specific_host_keeps_one_host() {
+        let ip: IpAddr = "10.0.0.2".parse().unwrap();
+        let (_, namer) = setup(
+            vec![Transformer::SpecificHost(ip)],
+            bound(&["10.0.0.1:80", "10.0.0.2:80", "10.0.0.2:81"]),
+        );
+        let Resolution::Bound(b) = snapshot(&namer) else {
+            panic!()
+        };
+        assert_eq!(b.id, p("/%/specificHost/10.0.0.2/#/fs/rates"));
+        assert_eq!(b.addrs.len(), 2);
+        let (_, namer) = setup(vec![Transformer::SpecificHost(ip)], bound(&["10.0.0.1:80"]));
+        assert_eq!(snapshot(&namer), Resolution::Neg);
+    }
+
+    #[tokio::test]
+    async fn replace_keeps_neg_and_const_does_not() {
+        let to = p("/$/inet/127.0.0.1/4140");
+        let delegate = Resolution::Delegate(NameTree::Leaf(to.clone()));
+        let (tx, namer) = setup(
+            vec![Transformer::Replace(to.clone())],
+            bound(&["10.0.0.1:80"]),
+        );
+        assert_eq!(snapshot(&namer), delegate);
+        tx.send_replace(Resolution::Neg);
+        assert_eq!(snapshot(&namer), Resolution::Neg);
+        tx.send_replace(Resolution::Pending);
+        assert_eq!(snapshot(&namer), Resolution::Pending);
+        let (tx, namer) = setup(vec![Transformer::Const(to.clone())], Resolution::Neg);
+        assert_eq!(snapshot(&namer), delegate);
+        tx.send_replace(Resolution::Failed("down".into()));
+        assert_eq!(snapshot(&namer), delegate);
     }
 
     #[tokio::test]

@@ -87,6 +87,7 @@ pub struct Proxy {
     tap: Arc<Tap>,
     identity: Option<weft_tls::Identity>,
     listeners: Vec<(Arc<Router>, server::Listener)>,
+    interpreter: weft_naming::Interpreter,
 }
 
 // === impl Proxy ===
@@ -99,7 +100,7 @@ impl Proxy {
     /// do not load (identity, `client.tls.trustRoots`, ingress certificates), naming the
     /// router and address or file.
     pub async fn bind(config: &Config, metrics: &Metrics) -> io::Result<Proxy> {
-        let interpreter = namers::interpreter(&config.namers);
+        let interpreter = namers::interpreter(&config.namers)?;
         let identity = match &config.identity {
             Some(settings) => {
                 let identity = weft_tls::Identity::load(&weft_tls::IdentityConfig {
@@ -202,6 +203,7 @@ impl Proxy {
             tap,
             listeners,
             identity,
+            interpreter,
         })
     }
 
@@ -216,6 +218,12 @@ impl Proxy {
     /// The routers, in config order (shared with the admin server).
     pub fn routers(&self) -> Vec<Arc<Router>> {
         self.routers.clone()
+    }
+
+    /// The health of every configured namer that talks to a backend, with its prefix (for
+    /// `/namers.json`, the `weft_namer_*` metrics and `weft check`).
+    pub fn namer_statuses(&self) -> Vec<(weft_naming::Path, weft_naming::NamerStatus)> {
+        self.interpreter.namer_statuses()
     }
 
     /// The proxy's mTLS identity, if configured (for expiry and reload metrics).

@@ -1,38 +1,20 @@
-//! Builds the naming interpreter from the configured namers and their transformers.
+//! Builds the naming interpreter from the configured namers and their transformers
+//! (`weft-discovery` owns the namers that talk to a backend).
 
-use std::sync::Arc;
+use std::io;
 
-use weft_config::{NamerConfig, NamerKind, TransformerConfig};
-use weft_naming::{FsNamer, Interpreter, Namer, Transformed, Transformer};
+use weft_config::NamerConfig;
+use weft_naming::Interpreter;
 
 /// Builds the naming interpreter of the configured namers (with their transformers).
 ///
-/// One interpreter for the whole process: routers share namers, so one watched directory
-/// serves every router that names it.
-pub fn interpreter(namers: &[NamerConfig]) -> Interpreter {
-    let built = namers
-        .iter()
-        .map(|nc| {
-            let namer: Arc<dyn Namer> = match &nc.kind {
-                NamerKind::Fs { root_dir } => {
-                    Arc::new(FsNamer::with_prefix(root_dir.clone(), nc.prefix.clone()))
-                }
-            };
-            let namer = if nc.transformers.is_empty() {
-                namer
-            } else {
-                let transformers = nc
-                    .transformers
-                    .iter()
-                    .map(|t| match t {
-                        TransformerConfig::Port { port } => Transformer::Port(*port),
-                        TransformerConfig::Localhost => Transformer::Localhost,
-                    })
-                    .collect();
-                Arc::new(Transformed::new(namer, transformers))
-            };
-            (nc.prefix.clone(), namer)
-        })
-        .collect();
-    Interpreter::new(built)
+/// One interpreter for the whole process: routers share namers, so one watched directory or
+/// backend watch serves every router that names it. Must run inside a tokio runtime.
+///
+/// # Errors
+/// `InvalidInput` when a namer cannot be built from its configuration (a TLS file that does
+/// not load, no Kubernetes configuration found); the message names the namer's prefix.
+pub fn interpreter(namers: &[NamerConfig]) -> io::Result<Interpreter> {
+    weft_discovery::interpreter(namers)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))
 }

@@ -84,7 +84,7 @@ async fn delegate(args: DelegateArgs) -> anyhow::Result<String> {
         None => config.routers.first(),
     }
     .ok_or_else(|| anyhow!("no such router in the config"))?;
-    let interpreter = weft_proxy::interpreter(&config.namers);
+    let interpreter = weft_proxy::interpreter(&config.namers)?;
     let dtab = router.dtab.concat(&local);
     let tree = interpreter
         .delegate(&dtab, &path, Duration::from_secs(5))

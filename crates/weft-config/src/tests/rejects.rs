@@ -390,8 +390,8 @@ fn namer_errors() {
         "namers:\n  - {{prefix: /#/a, rootDir: x}}\n{tail}"
     ));
     assert_err(&e, 2, 5, Some("namers[0].kind"), "missing `kind`");
-    let e = err(&format!("namers:\n  - {{kind: k8s, prefix: /#/a}}\n{tail}"));
-    assert_err(&e, 2, 12, Some("namers[0].kind"), "unknown variant `k8s`");
+    let e = err(&format!("namers:\n  - {{kind: zk, prefix: /#/a}}\n{tail}"));
+    assert_err(&e, 2, 12, Some("namers[0].kind"), "unknown variant `zk`");
     let e = err(&format!("namers:\n  - kind: fs\n    prefix: /#/a\n    rootDir: x\n    transformers: [{{kind: port, port: 0}}]\n{tail}"));
     assert_err(
         &e,

@@ -142,7 +142,7 @@ impl Test {
         let dial = Dial(Arc::new(move |addr| by_addr.get(&addr)?.accept()));
         let clients = Clients::new(
             &rc,
-            crate::namers::interpreter(&config.namers),
+            crate::namers::interpreter(&config.namers).unwrap(),
             metrics.router("r"),
             None,
             None,
