@@ -30,6 +30,7 @@ pub(crate) async fn handle<B>(state: &AdminState, peer: SocketAddr, req: Request
         (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
         (&Method::GET, "/config.json") => json(StatusCode::OK, &state.config_json),
         (&Method::GET, "/delegator.json") => delegator(state, query).await,
+        (&Method::GET, "/namers.json") => namers(state),
         (&Method::POST, "/shutdown") => shutdown(state, peer),
         (&Method::GET, "/tap") => tap(state, query),
         (&Method::GET, "/logging") => {
@@ -43,7 +44,8 @@ pub(crate) async fn handle<B>(state: &AdminState, peer: SocketAddr, req: Request
         (&Method::PUT | &Method::POST, "/logging") => set_log_level(state, query),
         (
             _,
-            "/metrics" | "/ready" | "/live" | "/config.json" | "/delegator.json" | "/shutdown"
+            "/metrics" | "/ready" | "/live" | "/config.json" | "/delegator.json" | "/namers.json"
+            | "/shutdown"
             | "/tap" | "/logging",
         ) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
@@ -53,6 +55,25 @@ pub(crate) async fn handle<B>(state: &AdminState, peer: SocketAddr, req: Request
             "not found; try /metrics, /ready, /live, /config.json, /delegator.json, /tap, /logging\n",
         ),
     }
+}
+
+/// `GET /namers.json`: every configured namer that talks to a backend, sorted by prefix, with
+/// its health (`state`: pending, ok, stale, error; `failingSince` and `lastOk` in Unix
+/// seconds; `lastError`; `updates`, `errors` and `watched` counts).
+fn namers(state: &AdminState) -> Rsp {
+    let mut list: Vec<serde_json::Value> = state
+        .namers
+        .iter()
+        .map(|(prefix, status)| {
+            let mut v = serde_json::to_value(status.snapshot()).unwrap_or_default();
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("prefix".into(), prefix.to_string().into());
+            }
+            v
+        })
+        .collect();
+    list.sort_by(|a, b| a["prefix"].as_str().cmp(&b["prefix"].as_str()));
+    json(StatusCode::OK, &serde_json::Value::Array(list))
 }
 
 /// `GET /delegator.json?router=R&path=/svc/x[&dtab=...][&format=text]`: the binding of

@@ -34,6 +34,7 @@ pub struct AdminState {
     tap: Option<Arc<Tap>>,
     log_control: Option<LogControl>,
     log_level: std::sync::Mutex<String>,
+    namers: Vec<(weft_naming::Path, weft_naming::NamerStatus)>,
 }
 
 // === impl AdminState ===
@@ -56,7 +57,17 @@ impl AdminState {
             tap: None,
             log_control: None,
             log_level: std::sync::Mutex::new(String::new()),
+            namers: Vec::new(),
         }
+    }
+
+    /// Enables `GET /namers.json` over these namers' health records (prefix and status).
+    pub fn with_namers(
+        mut self,
+        namers: Vec<(weft_naming::Path, weft_naming::NamerStatus)>,
+    ) -> AdminState {
+        self.namers = namers;
+        self
     }
 
     /// Enables `GET /tap` over this tap registry.

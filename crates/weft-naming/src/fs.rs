@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Notify};
 
-use crate::{AddrSet, Address, BoundName, Namer, Path, Resolution};
+use crate::{AddrSet, Address, BoundName, Namer, NamerState, NamerStatus, Path, Resolution};
 
 /// How often the directory is rescanned, in addition to inotify events.
 const RESCAN: Duration = Duration::from_secs(1);
@@ -44,6 +44,7 @@ struct Inner {
     root: PathBuf,
     prefix: Path,
     state: Mutex<State>,
+    status: NamerStatus,
 }
 
 #[derive(Default)]
@@ -74,10 +75,12 @@ impl FsNamer {
     /// Like [`FsNamer::new`], with bound ids under `prefix` (the prefix the namer is
     /// configured at, e.g. `/#/disco`).
     pub fn with_prefix(root_dir: PathBuf, prefix: Path) -> FsNamer {
+        let status = NamerStatus::new("fs", root_dir.display().to_string());
         let inner = Arc::new(Inner {
             root: root_dir,
             prefix,
             state: Mutex::new(State::default()),
+            status,
         });
         inner.scan(true);
         match tokio::runtime::Handle::try_current() {
@@ -114,6 +117,12 @@ impl Namer for FsNamer {
             });
         service.tx.subscribe()
     }
+
+    /// The directory's health: stale or error while it cannot be read or a service file does
+    /// not parse (each such scan counts an error), ok otherwise. Watched names are not counted.
+    fn status(&self) -> Option<NamerStatus> {
+        Some(self.inner.status.clone())
+    }
 }
 
 // === impl Inner ===
@@ -131,6 +140,8 @@ impl Inner {
             Ok(listing) => listing,
             Err(e) => {
                 tracing::warn!(dir = %self.root.display(), error = %e, "fs namer cannot read its directory");
+                self.status
+                    .failed(format!("cannot read {}: {e}", self.root.display()));
                 return;
             }
         };
@@ -153,6 +164,8 @@ impl Inner {
             })
             .collect();
 
+        let read_any = !read.is_empty();
+        let mut new_error = None;
         let mut state = self.lock();
         let State { services, errors } = &mut *state;
         for (name, stamp, parsed) in read {
@@ -176,6 +189,7 @@ impl Inner {
                         tracing::warn!(error = %message, keeping_last_good = service.last_good.is_some(), "fs namer: bad service file");
                     }
                     errors.insert(name.clone(), message.clone());
+                    new_error = Some(message.clone());
                     match &service.last_good {
                         Some(addrs) => Resolution::Bound(BoundName::new(id, addrs.clone())),
                         None => Resolution::Failed(message.into()),
@@ -194,6 +208,14 @@ impl Inner {
             }
         }
         services.retain(|_, s| s.stamp.is_some() || s.tx.receiver_count() > 0);
+        match (new_error, errors.values().next()) {
+            (Some(e), _) => self.status.failed(e),
+            (None, Some(_)) => {} // still the same bad file: counted when it was read
+            (None, None) if read_any || self.status.state() != NamerState::Ok => {
+                self.status.updated()
+            }
+            (None, None) => {}
+        }
     }
 }
 

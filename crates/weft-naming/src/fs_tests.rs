@@ -221,3 +221,31 @@ async fn directory_created_later_is_picked_up() {
     std::fs::write(dir.join("late"), "127.0.0.1 7\n").unwrap();
     until(&mut rx, "late file", |r| ports(r) == [7]).await;
 }
+
+#[tokio::test]
+async fn status_follows_bad_and_fixed_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rates"), "127.0.0.1 8080\n").unwrap();
+    let namer = FsNamer::new(dir.path().to_path_buf());
+    let status = namer.status().expect("fs reports status");
+    assert_eq!(status.state(), crate::NamerState::Ok);
+    std::fs::write(dir.path().join("rates"), "127.0.0.1 notaport\n").unwrap();
+    let stale = wait_for(|| status.state() == crate::NamerState::Stale).await;
+    assert!(stale, "a bad file after a good scan is stale: {status:?}");
+    assert!(status.snapshot().errors >= 1);
+    std::fs::write(dir.path().join("rates"), "127.0.0.1 8081\n").unwrap();
+    assert!(
+        wait_for(|| status.state() == crate::NamerState::Ok).await,
+        "{status:?}"
+    );
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool) -> bool {
+    for _ in 0..200 {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    false
+}

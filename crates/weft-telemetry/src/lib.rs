@@ -21,11 +21,14 @@ use prometheus_client::registry::Registry;
 
 pub mod access_log;
 mod export_metrics;
+mod namers;
 mod process;
 pub mod statsd;
 pub mod tap;
 mod text;
 pub mod trace;
+
+pub use namers::{NamerSample, NamerSource};
 
 /// Latency buckets in seconds: 100µs to 60s, fine enough for sub-millisecond p50 on loopback
 /// and for multi-second tails.
@@ -118,6 +121,7 @@ struct Inner {
     identity_expiry: Gauge,
     identity_reloads: Counter,
     identity_rejected: Counter,
+    namers: Arc<namers::NamerMetrics>,
 }
 
 /// `router`, `result` (`ok`, `error`) and, on errors only, `reason`.
@@ -208,6 +212,7 @@ impl Metrics {
         let connection_timeouts = Family::default();
         let tcp_bytes = Family::default();
         let tls_handshakes = Family::default();
+        let namers = namers::NamerMetrics::register(&mut registry);
         let identity_expiry = Gauge::default();
         let identity_reloads = Counter::default();
         let identity_rejected = Counter::default();
@@ -347,6 +352,7 @@ impl Metrics {
                 identity_expiry,
                 identity_reloads,
                 identity_rejected,
+                namers,
             }),
         }
     }
@@ -355,6 +361,7 @@ impl Metrics {
     /// content type `text/plain; version=0.0.4`), which every Prometheus and `promtool`
     /// reads.
     pub fn encode(&self) -> String {
+        self.inner.namers.refresh();
         let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail; an error here would be a bug in the encoder.
         if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {
@@ -366,6 +373,11 @@ impl Metrics {
     /// The counters of the trace exporters and the access logs.
     pub(crate) fn exporters(&self) -> &export_metrics::ExportMetrics {
         &self.inner.exporters
+    }
+
+    /// Sets where the `weft_namer_*` metrics come from: called on every scrape.
+    pub fn set_namer_source(&self, source: NamerSource) {
+        self.inner.namers.set_source(source);
     }
 
     /// Sets the identity gauges: certificate expiry (Unix seconds) and the reload counters

@@ -297,7 +297,7 @@ fn config_checks(file: &Path) -> Vec<Check> {
 
 fn namer_checks(namer: &NamerConfig) -> Vec<Check> {
     let prefix = namer.prefix.to_string();
-    #[allow(unreachable_patterns)] // other namer kinds have no offline check yet
+    // Backend namers are checked online, on the proxy's /namers.json.
     let root = match &namer.kind {
         NamerKind::Fs { root_dir } => root_dir,
         _ => return Vec::new(),
@@ -430,7 +430,66 @@ async fn admin_checks(admin: &str, scrape: &Scrape, threshold: std::time::Durati
             "the proxy is still starting or is draining to shut down; see its log",
         ),
     });
+    // An older proxy has no /namers.json: nothing to check then.
+    if let Ok(text) = crate::admin_client::get(admin, "/namers.json").await {
+        out.extend(namer_health_checks(admin, &text));
+    }
     out
+}
+
+/// One check per namer on a proxy's `/namers.json`: a backend that is failing fails the
+/// check, naming the backend, since when, and the last error.
+fn namer_health_checks(admin: &str, text: &str) -> Vec<Check> {
+    let Ok(serde_json::Value::Array(namers)) = serde_json::from_str::<serde_json::Value>(text)
+    else {
+        return vec![Check::fail(
+            "namer",
+            admin,
+            "/namers.json is not a JSON array",
+            "a proxy of another version? compare `weft version --proxy`",
+        )];
+    };
+    namers
+        .iter()
+        .map(|n| {
+            let prefix = n["prefix"].as_str().unwrap_or("?");
+            let target = format!("{admin} {prefix}");
+            let kind = n["kind"].as_str().unwrap_or("?");
+            let backend = n["backend"].as_str().unwrap_or("?");
+            let watched = n["watched"].as_u64().unwrap_or(0);
+            let error = n["lastError"].as_str().unwrap_or("unknown error");
+            let since = n["failingSince"]
+                .as_f64()
+                .map(|t| format!("{}s", (unix_now() as f64 - t).max(0.0) as i64))
+                .unwrap_or_else(|| "?".into());
+            match n["state"].as_str() {
+                Some("ok") => Check::pass(
+                    "namer",
+                    target,
+                    format!("{kind} backend {backend}: ok, {watched} name(s) watched"),
+                ),
+                Some("pending") => Check::pass(
+                    "namer",
+                    target,
+                    format!("{kind} backend {backend}: no answer needed yet"),
+                ),
+                Some("stale") => Check::fail(
+                    "namer",
+                    target,
+                    format!("{kind} backend {backend} failing for {since}: {error}"),
+                    "routing continues on the last good endpoints; is the backend up and \
+                     reachable from the proxy?",
+                ),
+                _ => Check::fail(
+                    "namer",
+                    target,
+                    format!("{kind} backend {backend} unreachable for {since}: {error}"),
+                    "names served by this namer fail until the backend answers; is it up and \
+                     reachable from the proxy?",
+                ),
+            }
+        })
+        .collect()
 }
 
 /// An admin error without its leading `admin ADDR: `: the check line names the admin.

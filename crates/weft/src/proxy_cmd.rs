@@ -106,8 +106,10 @@ async fn serve(
     let state = Arc::new(
         AdminState::new(metrics, proxy.routers(), config_json, shutdown.clone())
             .with_tap(proxy.tap())
-            .with_log_control(&log_level, log_control),
+            .with_log_control(&log_level, log_control)
+            .with_namers(proxy.namer_statuses()),
     );
+    metrics_for_identity.set_namer_source(namer_source(proxy.namer_statuses()));
     // Signal handlers go in before anyone learns we are up: a SIGTERM sent right after the
     // `listening` line or the first 200 from /ready must drain, not kill.
     let signals = Signals::install();
@@ -157,6 +159,35 @@ fn announce(proxy: &Proxy, admin: std::net::SocketAddr) -> anyhow::Result<()> {
     out.flush()?;
     tracing::info!(%admin, listeners = %line["routers"], "listening");
     Ok(())
+}
+
+/// Reads the namers' health records for the `weft_namer_*` metrics on each scrape.
+fn namer_source(
+    namers: Vec<(weft_naming::Path, weft_naming::NamerStatus)>,
+) -> weft_telemetry::NamerSource {
+    Box::new(move || {
+        namers
+            .iter()
+            .map(|(prefix, status)| {
+                let s = status.snapshot();
+                weft_telemetry::NamerSample {
+                    prefix: prefix.to_string(),
+                    kind: s.kind,
+                    state: match s.state {
+                        weft_naming::NamerState::Pending => "pending",
+                        weft_naming::NamerState::Ok => "ok",
+                        weft_naming::NamerState::Stale => "stale",
+                        weft_naming::NamerState::Error => "error",
+                    },
+                    updates: s.updates,
+                    errors: s.errors,
+                    watched: s.watched,
+                    last_ok_unix: s.last_ok,
+                    failing_since_unix: s.failing_since,
+                }
+            })
+            .collect()
+    })
 }
 
 /// Keeps the identity gauges (certificate expiry, reloads) current.

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::retry::budget::TpsBudget;
 use weft_config::{ClientConfig, FailureAccrualConfig, UpstreamProtocol};
-use weft_naming::AddrSet;
+use weft_naming::{AddrSet, Address};
 use weft_telemetry::ClientMetrics;
 
 use super::accrual::{Accrual, Transition};
@@ -143,9 +143,9 @@ impl Balancer {
             .map(|a| {
                 old.endpoints
                     .iter()
-                    .find(|e| e.addr == a.addr && e.weight == a.weight)
+                    .find(|e| e.addr == a.addr && e.weight == a.weight && e.same_authority(a))
                     .cloned()
-                    .unwrap_or_else(|| Arc::new(self.endpoint(a.addr, a.weight)))
+                    .unwrap_or_else(|| Arc::new(self.endpoint(a)))
             })
             .collect();
         for gone in old
@@ -361,7 +361,8 @@ impl Balancer {
         }
     }
 
-    fn endpoint(&self, addr: SocketAddr, weight: f64) -> Endpoint {
+    fn endpoint(&self, a: &Address) -> Endpoint {
+        let (addr, weight) = (a.addr, a.weight);
         let connector = Connector::new(addr, self.connect_timeout, self.tls.clone());
         #[cfg(test)]
         let connector = match &self.dial {
@@ -378,6 +379,7 @@ impl Balancer {
             requests: self.metrics.endpoint_requests(&addr.to_string()),
             http1_only: AtomicBool::new(false),
             http1_only_until: std::sync::Mutex::new(None),
+            authority: super::authority_of(a),
         }
     }
 }

@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use http::{Request, Response};
+use http::header::{HeaderValue, HOST};
+use http::uri::Authority;
+use http::{Request, Response, Uri};
 use hyper::body::Incoming;
 use prometheus_client::metrics::counter::Counter;
 use tokio::time::Instant;
@@ -61,9 +63,46 @@ pub(crate) struct Endpoint {
     /// until the time inside (see [`HTTP1_ONLY_FOR`]).
     http1_only: AtomicBool,
     http1_only_until: Mutex<Option<Instant>>,
+    /// The authority requests to this endpoint carry instead of the client's, when its namer
+    /// gave one (the consul namer's `setHost`).
+    authority: Option<Authority>,
+}
+
+/// The authority a namer asked requests to an endpoint to carry, if it is a valid one.
+pub(crate) fn authority_of(a: &weft_naming::Address) -> Option<Authority> {
+    let given = a.meta.as_ref()?.authority.as_deref()?;
+    match given.parse::<Authority>() {
+        Ok(authority) => Some(authority),
+        Err(_) => {
+            tracing::warn!(endpoint = %a.addr, authority = given, "namer gave an invalid authority; keeping the client's");
+            None
+        }
+    }
+}
+
+/// Rewrites the request's authority (`Host`, and the URI's authority when it has one) to
+/// `authority`.
+fn set_authority<B>(req: &mut Request<B>, authority: &Authority) {
+    if req.uri().authority().is_some() {
+        let mut parts = req.uri().clone().into_parts();
+        parts.authority = Some(authority.clone());
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    if req.headers().contains_key(HOST) || req.version() < http::Version::HTTP_2 {
+        if let Ok(value) = HeaderValue::from_str(authority.as_str()) {
+            req.headers_mut().insert(HOST, value);
+        }
+    }
 }
 
 impl Endpoint {
+    /// True when `a` asks for the authority this endpoint already uses.
+    pub(crate) fn same_authority(&self, a: &weft_naming::Address) -> bool {
+        self.authority == authority_of(a)
+    }
+
     /// Sends `req` once (with `fresh`, on a new connection) and returns its response head.
     /// The request counts as in flight for the balancer until then, and the time from its
     /// going out on a ready connection to the head is the latency sample.
@@ -77,6 +116,10 @@ impl Endpoint {
         req: Request<ReplayBody>,
         fresh: bool,
     ) -> Result<Response<Incoming>, ProxyError> {
+        let mut req = req;
+        if let Some(authority) = &self.authority {
+            set_authority(&mut req, authority);
+        }
         self.requests.inc();
         let body = req.body().handle();
         let _in_flight = self.load.start();
@@ -152,5 +195,35 @@ impl std::fmt::Debug for Endpoint {
             .field("addr", &self.addr)
             .field("weight", &self.weight)
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod authority_tests {
+    use super::*;
+
+    #[test]
+    fn a_namer_authority_replaces_host_and_the_uri_authority() {
+        let a: Authority = "web.service.dc1.consul".parse().unwrap();
+        let mut h1 = Request::get("/x?y").header(HOST, "web").body(()).unwrap();
+        set_authority(&mut h1, &a);
+        assert_eq!(h1.headers()[HOST], "web.service.dc1.consul");
+        assert_eq!(h1.uri(), "/x?y");
+        let mut h2 = Request::get("http://web/x")
+            .version(http::Version::HTTP_2)
+            .body(())
+            .unwrap();
+        set_authority(&mut h2, &a);
+        assert_eq!(h2.uri(), "http://web.service.dc1.consul/x");
+        assert!(
+            !h2.headers().contains_key(HOST),
+            "HTTP/2 keeps :authority only"
+        );
+        let meta = weft_naming::AddressMeta {
+            authority: Some("bad authority".into()),
+            ..Default::default()
+        };
+        let addr = weft_naming::Address::new("127.0.0.1:1".parse().unwrap()).with_meta(meta);
+        assert_eq!(authority_of(&addr), None, "an invalid one is ignored");
     }
 }
