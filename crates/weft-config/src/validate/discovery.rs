@@ -70,6 +70,7 @@ pub(super) fn namer(raw: RawNamer, p: &KeyPath, base_dir: &FsPath) -> Result<Nam
             })
         }
         NamerKindName::Consul => {
+            let statuses_given = raw.health_statuses.is_some();
             let mut health_statuses = Vec::new();
             for (i, s) in raw
                 .health_statuses
@@ -84,6 +85,19 @@ pub(super) fn namer(raw: RawNamer, p: &KeyPath, base_dir: &FsPath) -> Result<Nam
                     );
                 }
                 health_statuses.push(s);
+            }
+            // Linkerd 1's `useHealthCheck: false` meant every registered instance, healthy or
+            // not; weft filters by `healthStatuses` unless told that.
+            if raw.use_health_check == Some(false) {
+                if statuses_given {
+                    return invalid(
+                        &p.key("healthStatuses"),
+                        "has no effect with `useHealthCheck: false`",
+                    );
+                }
+                health_statuses = ["passing", "warning", "critical", "maintenance"]
+                    .map(String::from)
+                    .to_vec();
             }
             let mut weights = Vec::new();
             for (i, w) in raw.weights.unwrap_or_default().into_iter().enumerate() {
@@ -218,7 +232,7 @@ fn reject_other_keys(raw: &RawNamer, kind: NamerKindName, p: &KeyPath) -> Result
         (
             "useHealthCheck",
             raw.use_health_check.is_some(),
-            &[Marathon],
+            &[Consul, Marathon],
         ),
     ];
     for (key, given, kinds) in keys {
