@@ -123,29 +123,44 @@ impl Instance {
         }
     }
 
-    /// The sidecar's YAML config: outbound through the `fs` namer with the `port`
-    /// transformer (discovery lists app ports; traffic goes to the peer's inbound), inbound
-    /// straight to the local app.
-    pub(crate) fn sidecar_config(&self, disco: &Path) -> Result<String, String> {
+    /// The sidecar's YAML config: outbound through the `fs` namer (or with `dns`, the
+    /// `dnssrv` namer asking that server) with the `port` transformer (discovery lists app
+    /// ports; traffic goes to the peer's inbound), inbound straight to the local app.
+    pub(crate) fn sidecar_config(
+        &self,
+        disco: &Path,
+        dns: Option<SocketAddr>,
+    ) -> Result<String, String> {
         let root = disco
             .to_str()
             .ok_or_else(|| format!("{}: path is not UTF-8", disco.display()))?;
         // A JSON string is a valid YAML double-quoted scalar: safe for any path.
         let root = serde_json::Value::from(root).to_string();
         let ip = self.ip;
+        let (namer, dtab) = match dns {
+            None => (
+                format!("  - kind: fs\n    prefix: /#/fs\n    rootDir: {root}\n"),
+                "      /svc => /#/fs;\n".to_string(),
+            ),
+            Some(server) => (
+                format!(
+                    "  - kind: dnssrv\n    prefix: /#/dnssrv\n    dnsHosts: ['{server}']\n    minTtl: 1s\n    maxTtl: 5s\n"
+                ),
+                Service::ALL
+                    .iter()
+                    .map(|s| format!("      /svc/{s} => /#/dnssrv/{};\n", super::dns::srv_name(*s)))
+                    .collect(),
+            ),
+        };
         Ok(format!(
             "admin: {{ip: {ip}, port: {ADMIN_PORT}, shutdownGrace: 5s}}
 namers:
-  - kind: fs
-    prefix: /#/fs
-    rootDir: {root}
-    transformers: [{{kind: port, port: {INBOUND_PORT}}}]
+{namer}    transformers: [{{kind: port, port: {INBOUND_PORT}}}]
 routers:
   - label: outbound
     servers: [{{ip: {ip}, port: {OUTBOUND_PORT}}}]
     dtab: |
-      /svc => /#/fs;
-  - label: inbound
+{dtab}  - label: inbound
     servers: [{{ip: {ip}, port: {INBOUND_PORT}}}]
     dtab: |
       /svc => /$/inet/{ip}/{APP_PORT};
@@ -154,10 +169,15 @@ routers:
     }
 }
 
+/// The port of the demo's DNS server (`--discovery dns`), on `<ip-base>.53`.
+pub(crate) const DNS_PORT: u16 = 5353;
+
 /// The whole mesh.
 #[derive(Clone, Debug)]
 pub(crate) struct Layout {
     pub(crate) instances: Vec<Instance>,
+    /// Where the demo's DNS server listens with `--discovery dns`.
+    pub(crate) dns: SocketAddr,
 }
 
 impl Layout {
@@ -182,7 +202,15 @@ impl Layout {
                 jitter_ms,
             })
             .collect();
-        Layout { instances }
+        Layout {
+            instances,
+            dns: SocketAddr::from((Ipv4Addr::new(a, b, c, 53), DNS_PORT)),
+        }
+    }
+
+    /// The instance held out of DNS until it joins (`--discovery dns`): the last replica.
+    pub(crate) fn joiner(&self) -> Option<&Instance> {
+        self.of(Service::Rates).last()
     }
 
     /// The instances of one service.
@@ -253,11 +281,19 @@ mod tests {
     fn sidecar_config_routes_through_peer_inbound() {
         let l = Layout::new("127.0.10".parse().unwrap(), 60);
         let yaml = l.instances[2]
-            .sidecar_config(Path::new("/tmp/weft-demo-1/disco"))
+            .sidecar_config(Path::new("/tmp/weft-demo-1/disco"), None)
             .unwrap();
         assert!(yaml.contains("admin: {ip: 127.0.10.3, port: 9990, shutdownGrace: 5s}"));
         assert!(yaml.contains("rootDir: \"/tmp/weft-demo-1/disco\""));
         assert!(yaml.contains("transformers: [{kind: port, port: 4143}]"));
         assert!(yaml.contains("/svc => /$/inet/127.0.10.3/8080;"));
+        weft_config::Config::parse(&yaml, "demo.yaml").expect("a valid config");
+        let dns = "127.0.10.53:5353".parse().unwrap();
+        let yaml = l.instances[2]
+            .sidecar_config(Path::new("/tmp/weft-demo-1/disco"), Some(dns))
+            .unwrap();
+        assert!(yaml.contains("dnsHosts: ['127.0.10.53:5353']"), "{yaml}");
+        assert!(yaml.contains("/svc/rates => /#/dnssrv/_http._tcp.rates.weft.demo;"), "{yaml}");
+        weft_config::Config::parse(&yaml, "demo.yaml").expect("a valid config");
     }
 }

@@ -1,7 +1,8 @@
 //! `weft demo`: a small real mesh on loopback. Separate processes of this binary: a currency
 //! app (`web` -> `converter` -> `rates` x3, one replica slow), each instance with its own
-//! `weft proxy` sidecar, discovery through an `fs` directory, a steady load, and a live table
-//! read from the sidecars' `/metrics`. See `docs/demo.md`.
+//! `weft proxy` sidecar, discovery through an `fs` directory (or, with `--discovery dns`,
+//! DNS SRV records served by the demo itself, one replica joining live), a steady load, and a
+//! live table read from the sidecars' `/metrics`. See `docs/demo.md`.
 //!
 //! Files: `run` orchestrates, `start` brings the mesh up, `procs` supervises children,
 //! `layout` plans IPs/ports/configs, `app` is the service, `load` the load generator,
@@ -14,6 +15,7 @@ use std::time::Duration;
 use clap::Args;
 
 mod app;
+mod dns;
 mod http;
 mod layout;
 mod load;
@@ -49,6 +51,23 @@ pub(crate) struct DemoArgs {
     /// Most requests the load generator keeps in flight.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     concurrency: u32,
+    /// How the sidecars find each other: `fs` (a watched directory) or `dns` (SRV records
+    /// from a DNS server the demo runs on <ip-base>.53:5353, through the `dnssrv` namer).
+    #[arg(long, value_enum, default_value_t = Discovery::Fs)]
+    discovery: Discovery,
+    /// With `--discovery dns`: rates-3 is not in DNS at first, and its SRV record is added
+    /// this long after the load starts, so the table shows it joining live.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    join_after: Duration,
+}
+
+/// How the demo's sidecars discover each other.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Discovery {
+    /// A directory of files (the `fs` namer).
+    Fs,
+    /// DNS SRV records (the `dnssrv` namer), served by the demo.
+    Dns,
 }
 
 /// Runs the demo; exit code 0 when it ran and (with `--duration`) the mesh carried the load.

@@ -16,7 +16,8 @@ use super::load::Load;
 use super::procs::Procs;
 use super::start::{self, WorkDir};
 use super::stats::{self, Snapshot};
-use super::{table, DemoArgs};
+use super::dns::DemoDns;
+use super::{table, DemoArgs, Discovery};
 use crate::prom;
 
 /// How long children get to exit after SIGTERM before SIGKILL (sidecars drain up to 5s).
@@ -66,12 +67,22 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     let dir = WorkDir::create()?;
     let mut procs = Procs::default();
     let client = client::client();
+    let mut dns = match args.discovery {
+        Discovery::Fs => None,
+        Discovery::Dns => {
+            let held_back = layout.joiner().map(|i| i.name.as_str());
+            Some(DemoDns::start(layout.dns, &layout, held_back).await?)
+        }
+    };
+    let dns_addr = dns.as_ref().map(|_| layout.dns);
     let started = tokio::select! {
-        r = start::start(&layout, &exe, &dir, &mut procs, &client) => r.map(|()| true),
+        r = start::start(&layout, &exe, &dir, &mut procs, &client, dns_addr) => r.map(|()| true),
         _ = signals.recv() => Ok(false),
     };
     let result = match started {
-        Ok(true) => session(&args, &layout, &client, &mut procs, &mut signals).await,
+        Ok(true) => {
+            session(&args, &layout, &client, &mut procs, &mut signals, dns.as_mut()).await
+        }
         Ok(false) => {
             eprintln!("weft demo: interrupted during start-up");
             Ok(false)
@@ -116,6 +127,7 @@ async fn session(
     client: &Client,
     procs: &mut Procs,
     signals: &mut Signals,
+    mut dns: Option<&mut DemoDns>,
 ) -> anyhow::Result<bool> {
     let entry = layout.entry().context("the layout has no web instance")?;
     let mut out = Output::new();
@@ -141,9 +153,25 @@ async fn session(
     let deadline = args.duration.and_then(|d| started.checked_add(d));
     let mut ticks = tokio::time::interval_at(started + args.interval, args.interval);
     let mut prev = baseline.clone();
+    // With DNS discovery, the held-back replica joins once, after `--join-after`.
+    let mut join_at = dns.as_ref().map(|_| started + args.join_after);
+    let mut joined: Option<String> = None;
     let ending = loop {
         tokio::select! {
             _ = ticks.tick() => {}
+            _ = sleep_until(join_at) => {
+                join_at = None;
+                if let (Some(dns), Some(inst)) = (dns.as_deref_mut(), layout.joiner()) {
+                    dns.add(inst).await?;
+                    joined = Some(format!(
+                        "{} joined at {:.0}s: its SRV record was added to DNS, the sidecars \
+                         picked it up on their next re-resolution\n",
+                        inst.name,
+                        started.elapsed().as_secs_f64()
+                    ));
+                }
+                continue;
+            }
             _ = sleep_until(deadline) => break Ending::Done,
             _ = signals.recv() => break Ending::Interrupted,
         }
@@ -163,6 +191,9 @@ async fn session(
             started.elapsed().as_secs_f64(),
             report.secs
         ));
+        if let Some(line) = &joined {
+            frame.push_str(line);
+        }
         frame.push_str(&table::report(&report, &load.counts()));
         if out.frame(&frame).is_err() {
             break Ending::OutputClosed;
