@@ -454,3 +454,48 @@ async fn token_file_is_read_for_each_request() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_agent_never_reached_fails_the_name_with_the_error() {
+    let consul = FakeConsul::start().await;
+    let mut cfg = config(&consul);
+    cfg.port = weft_test::closed_port();
+    let n = namer(&cfg);
+    assert_eq!(snapshot(&n).state, NamerState::Pending);
+    let mut rx = n.lookup(&p("/dc1/web"));
+    let r = until(&mut rx, "no agent: failed", |r| {
+        matches!(r, Resolution::Failed(_))
+    })
+    .await;
+    assert!(
+        format!("{r:?}").contains("GET /v1/health/service/web?dc=dc1"),
+        "{r:?}"
+    );
+    let s = snapshot(&n);
+    assert_eq!(s.state, NamerState::Error, "{s:?}");
+    assert!(s.errors >= 1 && s.updates == 0, "{s:?}");
+}
+
+#[tokio::test]
+async fn one_catalog_watch_per_datacenter() {
+    let consul = FakeConsul::start().await;
+    consul.register(Instance::new("web", "a", addr(9001)));
+    consul.register(Instance::new("db", "d", addr(9004)));
+    let n = namer(&config(&consul));
+    let mut web = n.lookup(&p("/dc1/web"));
+    let mut db = n.lookup(&p("/dc1/db"));
+    let mut nope = n.lookup(&p("/dc1/nope"));
+    until_ports(&mut web, &[9001]).await;
+    until_ports(&mut db, &[9004]).await;
+    until(&mut nope, "unknown service is Neg", |r| {
+        *r == Resolution::Neg
+    })
+    .await;
+    let first_catalog_queries = consul
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("/v1/catalog/services?") && !r.contains("index="))
+        .count();
+    assert_eq!(first_catalog_queries, 1, "{:?}", consul.requests());
+    assert_eq!(snapshot(&n).watched, 3);
+}
