@@ -15,6 +15,7 @@
 mod backoff;
 pub mod consul;
 pub mod dnssrv;
+mod http;
 pub mod k8s;
 pub mod marathon;
 

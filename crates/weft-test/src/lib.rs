@@ -12,6 +12,8 @@
 //!   connections as Node and Go servers do; [`Nginx`]: a real nginx as a child process;
 //! - [`broken`]: clients that break their request bodies midway, on cue;
 //! - [`Disco`]: a directory for the `fs` namer with atomic and non-atomic writes;
+//! - [`consul::FakeConsul`]: a Consul agent's HTTP API (blocking queries included), as
+//!   documented, for the consul namer;
 //! - [`metrics`]: fetching and reading the Prometheus text of the admin server;
 //! - [`tap`]: a live tap on the admin server, its events grouped by request;
 //! - [`tunnel`]: CONNECT tunnels over raw sockets.
@@ -20,6 +22,7 @@
 
 pub mod broken;
 mod client;
+pub mod consul;
 mod disco;
 mod http1_app;
 pub mod metrics;
