@@ -76,6 +76,9 @@ pub struct Echo {
     pub path: String,
     /// `HTTP/1.1` or `HTTP/2.0`.
     pub version: String,
+    /// The request target's authority (HTTP/2 `:authority`), if it had one.
+    #[serde(default)]
+    pub authority: Option<String>,
     /// Request headers, lowercase names, values in order of arrival.
     pub headers: BTreeMap<String, Vec<String>>,
     /// Request body (lossy UTF-8).
@@ -281,6 +284,7 @@ async fn respond(req: Request<Incoming>, shared: &Shared) -> Response<ChannelBod
                 .map(|p| p.to_string())
                 .unwrap_or_else(|| "/".into()),
             version: format!("{:?}", parts.version),
+            authority: parts.uri.authority().map(|a| a.to_string()),
             headers: header_map(&parts.headers),
             body: String::from_utf8_lossy(&req_body).into_owned(),
             trailers: req_trailers.as_ref().map(header_map),

@@ -136,3 +136,37 @@ async fn traffic_follows_consul_registrations_without_failed_requests() {
         consul.requests()
     );
 }
+
+/// `setHost: true`: requests reach the instance with `Host: <service>.service.<dc>.consul`
+/// (the agent's datacenter for `.local`), as Linkerd 1 did, over HTTP/1.1 and HTTP/2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_host_gives_the_endpoints_the_consul_authority() {
+    let consul = FakeConsul::start().await;
+    let app = Upstream::start("a", Behaviour::new().echo()).await;
+    consul.register(Instance::new("web", "web-a", app.addr()));
+    let config = format!(
+        "admin: {{ip: 127.0.0.1, port: 0, shutdownGrace: 10s}}\n\
+         namers:\n  - {{kind: consul, prefix: /#/consul, host: 127.0.0.1, port: {}, setHost: true}}\n\
+         routers:\n{}",
+        consul.port(),
+        router("outbound", "/svc => /#/consul/.local;", &[])
+    );
+    let weft = Weft::start(bin(), &config).await;
+    for client in [weft.http1("outbound"), weft.http2("outbound")] {
+        let r = client.get("web", "/").await.expect("request");
+        assert_eq!(r.status, 200, "{}", r.text());
+        let echo = r.echo();
+        let host = echo
+            .headers
+            .get("host")
+            .map(|v| v[0].clone())
+            .or_else(|| echo.authority.clone());
+        assert_eq!(
+            host.as_deref(),
+            Some("web.service.dc1.consul"),
+            "{} {:?}",
+            echo.version,
+            echo.headers
+        );
+    }
+}

@@ -86,7 +86,11 @@ fn consul_defaults_and_keys() {
     let NamerKind::Consul(c) = &n[0].kind else {
         panic!()
     };
-    assert_eq!(c.health_statuses.len(), 4, "Linkerd 1: every instance, healthy or not");
+    assert_eq!(
+        c.health_statuses.len(),
+        4,
+        "Linkerd 1: every instance, healthy or not"
+    );
     let e = namer_err("  - {kind: consul, prefix: /#/c, healthStatuses: [ok]}\n");
     assert_eq!(e.key_path(), Some("namers[0].healthStatuses[0]"));
     let e = namer_err("  - {kind: consul, prefix: /#/c, token: a, tokenFile: b}\n");

@@ -26,7 +26,9 @@ const TTL: u32 = 1;
 
 /// The SRV name of a service as the dtab names it: `_http._tcp.rates.weft.demo`.
 pub(crate) fn srv_name(service: Service) -> String {
-    format!("_http._tcp.{service}.{ZONE}").trim_end_matches('.').to_string()
+    format!("_http._tcp.{service}.{ZONE}")
+        .trim_end_matches('.')
+        .to_string()
 }
 
 /// The demo's running DNS server.
@@ -46,11 +48,8 @@ impl DemoDns {
         held_back: Option<&str>,
     ) -> anyhow::Result<DemoDns> {
         let origin = Name::from_ascii(ZONE).context("zone name")?;
-        let mut zone = InMemoryZoneHandler::empty(
-            origin.clone(),
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-        );
+        let mut zone =
+            InMemoryZoneHandler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
         let serial = 1;
         let soa = SOA::new(
             Name::from_ascii(format!("ns.{ZONE}"))?,
@@ -61,7 +60,10 @@ impl DemoDns {
             600,
             TTL,
         );
-        zone.upsert_mut(Record::from_rdata(origin.clone(), TTL, RData::SOA(soa)), serial);
+        zone.upsert_mut(
+            Record::from_rdata(origin.clone(), TTL, RData::SOA(soa)),
+            serial,
+        );
         for inst in &layout.instances {
             zone.upsert_mut(a_record(inst)?, serial);
             if held_back != Some(inst.name.as_str()) {
@@ -101,7 +103,11 @@ fn host_name(inst: &Instance) -> anyhow::Result<Name> {
 }
 
 fn a_record(inst: &Instance) -> anyhow::Result<Record> {
-    Ok(Record::from_rdata(host_name(inst)?, TTL, RData::A(A(inst.ip))))
+    Ok(Record::from_rdata(
+        host_name(inst)?,
+        TTL,
+        RData::A(A(inst.ip)),
+    ))
 }
 
 fn srv_record(inst: &Instance) -> anyhow::Result<Record> {

@@ -293,7 +293,10 @@ mod tests {
             .sidecar_config(Path::new("/tmp/weft-demo-1/disco"), Some(dns))
             .unwrap();
         assert!(yaml.contains("dnsHosts: ['127.0.10.53:5353']"), "{yaml}");
-        assert!(yaml.contains("/svc/rates => /#/dnssrv/_http._tcp.rates.weft.demo;"), "{yaml}");
+        assert!(
+            yaml.contains("/svc/rates => /#/dnssrv/_http._tcp.rates.weft.demo;"),
+            "{yaml}"
+        );
         weft_config::Config::parse(&yaml, "demo.yaml").expect("a valid config");
     }
 }

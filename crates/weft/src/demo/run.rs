@@ -10,13 +10,13 @@ use anyhow::Context;
 use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::time::Instant;
 
+use super::dns::DemoDns;
 use super::http::{self as client, Client};
 use super::layout::Layout;
 use super::load::Load;
 use super::procs::Procs;
 use super::start::{self, WorkDir};
 use super::stats::{self, Snapshot};
-use super::dns::DemoDns;
 use super::{table, DemoArgs, Discovery};
 use crate::prom;
 
@@ -81,7 +81,15 @@ async fn demo(args: DemoArgs) -> anyhow::Result<bool> {
     };
     let result = match started {
         Ok(true) => {
-            session(&args, &layout, &client, &mut procs, &mut signals, dns.as_mut()).await
+            session(
+                &args,
+                &layout,
+                &client,
+                &mut procs,
+                &mut signals,
+                dns.as_mut(),
+            )
+            .await
         }
         Ok(false) => {
             eprintln!("weft demo: interrupted during start-up");

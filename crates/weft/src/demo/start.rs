@@ -98,7 +98,9 @@ pub(crate) async fn start(
     let mut started = Vec::new();
     for inst in &layout.instances {
         let config = dir.root.join("configs").join(format!("{}.yaml", inst.name));
-        let yaml = inst.sidecar_config(&dir.disco(), dns).map_err(|e| anyhow!(e))?;
+        let yaml = inst
+            .sidecar_config(&dir.disco(), dns)
+            .map_err(|e| anyhow!(e))?;
         std::fs::write(&config, yaml)
             .with_context(|| format!("cannot write {}", config.display()))?;
         let log = |role: &str| dir.logs().join(format!("{}.{role}.log", inst.name));
