@@ -12,6 +12,8 @@
 //!   connections as Node and Go servers do; [`Nginx`]: a real nginx as a child process;
 //! - [`broken`]: clients that break their request bodies midway, on cue;
 //! - [`Disco`]: a directory for the `fs` namer with atomic and non-atomic writes;
+//! - [`marathon`]: a fake Marathon REST API (apps with tasks, the event stream) for the
+//!   `marathon` namer;
 //! - [`metrics`]: fetching and reading the Prometheus text of the admin server;
 //! - [`tap`]: a live tap on the admin server, its events grouped by request;
 //! - [`tunnel`]: CONNECT tunnels over raw sockets.
@@ -22,6 +24,7 @@ pub mod broken;
 mod client;
 mod disco;
 mod http1_app;
+pub mod marathon;
 pub mod metrics;
 mod nginx;
 pub mod raw;
