@@ -133,10 +133,16 @@ async fn a_cut_event_stream_is_reconnected() {
     let n = namer(&m, Duration::from_secs(60));
     let mut rx = n.lookup(&p("/web"));
     until(&mut rx, "first answer", |r| bound_ports(r).is_some()).await;
-    eventually("event stream open", || m.open_streams() == 1).await;
+    eventually("event stream open and read", || {
+        m.open_streams() == 1 && snapshot(&n).updates >= 2
+    })
+    .await;
+    let updates = snapshot(&n).updates;
     m.cut_events();
+    // Reconnected, and the read that reconnecting prompts is done: what follows can only
+    // arrive through an event on the new stream.
     eventually("reconnected", || {
-        m.event_connections() == 2 && m.open_streams() == 1
+        m.event_connections() == 2 && m.open_streams() == 1 && snapshot(&n).updates > updates
     })
     .await;
     m.set_app("/web", false, vec![task("web.3", 31003)]);
