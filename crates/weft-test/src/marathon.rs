@@ -13,7 +13,10 @@
 //!
 //! With a credential set, every request without `Authorization: Basic <credential>` gets 401
 //! with `WWW-Authenticate: Basic realm="Mesosphere Marathon"`, as Marathon's basic auth
-//! plugin answers. On cue it answers 500, malformed JSON, or never; cuts its event streams;
+//! plugin answers. As a DC/OS cluster, it also serves the IAM login
+//! (`POST /acs/api/v1/auth/login` with `{"uid", "token"}`, answered `{"token"}`) and wants
+//! `Authorization: token=<token>` (401 with `WWW-Authenticate: acsjwt` otherwise); it records
+//! the login JWTs for the test to verify, and can expire the token on cue. On cue it answers 500, malformed JSON, or never; cuts its event streams;
 //! or goes away entirely and comes back on the same port.
 
 use std::collections::BTreeMap;
@@ -137,10 +140,22 @@ struct App {
     tasks: Vec<FakeTask>,
 }
 
+/// What the fake wants in `Authorization`.
+enum Credential {
+    None,
+    Basic(String),
+    /// A DC/OS service account `uid`; the token currently valid, if any.
+    Dcos {
+        uid: String,
+        token: Mutex<Option<String>>,
+    },
+}
+
 struct Shared {
     apps: Mutex<BTreeMap<String, App>>,
     answer: Mutex<AppsAnswer>,
-    credential: Option<String>,
+    credential: Credential,
+    logins: Mutex<Vec<String>>,
     streams: Mutex<Vec<mpsc::UnboundedSender<Bytes>>>,
     apps_reads: AtomicUsize,
     event_connections: AtomicUsize,
@@ -158,6 +173,25 @@ impl FakeMarathon {
     /// Starts a fake Marathon that wants `Authorization: Basic <credential>` (`credential` is
     /// base64 of `user:password`, as in `MARATHON_HTTP_AUTH_CREDENTIAL`).
     pub async fn start_with(credential: Option<&str>) -> FakeMarathon {
+        let credential = match credential {
+            Some(c) => Credential::Basic(c.to_owned()),
+            None => Credential::None,
+        };
+        FakeMarathon::start_as(credential).await
+    }
+
+    /// Starts a fake Marathon in a DC/OS cluster where service account `uid` may log in at
+    /// `/acs/api/v1/auth/login` (any RS256 JWT naming `uid` is accepted: the test verifies
+    /// the signatures itself, see [`FakeMarathon::logins`]).
+    pub async fn start_dcos(uid: &str) -> FakeMarathon {
+        FakeMarathon::start_as(Credential::Dcos {
+            uid: uid.to_owned(),
+            token: Mutex::new(None),
+        })
+        .await
+    }
+
+    async fn start_as(credential: Credential) -> FakeMarathon {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind fake marathon");
@@ -165,7 +199,8 @@ impl FakeMarathon {
         let shared = Arc::new(Shared {
             apps: Mutex::new(BTreeMap::new()),
             answer: Mutex::new(AppsAnswer::Normal),
-            credential: credential.map(str::to_owned),
+            credential,
+            logins: Mutex::new(Vec::new()),
             streams: Mutex::new(Vec::new()),
             apps_reads: AtomicUsize::new(0),
             event_connections: AtomicUsize::new(0),
@@ -332,6 +367,18 @@ impl FakeMarathon {
             .clone()
     }
 
+    /// The JWTs of the DC/OS logins so far, in order.
+    pub fn logins(&self) -> Vec<String> {
+        self.shared.logins.lock().expect("logins lock").clone()
+    }
+
+    /// Makes the DC/OS token issued last invalid: requests with it get 401.
+    pub fn expire_token(&self) {
+        if let Credential::Dcos { token, .. } = &self.shared.credential {
+            *token.lock().expect("token lock") = None;
+        }
+    }
+
     fn send_event(&self, event: &str, data: Value) {
         let frame = Bytes::from(format!("event: {event}\r\ndata: {data}\r\n\r\n"));
         let mut streams = self.shared.streams.lock().expect("streams lock");
@@ -379,17 +426,28 @@ async fn handle(
         .lock()
         .expect("authorizations lock")
         .push(auth.clone());
-    if let Some(cred) = &shared.credential {
-        if auth.as_deref() != Some(&format!("Basic {cred}")) {
-            return Ok(Response::builder()
-                .status(StatusCode::UNAUTHORIZED)
-                .header("www-authenticate", "Basic realm=\"Mesosphere Marathon\"")
-                .header("content-type", "application/json")
-                .body(FakeBody::full(
-                    r#"{"message":"Invalid username or password."}"#,
-                ))
-                .expect("valid response"));
+    if req.uri().path() == LOGIN_PATH {
+        return Ok(login(req, &shared).await);
+    }
+    let refused = match &shared.credential {
+        Credential::None => None,
+        Credential::Basic(cred) => (auth.as_deref() != Some(&format!("Basic {cred}")))
+            .then_some("Basic realm=\"Mesosphere Marathon\""),
+        Credential::Dcos { token, .. } => {
+            let token = token.lock().expect("token lock").clone();
+            let sent = auth.as_deref().and_then(|a| a.strip_prefix("token="));
+            (token.is_none() || sent != token.as_deref()).then_some("acsjwt")
         }
+    };
+    if let Some(challenge) = refused {
+        return Ok(Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("www-authenticate", challenge)
+            .header("content-type", "application/json")
+            .body(FakeBody::full(
+                r#"{"message":"Invalid username or password."}"#,
+            ))
+            .expect("valid response"));
     }
     let path = req.uri().path();
     let query = req.uri().query().unwrap_or("");
@@ -417,6 +475,53 @@ async fn handle(
             .body(FakeBody::full(r#"{"message":"Not found"}"#))
             .expect("valid response")),
     }
+}
+
+/// DC/OS IAM's service account login path.
+const LOGIN_PATH: &str = "/acs/api/v1/auth/login";
+
+/// `POST /acs/api/v1/auth/login` with `{"uid", "token"}`: a new token for the account.
+async fn login(req: Request<Incoming>, shared: &Shared) -> Response<FakeBody> {
+    let refuse = |why: &str| {
+        Response::builder()
+            .status(StatusCode::UNAUTHORIZED)
+            .header("content-type", "application/json")
+            .body(FakeBody::full(
+                json!({"title": "Invalid authentication credentials", "description": why})
+                    .to_string(),
+            ))
+            .expect("valid response")
+    };
+    let Credential::Dcos { uid, token } = &shared.credential else {
+        return refuse("not a DC/OS cluster");
+    };
+    if req.method() != http::Method::POST {
+        return refuse("POST expected");
+    }
+    let Ok(body) = http_body_util::BodyExt::collect(req.into_body()).await else {
+        return refuse("unreadable body");
+    };
+    let Ok(v) = serde_json::from_slice::<Value>(&body.to_bytes()) else {
+        return refuse("not JSON");
+    };
+    let (Some(got_uid), Some(jwt)) = (v["uid"].as_str(), v["token"].as_str()) else {
+        return refuse("uid and token expected");
+    };
+    shared
+        .logins
+        .lock()
+        .expect("logins lock")
+        .push(jwt.to_owned());
+    if got_uid != uid || jwt.split('.').count() != 3 {
+        return refuse("unknown uid or not a JWT");
+    }
+    let n = shared.logins.lock().expect("logins lock").len();
+    let issued = format!("fake-dcos-token-{n}");
+    *token.lock().expect("token lock") = Some(issued.clone());
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(FakeBody::full(json!({ "token": issued }).to_string()))
+        .expect("valid response")
 }
 
 async fn apps(shared: &Shared, embed_tasks: bool) -> Response<FakeBody> {

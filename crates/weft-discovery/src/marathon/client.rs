@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{ACCEPT, AUTHORIZATION, HOST, WWW_AUTHENTICATE};
 use http::{HeaderValue, Request, StatusCode};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use rustls::pki_types::pem::PemObject;
@@ -36,13 +36,18 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
 /// Where Marathon is and how to talk to it.
 pub(crate) struct Client {
+    endpoint: Endpoint,
+    uri_prefix: String,
+    auth: Auth,
+    pub(crate) timeout: Duration,
+}
+
+/// A server to connect to: host, port, and TLS if any.
+pub(crate) struct Endpoint {
     host: String,
     port: u16,
     authority: HeaderValue,
-    uri_prefix: String,
     tls: Option<(tokio_rustls::TlsConnector, ServerName<'static>)>,
-    auth: Auth,
-    pub(crate) timeout: Duration,
 }
 
 impl Client {
@@ -51,24 +56,16 @@ impl Client {
     /// # Errors
     /// A TLS file that does not load, a host that is not a valid name, as a message.
     pub(crate) fn new(config: &MarathonConfig, auth: Auth) -> Result<Client, String> {
-        let authority = HeaderValue::try_from(authority(&config.host, config.port))
-            .map_err(|_| format!("host {:?} is not a valid host name", config.host))?;
         let tls = match &config.tls {
             None => None,
-            Some(t) => {
-                let name = t.common_name.as_deref().unwrap_or(&config.host);
-                let name = ServerName::try_from(name.to_owned())
-                    .map_err(|e| format!("tls: {name:?} is not a server name: {e}"))?;
-                let connector = tokio_rustls::TlsConnector::from(Arc::new(tls_config(t)?));
-                Some((connector, name))
-            }
+            Some(t) => Some((
+                t.common_name.as_deref().unwrap_or(&config.host),
+                Arc::new(tls_config(t)?),
+            )),
         };
         Ok(Client {
-            host: config.host.clone(),
-            port: config.port,
-            authority,
+            endpoint: Endpoint::new(&config.host, config.port, tls)?,
             uri_prefix: config.uri_prefix.clone(),
-            tls,
             auth,
             timeout: REQUEST_TIMEOUT,
         })
@@ -76,12 +73,7 @@ impl Client {
 
     /// The backend as shown on `/namers.json`, e.g. `http://marathon.mesos:80`.
     pub(crate) fn backend(&self) -> String {
-        let scheme = if self.tls.is_some() { "https" } else { "http" };
-        format!(
-            "{scheme}://{}{}",
-            authority(&self.host, self.port),
-            self.uri_prefix
-        )
+        format!("{}{}", self.endpoint, self.uri_prefix)
     }
 
     /// `GET /v2/apps?embed=apps.tasks`: the whole body, at most [`MAX_BODY`] bytes.
@@ -119,31 +111,19 @@ impl Client {
     }
 
     async fn get(&self, path: &str, accept: &'static str) -> Result<Incoming, String> {
-        let io = self.connect().await?;
-        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-            .await
-            .map_err(|e| format!("HTTP handshake: {e}"))?;
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(error = %e, "marathon connection ended");
-            }
-        });
+        let auth = self.auth.header().await?;
         let mut req = Request::get(format!("{}{path}", self.uri_prefix))
-            .header(HOST, self.authority.clone())
             .header(ACCEPT, accept)
-            .body(Empty::<Bytes>::new())
+            .body(Full::new(Bytes::new()))
             .map_err(|e| format!("bad request: {e}"))?;
-        if let Some(value) = self.auth.header().await? {
+        if let Some(value) = auth {
             req.headers_mut().insert(AUTHORIZATION, value);
         }
-        let resp = send
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request failed: {e}"))?;
+        let resp = self.endpoint.send(req).await?;
         match resp.status() {
             StatusCode::OK => Ok(resp.into_body()),
             s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
-                self.auth.rejected();
+                self.auth.rejected().await;
                 let challenge = resp
                     .headers()
                     .get(WWW_AUTHENTICATE)
@@ -154,6 +134,58 @@ impl Client {
             }
             s => Err(format!("status {s}")),
         }
+    }
+}
+
+impl Endpoint {
+    /// `host:port`, with TLS verifying `tls.0` as the server name when given.
+    ///
+    /// # Errors
+    /// A host that cannot be a `Host` header, a server name that is not a DNS name or IP.
+    pub(crate) fn new(
+        host: &str,
+        port: u16,
+        tls: Option<(&str, Arc<rustls::ClientConfig>)>,
+    ) -> Result<Endpoint, String> {
+        let authority = HeaderValue::try_from(authority(host, port))
+            .map_err(|_| format!("host {host:?} is not a valid host name"))?;
+        let tls = match tls {
+            None => None,
+            Some((name, config)) => {
+                let name = ServerName::try_from(name.to_owned())
+                    .map_err(|e| format!("tls: {name:?} is not a server name: {e}"))?;
+                Some((tokio_rustls::TlsConnector::from(config), name))
+            }
+        };
+        Ok(Endpoint {
+            host: host.to_owned(),
+            port,
+            authority,
+            tls,
+        })
+    }
+
+    /// Sends `req` (its `Host` set here) on a new connection; the response head.
+    ///
+    /// # Errors
+    /// Connecting, the TLS handshake, or the exchange failed, as a message.
+    pub(crate) async fn send(
+        &self,
+        mut req: Request<Full<Bytes>>,
+    ) -> Result<http::Response<Incoming>, String> {
+        let io = self.connect().await?;
+        let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+            .await
+            .map_err(|e| format!("HTTP handshake: {e}"))?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "marathon connection ended");
+            }
+        });
+        req.headers_mut().insert(HOST, self.authority.clone());
+        send.send_request(req)
+            .await
+            .map_err(|e| format!("request failed: {e}"))
     }
 
     async fn connect(&self) -> Result<Box<dyn Io>, String> {
@@ -174,6 +206,13 @@ impl Client {
     }
 }
 
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        write!(f, "{scheme}://{}", authority(&self.host, self.port))
+    }
+}
+
 /// `host:port`, with brackets around an IPv6 literal.
 fn authority(host: &str, port: u16) -> String {
     if host.contains(':') {
@@ -184,7 +223,10 @@ fn authority(host: &str, port: u16) -> String {
 }
 
 /// The rustls client config of `tls` (ring provider, HTTP/1.1 by ALPN).
-fn tls_config(tls: &BackendTls) -> Result<rustls::ClientConfig, String> {
+///
+/// # Errors
+/// A file that does not load, no system roots, as a message.
+pub(crate) fn tls_config(tls: &BackendTls) -> Result<rustls::ClientConfig, String> {
     let mut roots = rustls::RootCertStore::empty();
     if tls.trust_certs.is_empty() {
         let native = rustls_native_certs::load_native_certs();

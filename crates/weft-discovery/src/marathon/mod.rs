@@ -73,10 +73,13 @@ const RELEVANT_EVENTS: &[&str] = &[
 /// answer, is counted on [`MarathonNamer::status`], and is retried with `backoff`; a name
 /// with no good answer yet becomes [`Resolution::Failed`].
 ///
-/// Credentials come from the environment, as in Linkerd 1: `MARATHON_HTTP_AUTH_CREDENTIAL`
-/// (base64 of `user:password`) is sent as `Authorization: Basic`. DC/OS service accounts
-/// (`DCOS_SERVICE_ACCOUNT_CREDENTIAL`) are not supported yet: [`MarathonNamer::new`] refuses
-/// them.
+/// Credentials come from the environment, as in Linkerd 1. `DCOS_SERVICE_ACCOUNT_CREDENTIAL`
+/// (a DC/OS service account: JSON with `uid`, `private_key` as PEM RSA and `login_endpoint`)
+/// logs in to DC/OS IAM by POSTing `{"uid", "token"}` to `login_endpoint`, `token` being an
+/// RS256 JWT of `{"uid", "exp"}` signed with the key, and sends the token it gets as
+/// `Authorization: token=<token>`, logging in again after a 401 or 403. Otherwise
+/// `MARATHON_HTTP_AUTH_CREDENTIAL` (base64 of `user:password`) is sent as
+/// `Authorization: Basic`.
 pub struct MarathonNamer {
     shared: Arc<Shared>,
 }
@@ -119,11 +122,11 @@ impl MarathonNamer {
     /// environment (see the type's documentation). Nothing is sent before a name is watched.
     ///
     /// # Errors
-    /// `DCOS_SERVICE_ACCOUNT_CREDENTIAL` is set (not supported yet),
+    /// `DCOS_SERVICE_ACCOUNT_CREDENTIAL` is not a usable service account (see the type),
     /// `MARATHON_HTTP_AUTH_CREDENTIAL` is not base64, a TLS file does not load, or the host is
     /// not a valid name.
     pub fn new(config: &MarathonConfig, prefix: &Path) -> Result<MarathonNamer, DiscoveryError> {
-        let auth = Auth::from_env(|name| std::env::var(name).ok())
+        let auth = Auth::from_env(|name| std::env::var(name).ok(), config.tls.as_ref())
             .map_err(|e| DiscoveryError::new(prefix, e))?;
         MarathonNamer::with_auth(config, prefix, auth, client::REQUEST_TIMEOUT)
     }

@@ -326,7 +326,10 @@ async fn basic_auth_is_sent_and_a_refusal_fails_names_with_no_good_answer() {
     const CRED: &str = "d2VmdDpzM2NyZXQ="; // weft:s3cret
     let m = FakeMarathon::start_with(Some(CRED)).await;
     m.set_app("/web", false, vec![task("web.1", 31001)]);
-    let auth = Auth::from_env(|v| (v == "MARATHON_HTTP_AUTH_CREDENTIAL").then(|| CRED.into()));
+    let auth = Auth::from_env(
+        |v| (v == "MARATHON_HTTP_AUTH_CREDENTIAL").then(|| CRED.into()),
+        None,
+    );
     let n = namer_with(&config(&m, Duration::from_secs(60)), auth.unwrap());
     let mut rx = n.lookup(&p("/web"));
     until(&mut rx, "authorized", |r| bound_ports(r).is_some()).await;
@@ -394,4 +397,52 @@ async fn task_host_names_are_resolved() {
     assert_eq!(b.addrs[0].node(), Some("localhost"));
     // Another app on a host already resolved answers at once.
     assert_eq!(addrs(&n.lookup(&p("/api")).borrow()), [31002]);
+}
+
+#[tokio::test]
+async fn a_dcos_service_account_logs_in_and_again_when_its_token_is_refused() {
+    let m = FakeMarathon::start_dcos("weft-sa").await;
+    m.set_app("/web", false, vec![task("web.1", 31001)]);
+    let cred = serde_json::json!({
+        "scheme": "RS256",
+        "uid": "weft-sa",
+        "private_key": super::auth::tests::TEST_KEY_PKCS8,
+        "login_endpoint": format!("http://127.0.0.1:{}/acs/api/v1/auth/login", m.port()),
+    })
+    .to_string();
+    let auth = Auth::from_env(
+        |v| (v == "DCOS_SERVICE_ACCOUNT_CREDENTIAL").then(|| cred.clone()),
+        None,
+    )
+    .unwrap();
+    let n = namer_with(&config(&m, Duration::from_millis(100)), auth);
+    let mut rx = n.lookup(&p("/web"));
+    until(&mut rx, "logged in", |r| {
+        bound_ports(r) == Some(vec![31001])
+    })
+    .await;
+    let logins = m.logins();
+    assert_eq!(logins.len(), 1, "one login serves every request");
+    let claims = super::auth::tests::verify_jwt(&logins[0]);
+    assert_eq!(claims["uid"], "weft-sa");
+    assert!(claims["exp"].as_u64().is_some(), "{claims}");
+    assert!(m
+        .authorizations()
+        .iter()
+        .any(|a| a.as_deref() == Some("token=fake-dcos-token-1")));
+
+    // The token expires: Marathon answers 401, the namer logs in again and carries on.
+    m.expire_token();
+    eventually("logged in again", || m.logins().len() >= 2).await;
+    m.set_app_quietly("/web", false, vec![task("web.2", 31002)]);
+    until(&mut rx, "reads go on", |r| {
+        bound_ports(r) == Some(vec![31002])
+    })
+    .await;
+    verify_jwt_of(&m.logins()[1]);
+    assert!(snapshot(&n).errors >= 1, "the refused read is counted");
+}
+
+fn verify_jwt_of(jwt: &str) {
+    assert_eq!(super::auth::tests::verify_jwt(jwt)["uid"], "weft-sa");
 }
