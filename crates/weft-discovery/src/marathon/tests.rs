@@ -3,6 +3,7 @@
 //! since Marathon itself cannot be installed here. Real sockets on 127.0.0.1.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use weft_config::{DiscoveryBackoff, MarathonConfig};
@@ -445,4 +446,123 @@ async fn a_dcos_service_account_logs_in_and_again_when_its_token_is_refused() {
 
 fn verify_jwt_of(jwt: &str) {
     assert_eq!(super::auth::tests::verify_jwt(jwt)["uid"], "weft-sa");
+}
+
+/// A CA, and a server and a client certificate it signed, as PEM files in a tempdir.
+struct Pki {
+    dir: tempfile::TempDir,
+    server: rustls::ServerConfig,
+}
+
+impl Pki {
+    /// Certificates for server name `marathon.test`; the server wants a client certificate
+    /// from the same CA.
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let leaf = |name: &str, eku| {
+            let key = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(vec![name.to_owned()]).unwrap();
+            params.extended_key_usages = vec![eku];
+            (params.signed_by(&key, &issuer).unwrap(), key)
+        };
+        let (server_cert, server_key) =
+            leaf("marathon.test", rcgen::ExtendedKeyUsagePurpose::ServerAuth);
+        let (client_cert, client_key) = leaf("weft", rcgen::ExtendedKeyUsagePurpose::ClientAuth);
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, pem: String| std::fs::write(dir.path().join(name), pem).unwrap();
+        write("ca.pem", ca_cert.pem());
+        write("client.pem", client_cert.pem());
+        write("client-key.pem", client_key.serialize_pem());
+
+        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_cert.der().clone()).unwrap();
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            roots.into(),
+            provider.clone(),
+        )
+        .build()
+        .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![server_cert.der().clone()], key)
+            .unwrap();
+        Pki { dir, server }
+    }
+
+    fn tls(&self) -> weft_config::BackendTls {
+        weft_config::BackendTls {
+            common_name: Some("marathon.test".into()),
+            trust_certs: vec![self.dir.path().join("ca.pem")],
+            client_auth: Some(weft_config::ClientAuth {
+                cert_path: self.dir.path().join("client.pem"),
+                key_path: self.dir.path().join("client-key.pem"),
+            }),
+        }
+    }
+
+    /// A TLS front for `backend` on 127.0.0.1 (TLS in front of the fake, as a load balancer
+    /// or DC/OS's admin router would be); the port, and a count of handshakes that succeeded.
+    async fn front(&self, backend: SocketAddr) -> (u16, std::sync::Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(self.server.clone()));
+        let handshakes = std::sync::Arc::new(AtomicUsize::new(0));
+        let count = handshakes.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((tcp, _)) = listener.accept().await else {
+                    continue;
+                };
+                let (acceptor, count) = (acceptor.clone(), count.clone());
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let Ok(mut plain) = tokio::net::TcpStream::connect(backend).await else {
+                        return;
+                    };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        (port, handshakes)
+    }
+}
+
+#[tokio::test]
+async fn tls_with_trusted_certs_and_a_client_certificate() {
+    let m = FakeMarathon::start().await;
+    m.set_app("/web", false, vec![task("web.1", 31001)]);
+    let pki = Pki::new();
+    let (port, handshakes) = pki.front(m.addr()).await;
+    let mut c = config(&m, Duration::from_secs(60));
+    c.port = port;
+    c.tls = Some(pki.tls());
+    let n = namer_with(&c, Auth::None);
+    assert_eq!(snapshot(&n).backend, format!("https://127.0.0.1:{port}"));
+    let mut rx = n.lookup(&p("/web"));
+    until(&mut rx, "over TLS", |r| bound_ports(r) == Some(vec![31001])).await;
+    assert!(handshakes.load(Ordering::SeqCst) >= 1);
+
+    // A server whose certificate is not from a trusted CA is refused.
+    let other = Pki::new();
+    let mut c2 = c.clone();
+    c2.tls = Some(other.tls());
+    let n = namer_with(&c2, Auth::None);
+    let mut rx = n.lookup(&p("/web"));
+    let r = until(&mut rx, "refused", |r| *r != Resolution::Pending).await;
+    assert!(
+        matches!(&r, Resolution::Failed(m) if m.contains("TLS handshake")),
+        "{r:?}"
+    );
 }
