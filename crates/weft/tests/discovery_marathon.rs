@@ -57,6 +57,21 @@ impl Load {
     }
 }
 
+/// The marathon namer's entry on the admin server's `/namers.json`.
+async fn namers_json(weft: &Weft) -> serde_json::Value {
+    let r = weft
+        .admin_client()
+        .get("admin", "/namers.json")
+        .await
+        .expect("GET /namers.json");
+    assert_eq!(r.status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+    v.as_array()
+        .and_then(|a| a.iter().find(|n| n["prefix"] == "/#/marathon"))
+        .cloned()
+        .unwrap_or_else(|| panic!("no /#/marathon on /namers.json: {v:#}"))
+}
+
 /// Polls until `n` consecutive requests are answered by `upstream` alone.
 async fn only(weft: &Weft, upstream: &str, n: usize) -> bool {
     let client = weft.http1("outbound");
@@ -111,6 +126,41 @@ async fn traffic_follows_marathon_tasks_with_no_failed_request() {
     assert!(
         marathon.event_connections() >= 1,
         "weft follows the event stream"
+    );
+
+    // The namer's health is on the admin server.
+    let namer = namers_json(&weft).await;
+    assert_eq!(
+        (namer["kind"].as_str(), namer["state"].as_str()),
+        (Some("marathon"), Some("ok")),
+        "{namer:#}"
+    );
+    assert_eq!(
+        namer["backend"].as_str(),
+        Some(format!("http://127.0.0.1:{}", marathon.port()).as_str())
+    );
+
+    // Marathon goes away: the namer turns stale and weft keeps routing to the last good task.
+    marathon.stop();
+    let stale = eventually(Duration::from_secs(20), || async {
+        let n = namers_json(&weft).await;
+        (n["state"] == "stale").then_some(n)
+    })
+    .await
+    .expect("the namer turns stale without waiting for the ttl");
+    assert!(stale["errors"].as_u64() >= Some(1), "{stale:#}");
+    for _ in 0..10 {
+        let r = weft.http1("outbound").get("web", "/").await.unwrap();
+        assert_eq!((r.status.as_u16(), r.upstream()), (200, Some("b")));
+    }
+    marathon.restart().await;
+    let back = eventually(Duration::from_secs(20), || async {
+        (namers_json(&weft).await["state"] == "ok").then_some(())
+    })
+    .await;
+    assert!(
+        back.is_some(),
+        "the namer is ok again once Marathon is back"
     );
 
     // The app goes away: the name is Neg, and weft answers with its own error.

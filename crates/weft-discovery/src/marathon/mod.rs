@@ -67,8 +67,9 @@ const RELEVANT_EVENTS: &[&str] = &[
 /// One refresher task serves every name: it starts with the first watched name and stops
 /// when none is left. It reads `GET <uriPrefix>/v2/apps?embed=apps.tasks` every `ttl` and,
 /// through the event stream `GET <uriPrefix>/v2/events`, within about 100 ms of a task or
-/// health change. A dropped event stream is reconnected with `backoff`, the `ttl` reads
-/// going on meanwhile. A failed read (unreachable, no answer within 10 s, a status other than
+/// health change. An event stream that ends prompts a read at once (so an outage shows
+/// without waiting for `ttl`) and is reconnected with `backoff`, the `ttl` reads going on
+/// meanwhile. A failed read (unreachable, no answer within 10 s, a status other than
 /// 200, a body over 16 MiB or not of the documented shape) keeps every name's last good
 /// answer, is counted on [`MarathonNamer::status`], and is retried with `backoff`; a name
 /// with no good answer yet becomes [`Resolution::Failed`].
@@ -347,6 +348,9 @@ async fn follow_events(shared: &Shared) {
                         tracing::warn!(namer = %shared.prefix, error = %e, "marathon's event stream failed; reconnecting")
                     }
                 }
+                // A stream that ends may mean Marathon went away: a read tells at once
+                // rather than at the next `ttl`.
+                shared.kick.notify_one();
             }
             Err(e) => {
                 tracing::warn!(namer = %shared.prefix, error = %e, "cannot follow marathon's event stream; reading apps every ttl meanwhile");
