@@ -14,6 +14,8 @@
 //! - [`Disco`]: a directory for the `fs` namer with atomic and non-atomic writes;
 //! - [`consul::FakeConsul`]: a Consul agent's HTTP API (blocking queries included), as
 //!   documented, for the consul namer;
+//! - [`marathon`]: a fake Marathon REST API (apps with tasks, the event stream) for the
+//!   `marathon` namer;
 //! - [`metrics`]: fetching and reading the Prometheus text of the admin server;
 //! - [`tap`]: a live tap on the admin server, its events grouped by request;
 //! - [`tunnel`]: CONNECT tunnels over raw sockets.
@@ -25,6 +27,7 @@ mod client;
 pub mod consul;
 mod disco;
 mod http1_app;
+pub mod marathon;
 pub mod metrics;
 mod nginx;
 pub mod raw;
