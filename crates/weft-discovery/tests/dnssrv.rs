@@ -227,6 +227,55 @@ async fn lowest_priority_and_weights_are_honoured() {
 }
 
 #[tokio::test]
+async fn targets_are_looked_up_without_additional_data() {
+    let named = Named::start_minimal_responses(
+        "web1 IN A 127.0.0.1\n\
+         web6 IN AAAA ::1\n\
+         web6 IN A 127.0.0.6\n\
+         noaddr IN TXT \"no address\"\n\
+         _http._tcp.web IN SRV 0 10 18001 web1\n\
+         _http._tcp.web IN SRV 0 10 18006 web6\n\
+         _http._tcp.web IN SRV 0 10 18009 noaddr\n",
+    )
+    .await;
+    let out = tokio::process::Command::new("dig")
+        .args(["+noall", "+additional", "-p"])
+        .arg(named.addr().port().to_string())
+        .args(["@127.0.0.1", "SRV", WEB])
+        .output()
+        .await
+        .expect("run dig");
+    let additional = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !additional.contains("IN\tA"),
+        "the answer must carry no addresses for this test: {additional}"
+    );
+    let namer = namer_for(named.addr());
+    let mut rx = lookup(&namer, WEB);
+    let r = until(&mut rx, &named, "targets looked up", |r| {
+        endpoints(r).is_some()
+    })
+    .await;
+    assert_eq!(
+        endpoints(&r).unwrap(),
+        [
+            ("127.0.0.1:18001".into(), 10.0),
+            ("127.0.0.6:18006".into(), 5.0),
+            ("[::1]:18006".into(), 5.0),
+        ],
+        "a target without addresses gives none"
+    );
+    named
+        .update("update delete web1.weft.test A\nupdate add web1.weft.test 1 IN A 127.0.0.9")
+        .await;
+    until(&mut rx, &named, "a target's new address", |r| {
+        endpoints(r).is_some_and(|e| e.iter().any(|(a, _)| a == "127.0.0.9:18001"))
+    })
+    .await;
+    assert_eq!(status(&namer).snapshot().errors, 0);
+}
+
+#[tokio::test]
 async fn nxdomain_is_neg_and_a_created_name_binds() {
     let named = Named::start("web1 IN A 127.0.0.1\n").await;
     let namer = namer_for(named.addr());

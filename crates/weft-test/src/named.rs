@@ -40,6 +40,16 @@ impl Named {
     /// relative to the zone, e.g. `web1 IN A 127.0.0.1` or
     /// `_http._tcp.web IN SRV 0 10 8080 web1`), and waits until it answers.
     pub async fn start(records: &str) -> Named {
+        Named::start_with(records, "").await
+    }
+
+    /// Like [`Named::start`], but answers carry no additional section (BIND's
+    /// `minimal-responses yes`): a client must look SRV targets up itself.
+    pub async fn start_minimal_responses(records: &str) -> Named {
+        Named::start_with(records, "minimal-responses yes;").await
+    }
+
+    async fn start_with(records: &str, options: &str) -> Named {
         for bin in [named_bin(), nsupdate_bin(), dig_bin()] {
             if !bin.exists() {
                 panic!(
@@ -53,8 +63,11 @@ impl Named {
         for _ in 0..PORT_ATTEMPTS {
             let dir = tempfile::tempdir().expect("named tempdir");
             let port = free_port();
-            std::fs::write(dir.path().join("named.conf"), config(dir.path(), port))
-                .expect("write named.conf");
+            std::fs::write(
+                dir.path().join("named.conf"),
+                config(dir.path(), port, options),
+            )
+            .expect("write named.conf");
             std::fs::write(dir.path().join("weft.test.zone"), zone(records))
                 .expect("write the zone file");
             let mut named = Named {
@@ -205,7 +218,7 @@ fn free_port() -> u16 {
     }
 }
 
-fn config(dir: &Path, port: u16) -> String {
+fn config(dir: &Path, port: u16, options: &str) -> String {
     let d = dir.display();
     // `controls {}`: no rndc channel (it would take port 953); no recursion, no DNSSEC; no
     // cap on the records of one name and type (9.18.28 and later refuse more than 100).
@@ -220,6 +233,7 @@ fn config(dir: &Path, port: u16) -> String {
          \x20   dnssec-validation no;\n\
          \x20   notify no;\n\
          \x20   max-records-per-type 0;\n\
+         \x20   {options}\n\
          }};\n\
          controls {{ }};\n\
          zone \"{ZONE}\" {{\n\
