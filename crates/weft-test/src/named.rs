@@ -21,7 +21,7 @@ const PORT_ATTEMPTS: usize = 3;
 const ZONE: &str = "weft.test";
 
 /// One `named -g` process (foreground, logging to stderr, which goes to `named.log`),
-/// authoritative for [`ZONE`] with dynamic updates allowed from 127.0.0.1 and every TTL
+/// authoritative for `weft.test` with dynamic updates allowed from 127.0.0.1 and every TTL
 /// (including the SOA's negative-caching TTL) 1 second, so that clients re-resolve quickly.
 /// Its config, zone file and journal live in a temporary directory, so a restart on the same
 /// port ([`Named::restart`]) serves the zone as last updated. Killed on drop.
