@@ -69,7 +69,8 @@ pub struct DnsSrvConfig {
     /// The shortest time between re-resolutions (yaml `minTtl`); default 1s.
     #[serde(serialize_with = "ser_duration")]
     pub min_ttl: Duration,
-    /// The longest time between re-resolutions (yaml `maxTtl`); default 60s.
+    /// The longest time between re-resolutions (yaml `maxTtl`); default 60s. Linkerd 1's
+    /// `refreshIntervalSeconds: N` (a fixed interval) sets both `minTtl` and `maxTtl` to N s.
     #[serde(serialize_with = "ser_duration")]
     pub max_ttl: Duration,
     /// Retry schedule after a failed lookup (yaml `backoff`).

@@ -113,6 +113,8 @@ pub(crate) struct RawNamer {
     pub(crate) dns_hosts: Option<Vec<String>>,
     pub(crate) min_ttl: Option<Dur>,
     pub(crate) max_ttl: Option<Dur>,
+    /// Linkerd 1's fixed re-resolution interval: `minTtl` = `maxTtl` = this many seconds.
+    pub(crate) refresh_interval_seconds: Option<u64>,
     // consul, marathon (and k8s's Linkerd 1 spelling of its URL)
     pub(crate) host: Option<String>,
     pub(crate) port: Option<Port>,

@@ -10,6 +10,7 @@
 //!   whatever the request's authority, plus raw-socket helpers ([`raw`]);
 //! - [`Http1App`]: an application that speaks HTTP/1.1 only and can close idle keep-alive
 //!   connections as Node and Go servers do; [`Nginx`]: a real nginx as a child process;
+//! - [`Named`]: a real DNS server (BIND 9) for the zone `weft.test`, updated live;
 //! - [`broken`]: clients that break their request bodies midway, on cue;
 //! - [`Disco`]: a directory for the `fs` namer with atomic and non-atomic writes;
 //! - [`consul::FakeConsul`]: a Consul agent's HTTP API (blocking queries included), as
@@ -29,6 +30,7 @@ mod disco;
 mod http1_app;
 pub mod marathon;
 pub mod metrics;
+mod named;
 mod nginx;
 pub mod raw;
 pub mod scripted;
@@ -41,6 +43,7 @@ pub use client::{Client, ClientError, FixedConnector, TestBody, TestResponse};
 pub use disco::Disco;
 pub use http1_app::{Http1App, APP_VERSION_HEADER};
 pub use metrics::get_metrics;
+pub use named::Named;
 pub use nginx::Nginx;
 pub use upstream::{closed_port, Behaviour, Echo, Upstream, DELAY_HEADER, ECHO_HEADER};
 pub use weft::{Exited, Signal, Weft};

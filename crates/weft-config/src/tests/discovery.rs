@@ -44,6 +44,22 @@ fn dnssrv_defaults_and_keys() {
     assert_eq!(e.key_path(), Some("namers[0].dnsHosts[0]"));
     let e = namer_err("  - {kind: dnssrv, prefix: /#/srv, minTtl: 9s, maxTtl: 1s}\n");
     assert_eq!(e.key_path(), Some("namers[0].minTtl"));
+    // Linkerd 1's fixed interval.
+    let n = namers("  - {kind: io.l5d.dnssrv, prefix: /#/srv, refreshIntervalSeconds: 5}\n");
+    let NamerKind::DnsSrv(c) = &n[0].kind else {
+        panic!()
+    };
+    assert_eq!(
+        (c.min_ttl, c.max_ttl),
+        (Duration::from_secs(5), Duration::from_secs(5))
+    );
+    let e =
+        namer_err("  - {kind: dnssrv, prefix: /#/srv, refreshIntervalSeconds: 5, maxTtl: 9s}\n");
+    assert_eq!(e.key_path(), Some("namers[0].refreshIntervalSeconds"));
+    let e = namer_err("  - {kind: dnssrv, prefix: /#/srv, refreshIntervalSeconds: 0}\n");
+    assert_eq!(e.key_path(), Some("namers[0].refreshIntervalSeconds"));
+    let e = namer_err("  - {kind: consul, prefix: /#/c, refreshIntervalSeconds: 5}\n");
+    assert_eq!(e.key_path(), Some("namers[0].refreshIntervalSeconds"));
     let e = namer_err("  - {kind: dnssrv, prefix: /#/srv, rootDir: x}\n");
     assert_err(
         &e,

@@ -57,8 +57,27 @@ pub(super) fn namer(raw: RawNamer, p: &KeyPath, base_dir: &FsPath) -> Result<Nam
             for (i, h) in raw.dns_hosts.unwrap_or_default().iter().enumerate() {
                 dns_hosts.push(dns_host(h, &p.key("dnsHosts").index(i))?);
             }
-            let min_ttl = dur(raw.min_ttl, Duration::from_secs(1), true, &p.key("minTtl"))?;
-            let max_ttl = dur(raw.max_ttl, Duration::from_secs(60), true, &p.key("maxTtl"))?;
+            // Linkerd 1 re-resolved every `refreshIntervalSeconds` (default 5), whatever the
+            // TTLs: a fixed interval is minTtl = maxTtl.
+            let (min_ttl, max_ttl) = match raw.refresh_interval_seconds {
+                Some(_) if raw.min_ttl.is_some() || raw.max_ttl.is_some() => {
+                    return invalid(
+                        &p.key("refreshIntervalSeconds"),
+                        "give either `refreshIntervalSeconds` (Linkerd 1) or `minTtl`/`maxTtl`",
+                    );
+                }
+                Some(0) => {
+                    return invalid(
+                        &p.key("refreshIntervalSeconds"),
+                        "must be greater than zero",
+                    );
+                }
+                Some(s) => (Duration::from_secs(s), Duration::from_secs(s)),
+                None => (
+                    dur(raw.min_ttl, Duration::from_secs(1), true, &p.key("minTtl"))?,
+                    dur(raw.max_ttl, Duration::from_secs(60), true, &p.key("maxTtl"))?,
+                ),
+            };
             if min_ttl > max_ttl {
                 return invalid(&p.key("minTtl"), "minTtl is greater than maxTtl");
             }
@@ -197,11 +216,16 @@ pub(super) fn namer(raw: RawNamer, p: &KeyPath, base_dir: &FsPath) -> Result<Nam
 /// Refuses every key given that `kind` does not take.
 fn reject_other_keys(raw: &RawNamer, kind: NamerKindName, p: &KeyPath) -> Result<()> {
     use NamerKindName::*;
-    let keys: [(&'static str, bool, &[NamerKindName]); 24] = [
+    let keys: [(&'static str, bool, &[NamerKindName]); 25] = [
         ("rootDir", raw.root_dir.is_some(), &[Fs]),
         ("dnsHosts", raw.dns_hosts.is_some(), &[DnsSrv]),
         ("minTtl", raw.min_ttl.is_some(), &[DnsSrv]),
         ("maxTtl", raw.max_ttl.is_some(), &[DnsSrv]),
+        (
+            "refreshIntervalSeconds",
+            raw.refresh_interval_seconds.is_some(),
+            &[DnsSrv],
+        ),
         ("host", raw.host.is_some(), &[Consul, K8s, Marathon]),
         ("port", raw.port.is_some(), &[Consul, K8s, Marathon]),
         ("tls", raw.tls.is_some(), &[Consul, Marathon]),
