@@ -5,12 +5,13 @@ use std::process::Command;
 
 /// Runs the demo on a random `127.0.X` base (so parallel runs and a developer's running demo
 /// do not collide); retries once on another base if the addresses are taken.
-fn run_demo() -> std::process::Output {
+fn run_demo(extra: &[&str]) -> std::process::Output {
     let mut last = None;
     for _ in 0..2 {
         let base = format!("127.0.{}", fastrand::u8(100..200));
         let out = Command::new(env!("CARGO_BIN_EXE_weft"))
             .args(["demo", "--duration", "8s", "--ip-base", &base])
+            .args(extra)
             .output()
             .expect("run weft demo");
         let taken = String::from_utf8_lossy(&out.stderr).contains("already in use");
@@ -48,7 +49,7 @@ fn percent(cell: &str) -> f64 {
 
 #[test]
 fn demo_mesh_carries_load_and_avoids_the_slow_replica() {
-    let out = run_demo();
+    let out = run_demo(&[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -92,5 +93,34 @@ fn demo_mesh_carries_load_and_avoids_the_slow_replica() {
             );
         }
     }
+    assert!(stdout.contains("mesh OK"), "{stdout}");
+}
+
+/// `--discovery dns`: the sidecars find each other through the demo's DNS server, and rates-3,
+/// held out of DNS at first, gets traffic once its SRV record is added.
+#[test]
+fn demo_with_dns_discovery_sees_a_replica_join() {
+    let out = run_demo(&["--discovery", "dns", "--join-after", "3s"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "weft demo failed ({})\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+    assert!(stdout.contains("rates-3 joined at"), "{stdout}");
+    let summary = stdout
+        .split("=== summary")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no summary in:\n{stdout}"));
+    let requests: Vec<(&str, u64)> = column(summary, "REPLICA", "rates-", "REQUESTS")
+        .into_iter()
+        .map(|(n, r)| (n, r.parse().unwrap_or(0)))
+        .collect();
+    assert_eq!(requests.len(), 3, "{summary}");
+    assert!(
+        requests.iter().all(|(_, r)| *r > 0),
+        "every replica, rates-3 after it joined, got requests:\n{summary}"
+    );
     assert!(stdout.contains("mesh OK"), "{stdout}");
 }
