@@ -11,6 +11,7 @@
 //! - [`Http1App`]: an application that speaks HTTP/1.1 only and can close idle keep-alive
 //!   connections as Node and Go servers do; [`Nginx`]: a real nginx as a child process;
 //! - [`broken`]: clients that break their request bodies midway, on cue;
+//! - [`fake_k8s`]: a fake Kubernetes API server (EndpointSlice list and watch);
 //! - [`Disco`]: a directory for the `fs` namer with atomic and non-atomic writes;
 //! - [`metrics`]: fetching and reading the Prometheus text of the admin server;
 //! - [`tap`]: a live tap on the admin server, its events grouped by request;
@@ -21,6 +22,7 @@
 pub mod broken;
 mod client;
 mod disco;
+pub mod fake_k8s;
 mod http1_app;
 pub mod metrics;
 mod nginx;
