@@ -227,6 +227,26 @@ async fn gone_relists_and_stays_correct() {
 }
 
 #[tokio::test]
+async fn gone_answered_to_a_watch_request_relists() {
+    let fake = FakeKube::start().await;
+    fake.set_gone_as_http(true);
+    fake.apply("default", web("web-a", &["10.0.0.1"]));
+    let namer = namer(&fake);
+    let mut rx = namer.lookup(&p("/default/http/web"));
+    wait_addrs(&mut rx, &["10.0.0.1:8080"]).await;
+    wait_watches(&fake, 1).await;
+    fake.set_announce(false);
+    fake.apply("default", web("web-b", &["10.0.0.2"]));
+    fake.set_announce(true);
+    // The watch ends; watching again from the old version is answered 410 Gone.
+    fake.compact_and_end_watches();
+    wait_addrs(&mut rx, &["10.0.0.1:8080", "10.0.0.2:8080"]).await;
+    assert!(fake.lists() >= 2, "{:?}", fake.requests());
+    fake.delete("default", "web-a");
+    wait_addrs(&mut rx, &["10.0.0.2:8080"]).await;
+}
+
+#[tokio::test]
 async fn bookmark_sets_the_resume_point() {
     let fake = FakeKube::start().await;
     fake.apply("default", web("web-a", &["10.0.0.1"]));

@@ -61,6 +61,8 @@ struct State {
     compacted: u64,
     /// Changes are sent to live watches (see [`FakeKube::set_announce`]).
     quiet: bool,
+    /// Answer a watch from a compacted version with HTTP 410 rather than an `ERROR` event.
+    gone_as_http: bool,
     watches: Vec<Watch>,
     /// Every request's path and query, in order.
     requests: Vec<String>,
@@ -131,6 +133,12 @@ impl FakeKube {
         self.lock().quiet = !announce;
     }
 
+    /// With `true`, a watch from a compacted version is answered `410 Gone` with a `Status`
+    /// body (the other form the API documents) instead of a 200 stream with an `ERROR` event.
+    pub fn set_gone_as_http(&self, http: bool) {
+        self.lock().gone_as_http = http;
+    }
+
     /// Compacts the history (watches from any version before now get 410 Gone) and ends every
     /// live watch with an `ERROR` event carrying a 410 `Status`.
     pub fn expire_watches(&self) {
@@ -141,6 +149,15 @@ impl FakeKube {
         for w in s.watches.drain(..) {
             let _ = w.tx.send(line.clone());
         }
+    }
+
+    /// Compacts the history like [`FakeKube::expire_watches`], but ends live watches
+    /// normally: their clients find out when they watch again from their old version.
+    pub fn compact_and_end_watches(&self) {
+        let mut s = self.lock();
+        s.compacted = s.rv + 1;
+        s.history.clear();
+        s.watches.clear();
     }
 
     /// Ends every live watch normally (as the API server does when a watch's
@@ -339,6 +356,9 @@ fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Response<Body> {
                 let _ = tx.send(line(&json!({"type": "ADDED", "object": o})));
             }
         }
+    } else if from + 1 < s.compacted && s.gone_as_http {
+        let message = format!("too old resource version: {from}");
+        return status(StatusCode::GONE, "Expired", &message);
     } else if from + 1 < s.compacted {
         let _ = tx.send(gone_line(from));
         drop(tx);

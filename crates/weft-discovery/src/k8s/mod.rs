@@ -308,11 +308,28 @@ async fn watch_service(shared: Arc<Shared>, key: ServiceKey, tx: watch::Sender<S
             }
             Err(e) => {
                 fail(&shared, &tx, &what, &e.to_string());
+                if is_gone(&e) {
+                    // kube's watcher lists again after a 410 ERROR event, but retries the
+                    // same version after a 410 *response* to the watch request: start over.
+                    stream = watcher(api.clone(), config.clone()).boxed();
+                    listing = Some(Slices::new());
+                }
                 if !pause(&shared, &key, &tx, backoff.next_wait()).await {
                     return;
                 }
             }
         }
+    }
+}
+
+/// Whether the API server answered 410 Gone: the watch's version is compacted away and only
+/// a new list can catch up (the API's "efficient detection of changes").
+fn is_gone(e: &watcher::Error) -> bool {
+    match e {
+        watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => s.code == 410,
+        watcher::Error::WatchError(s) => s.code == 410,
+        _ => false,
     }
 }
 
