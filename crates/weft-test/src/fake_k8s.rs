@@ -61,6 +61,8 @@ struct State {
     compacted: u64,
     /// Changes are sent to live watches (see [`FakeKube::set_announce`]).
     quiet: bool,
+    /// Accept requests and never answer them.
+    hang: bool,
     /// Answer a watch from a compacted version with HTTP 410 rather than an `ERROR` event.
     gone_as_http: bool,
     watches: Vec<Watch>,
@@ -133,6 +135,12 @@ impl FakeKube {
         self.lock().quiet = !announce;
     }
 
+    /// With `true`, requests are accepted (connections too) and never answered: a server that
+    /// hangs.
+    pub fn set_hang(&self, hang: bool) {
+        self.lock().hang = hang;
+    }
+
     /// With `true`, a watch from a compacted version is answered `410 Gone` with a `Status`
     /// body (the other form the API documents) instead of a 200 stream with an `ERROR` event.
     pub fn set_gone_as_http(&self, http: bool) {
@@ -201,11 +209,12 @@ impl FakeKube {
         self.lock().requests.clone()
     }
 
-    /// Requests so far that were lists (not watches).
+    /// Requests so far that were answered lists (not watches).
     pub fn lists(&self) -> usize {
         self.requests()
             .iter()
             .filter(|r| !r.contains("watch=true") && !r.contains("watch=1"))
+            .filter(|r| !r.starts_with("(unanswered)"))
             .count()
     }
 
@@ -240,7 +249,16 @@ impl FakeKube {
                 conns.spawn(async move {
                     let svc = service_fn(move |req| {
                         let state = state.clone();
-                        async move { Ok::<_, Infallible>(handle(&state, req)) }
+                        async move {
+                            let hang = lock(&state).hang;
+                            if hang {
+                                lock(&state)
+                                    .requests
+                                    .push(format!("(unanswered) {}", req.uri()));
+                                std::future::pending::<()>().await;
+                            }
+                            Ok::<_, Infallible>(handle(&state, req))
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), svc)
@@ -253,7 +271,7 @@ impl FakeKube {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 
@@ -284,6 +302,10 @@ impl State {
             let _ = w.tx.send(line.clone());
         }
     }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Response<Body> {

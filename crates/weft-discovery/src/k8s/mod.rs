@@ -67,6 +67,8 @@ struct Shared {
     client: tokio::sync::OnceCell<kube::Client>,
     label_selector: Option<String>,
     backoff: DiscoveryBackoff,
+    /// [`LIST_TIMEOUT`], shorter in tests.
+    list_timeout: Duration,
     status: NamerStatus,
     services: Mutex<HashMap<ServiceKey, watch::Sender<ServiceState>>>,
 }
@@ -106,6 +108,7 @@ impl K8sNamer {
                 client: tokio::sync::OnceCell::new(),
                 label_selector: config.label_selector.clone(),
                 backoff: config.backoff,
+                list_timeout: LIST_TIMEOUT,
                 status: NamerStatus::new("k8s", backend),
                 services: Mutex::new(HashMap::new()),
             }),
@@ -242,7 +245,7 @@ async fn watch_service(shared: Arc<Shared>, key: ServiceKey, tx: watch::Sender<S
     loop {
         // Only a list is timed: a quiet watch may rightly say nothing for minutes.
         let limit = if listing.is_some() {
-            LIST_TIMEOUT
+            shared.list_timeout
         } else {
             Duration::MAX
         };
@@ -522,4 +525,49 @@ fn replace_if_changed<T: PartialEq>(cur: &mut T, new: T) -> bool {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every critical section is a single get, insert or remove: the map stays consistent.
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use weft_test::fake_k8s::{endpoint_slice, FakeKube};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_list_that_never_answers_times_out_and_is_retried() {
+        let fake = FakeKube::start().await;
+        let ready = [("10.0.0.1", true, false, "n1")];
+        fake.apply(
+            "default",
+            endpoint_slice("web-a", "web", "http", 8080, &ready),
+        );
+        fake.set_hang(true);
+        let config = K8sConfig {
+            api: K8sApi {
+                url: Some(fake.url()),
+                ..K8sApi::default()
+            },
+            label_selector: None,
+            backoff: DiscoveryBackoff {
+                min: Duration::from_millis(20),
+                max: Duration::from_millis(50),
+            },
+        };
+        let mut namer = K8sNamer::new(&config, &Path::read("/#/k8s").unwrap()).unwrap();
+        Arc::get_mut(&mut namer.shared).unwrap().list_timeout = Duration::from_millis(200);
+        let status = namer.status().unwrap();
+        let mut rx = namer.lookup(&Path::read("/default/http/web").unwrap());
+        let wait = Duration::from_secs(20);
+        let failed = rx.wait_for(|r| matches!(r, Resolution::Failed(m) if m.contains("no answer")));
+        tokio::time::timeout(wait, failed).await.unwrap().unwrap();
+        assert!(status.snapshot().errors >= 1);
+        fake.set_hang(false);
+        let bound = rx.wait_for(|r| matches!(r, Resolution::Bound(b) if b.addrs.len() == 1));
+        tokio::time::timeout(wait, bound).await.unwrap().unwrap();
+        assert_eq!(status.state(), weft_naming::NamerState::Ok);
+        assert!(fake
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("(unanswered)")));
+    }
 }
