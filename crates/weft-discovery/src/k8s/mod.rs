@@ -7,6 +7,7 @@
 //! and lists again when the API server answers 410 Gone (the API's "efficient detection of
 //! changes"). Every port and every lookup of that service shares it.
 
+mod client;
 mod daemonset;
 mod endpoints;
 mod localnode;
@@ -17,13 +18,13 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher::{self, watcher, Event};
 use tokio::sync::watch;
-use weft_config::{DiscoveryBackoff, K8sApi, K8sConfig};
+use weft_config::{DiscoveryBackoff, K8sConfig};
 use weft_naming::{BoundName, Namer, NamerStatus, Path, Resolution};
 
 use crate::{Backoff, DiscoveryError};
+use client::{client_source, ClientSource};
 use endpoints::{PortSel, Slices};
 
 pub use daemonset::daemonset;
@@ -69,14 +70,10 @@ struct Shared {
     backoff: DiscoveryBackoff,
     /// [`LIST_TIMEOUT`], shorter in tests.
     list_timeout: Duration,
+    /// [`client::MAX_BODY`], smaller in tests.
+    body_limit: usize,
     status: NamerStatus,
     services: Mutex<HashMap<ServiceKey, watch::Sender<ServiceState>>>,
-}
-
-/// Where the client's configuration comes from, found at start.
-enum ClientSource {
-    Ready(Box<kube::Config>),
-    Kubeconfig(Box<Kubeconfig>, KubeConfigOptions),
 }
 
 /// A namespace and a service name.
@@ -109,6 +106,7 @@ impl K8sNamer {
                 label_selector: config.label_selector.clone(),
                 backoff: config.backoff,
                 list_timeout: LIST_TIMEOUT,
+                body_limit: client::MAX_BODY,
                 status: NamerStatus::new("k8s", backend),
                 services: Mutex::new(HashMap::new()),
             }),
@@ -176,17 +174,9 @@ impl Shared {
     }
 
     async fn client(&self) -> Result<kube::Client, String> {
-        let client = self.client.get_or_try_init(|| async {
-            let config = match &self.source {
-                ClientSource::Ready(c) => (**c).clone(),
-                ClientSource::Kubeconfig(kc, options) => {
-                    kube::Config::from_custom_kubeconfig((**kc).clone(), options)
-                        .await
-                        .map_err(|e| format!("kubeconfig: {e}"))?
-                }
-            };
-            kube::Client::try_from(config).map_err(|e| format!("cannot create the client: {e}"))
-        });
+        let client = self
+            .client
+            .get_or_try_init(|| client::build(&self.source, self.body_limit));
         client.await.cloned()
     }
 
@@ -379,66 +369,6 @@ async fn pause(
     }
 }
 
-/// Finds the client configuration (see [`K8sNamer::new`]); also the backend's description.
-fn client_source(api: &K8sApi) -> Result<(ClientSource, String), String> {
-    if let Some(url) = &api.url {
-        let uri: http::Uri = url
-            .parse()
-            .map_err(|e| format!("url {url:?} is not a URL: {e}"))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none() {
-            return Err(format!(
-                "url {url:?}: expected http://host:port or https://host:port"
-            ));
-        }
-        return Ok((
-            ClientSource::Ready(Box::new(kube::Config::new(uri))),
-            url.clone(),
-        ));
-    }
-    let options = KubeConfigOptions {
-        context: api.context.clone(),
-        ..KubeConfigOptions::default()
-    };
-    let context = api
-        .context
-        .as_deref()
-        .map_or(String::new(), |c| format!(" (context {c})"));
-    if let Some(path) = &api.kubeconfig {
-        let kc = Kubeconfig::read_from(path)
-            .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
-        let backend = format!("kubeconfig {}{context}", path.display());
-        return Ok((ClientSource::Kubeconfig(Box::new(kc), options), backend));
-    }
-    if api.context.is_none() {
-        match kube::Config::incluster() {
-            Ok(c) => {
-                let backend = format!("{} (in-cluster service account)", c.cluster_url);
-                return Ok((ClientSource::Ready(Box::new(c)), backend));
-            }
-            Err(incluster) => match Kubeconfig::read() {
-                Ok(kc) => {
-                    return Ok((
-                        ClientSource::Kubeconfig(Box::new(kc), options),
-                        "kubeconfig ($KUBECONFIG or ~/.kube/config)".to_string(),
-                    ))
-                }
-                Err(file) => {
-                    return Err(format!(
-                        "no Kubernetes API configuration: tried the in-cluster service account \
-                         ({incluster}) and $KUBECONFIG / ~/.kube/config ({file}); set `url` or \
-                         `kubeconfig`"
-                    ))
-                }
-            },
-        }
-    }
-    let kc = Kubeconfig::read().map_err(|e| {
-        format!("cannot read $KUBECONFIG / ~/.kube/config for context {context}: {e}")
-    })?;
-    let backend = format!("kubeconfig ($KUBECONFIG or ~/.kube/config){context}");
-    Ok((ClientSource::Kubeconfig(Box::new(kc), options), backend))
-}
-
 /// A Kubernetes object name usable in a namespace or service label: a DNS subdomain
 /// (lowercase letters, digits, `-` and `.`, at most 253 characters). Anything else cannot
 /// name a service, and must not reach a label selector.
@@ -529,19 +459,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    use weft_config::K8sApi;
     use weft_test::fake_k8s::{endpoint_slice, FakeKube};
 
     use super::*;
 
-    #[tokio::test]
-    async fn a_list_that_never_answers_times_out_and_is_retried() {
-        let fake = FakeKube::start().await;
-        let ready = [("10.0.0.1", true, false, "n1")];
-        fake.apply(
-            "default",
-            endpoint_slice("web-a", "web", "http", 8080, &ready),
-        );
-        fake.set_hang(true);
+    fn test_namer(fake: &FakeKube, list_timeout: Duration, body_limit: usize) -> K8sNamer {
         let config = K8sConfig {
             api: K8sApi {
                 url: Some(fake.url()),
@@ -554,7 +477,52 @@ mod tests {
             },
         };
         let mut namer = K8sNamer::new(&config, &Path::read("/#/k8s").unwrap()).unwrap();
-        Arc::get_mut(&mut namer.shared).unwrap().list_timeout = Duration::from_millis(200);
+        let shared = Arc::get_mut(&mut namer.shared).unwrap();
+        shared.list_timeout = list_timeout;
+        shared.body_limit = body_limit;
+        namer
+    }
+
+    #[tokio::test]
+    async fn an_oversized_list_is_a_failed_list() {
+        let fake = FakeKube::start().await;
+        let ips: Vec<String> = (0..200)
+            .map(|i| format!("10.0.{}.{}", i / 250, i % 250))
+            .collect();
+        let eps: Vec<_> = ips
+            .iter()
+            .map(|ip| (ip.as_str(), true, false, "n1"))
+            .collect();
+        fake.apply(
+            "default",
+            endpoint_slice("web-a", "web", "http", 8080, &eps),
+        );
+        let namer = test_namer(&fake, LIST_TIMEOUT, 4096);
+        let status = namer.status().unwrap();
+        let mut rx = namer.lookup(&Path::read("/default/http/web").unwrap());
+        let wait = Duration::from_secs(20);
+        let failed = rx.wait_for(|r| matches!(r, Resolution::Failed(_)));
+        tokio::time::timeout(wait, failed).await.unwrap().unwrap();
+        assert!(status.snapshot().errors >= 1);
+        // Small enough again: the retried list succeeds.
+        fake.apply(
+            "default",
+            endpoint_slice("web-a", "web", "http", 8080, &eps[..2]),
+        );
+        let bound = rx.wait_for(|r| matches!(r, Resolution::Bound(b) if b.addrs.len() == 2));
+        tokio::time::timeout(wait, bound).await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_list_that_never_answers_times_out_and_is_retried() {
+        let fake = FakeKube::start().await;
+        let ready = [("10.0.0.1", true, false, "n1")];
+        fake.apply(
+            "default",
+            endpoint_slice("web-a", "web", "http", 8080, &ready),
+        );
+        fake.set_hang(true);
+        let namer = test_namer(&fake, Duration::from_millis(200), client::MAX_BODY);
         let status = namer.status().unwrap();
         let mut rx = namer.lookup(&Path::read("/default/http/web").unwrap());
         let wait = Duration::from_secs(20);
