@@ -3,7 +3,7 @@
 //!
 //! Names are `/<namespace>/<port>/<service>`. One watch runs per (namespace, service): the
 //! service's EndpointSlices (label `kubernetes.io/service-name=<service>`), through kube-rs's
-//! [`watcher`], which lists, then watches from the list's `resourceVersion` with bookmarks,
+//! [`watcher()`], which lists, then watches from the list's `resourceVersion` with bookmarks,
 //! and lists again when the API server answers 410 Gone (the API's "efficient detection of
 //! changes"). Every port and every lookup of that service shares it.
 
