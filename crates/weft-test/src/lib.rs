@@ -12,6 +12,7 @@
 //!   connections as Node and Go servers do; [`Nginx`]: a real nginx as a child process;
 //! - [`Named`]: a real DNS server (BIND 9) for the zone `weft.test`, updated live;
 //! - [`broken`]: clients that break their request bodies midway, on cue;
+//! - [`fake_k8s`]: a fake Kubernetes API server (EndpointSlice list and watch);
 //! - [`Disco`]: a directory for the `fs` namer with atomic and non-atomic writes;
 //! - [`consul::FakeConsul`]: a Consul agent's HTTP API (blocking queries included), as
 //!   documented, for the consul namer;
@@ -27,6 +28,7 @@ pub mod broken;
 mod client;
 pub mod consul;
 mod disco;
+pub mod fake_k8s;
 mod http1_app;
 pub mod marathon;
 pub mod metrics;
