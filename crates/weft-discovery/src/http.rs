@@ -1,11 +1,12 @@
 //! [`HttpClient`]: the small HTTP/1.1 client that discovery namers use for their backends'
-//! JSON APIs (Consul's agent; Marathon's API can use it too).
+//! APIs: Consul's agent, and Marathon's REST API, its `/v2/events` stream and the DC/OS login.
 //!
 //! It always talks to one configured host and port, over plain TCP or TLS (rustls with the
-//! `ring` provider), keeps idle connections for reuse (hyper-util's pooled client), bounds
-//! every request by a timeout (connecting, the head and the whole body) and caps response
-//! bodies, so that a backend that never answers or answers too much costs a counted error and
-//! never a stuck watch or unbounded memory.
+//! `ring` provider, the config from [`tls_config`]), keeps idle connections for reuse
+//! (hyper-util's pooled client), bounds every request by a timeout and caps response bodies,
+//! so that a backend that never answers or answers too much costs a counted error and never a
+//! stuck watch or unbounded memory. A streaming GET bounds only the response head: the caller
+//! reads the body and caps what it buffers of it (per event, per line).
 
 use std::io;
 use std::pin::Pin;
@@ -14,8 +15,10 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -28,7 +31,8 @@ use tokio_rustls::TlsConnector;
 use weft_config::BackendTls;
 
 /// The largest response body accepted by default: 16 MiB (a Consul health answer for a
-/// service of several thousand instances is a few MiB).
+/// service of several thousand instances is a few MiB; so is Marathon's `/v2/apps` of a
+/// large cluster).
 pub(crate) const DEFAULT_MAX_BODY: usize = 16 << 20;
 
 /// How long an idle pooled connection is kept.
@@ -37,8 +41,10 @@ const POOL_IDLE: Duration = Duration::from_secs(30);
 /// A pooled HTTP/1.1 client for one backend (`http://host:port` or `https://host:port`).
 #[derive(Clone)]
 pub(crate) struct HttpClient {
-    client: Client<Connector, Empty<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     base: Arc<str>,
+    /// `host:port`, sent as `Host` on every request.
+    authority: HeaderValue,
     max_body: usize,
 }
 
@@ -50,17 +56,19 @@ pub(crate) struct HttpResponse {
     pub(crate) body: Bytes,
 }
 
-/// A failed exchange. `Display` names the request path and what went wrong; it never shows
-/// request headers (they may carry tokens).
+/// A failed exchange. `Display` names the request method and path and what went wrong; it
+/// never shows request headers or bodies (they may carry tokens).
 #[derive(Debug)]
 pub(crate) struct HttpError {
+    method: Method,
     path: String,
     kind: HttpErrorKind,
 }
 
+/// What went wrong in a failed exchange; its `Display` is the part after the request line.
 #[derive(Debug)]
 pub(crate) enum HttpErrorKind {
-    /// No complete response within the request timeout.
+    /// No complete response (or, for a stream, no response head) within the timeout.
     Timeout(Duration),
     /// The body was larger than the cap (bytes).
     TooLarge(usize),
@@ -74,24 +82,40 @@ impl HttpClient {
     /// `tls.common_name` (default `host`), and `tls.client_auth` is presented when set.
     ///
     /// # Errors
-    /// A TLS file that cannot be read or parsed, or a name that is not a valid server name.
+    /// A TLS file that cannot be read or parsed (see [`tls_config`]), a name that is not a
+    /// valid server name, or a host that cannot be a `Host` header.
     pub(crate) fn new(host: &str, port: u16, tls: Option<&BackendTls>) -> Result<Self, String> {
         let tls = match tls {
             None => None,
-            Some(t) => {
-                let name = t.common_name.as_deref().unwrap_or(host);
+            Some(t) => Some((t.common_name.as_deref().unwrap_or(host), tls_config(t)?)),
+        };
+        HttpClient::with_tls_config(host, port, tls)
+    }
+
+    /// A client for `host:port`, with TLS when `tls` is set: a config from [`tls_config`]
+    /// (shared, so it is built once for several clients) and the name the server's
+    /// certificate is verified for.
+    ///
+    /// # Errors
+    /// A name that is not a valid server name, or a host that cannot be a `Host` header.
+    pub(crate) fn with_tls_config(
+        host: &str,
+        port: u16,
+        tls: Option<(&str, Arc<rustls::ClientConfig>)>,
+    ) -> Result<Self, String> {
+        let tls = match tls {
+            None => None,
+            Some((name, config)) => {
                 let name = ServerName::try_from(name.to_owned())
                     .map_err(|e| format!("invalid TLS server name `{name}`: {e}"))?;
-                Some((TlsConnector::from(Arc::new(tls_config(t)?)), name))
+                Some((TlsConnector::from(config), name))
             }
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let host_part = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_owned()
-        };
-        let base = format!("{scheme}://{host_part}:{port}");
+        let authority = authority(host, port);
+        let base = format!("{scheme}://{authority}");
+        let authority = HeaderValue::try_from(authority)
+            .map_err(|_| format!("host {host:?} is not a valid host name"))?;
         let connector = Connector {
             host: host.into(),
             port,
@@ -103,12 +127,13 @@ impl HttpClient {
         Ok(HttpClient {
             client,
             base: base.into(),
+            authority,
             max_body: DEFAULT_MAX_BODY,
         })
     }
 
-    /// Sets the response body cap (bytes).
-    #[cfg(test)]
+    /// Sets the response body cap (bytes) of [`HttpClient::get`] and
+    /// [`HttpClient::post_json`]; [`DEFAULT_MAX_BODY`] unless set.
     pub(crate) fn set_max_body(&mut self, max: usize) {
         self.max_body = max;
     }
@@ -129,43 +154,85 @@ impl HttpClient {
         headers: &[(HeaderName, HeaderValue)],
         timeout: Duration,
     ) -> Result<HttpResponse, HttpError> {
-        let err = |kind| HttpError {
-            path: path_and_query.to_owned(),
-            kind,
-        };
-        let uri: Uri = format!("{}{path_and_query}", self.base)
-            .parse()
-            .map_err(|e| err(HttpErrorKind::Transport(format!("invalid URI: {e}"))))?;
-        let mut req = Request::get(uri);
-        for (name, value) in headers {
-            req = req.header(name, value);
-        }
-        let req = req
-            .body(Empty::new())
-            .map_err(|e| err(HttpErrorKind::Transport(e.to_string())))?;
+        self.whole(Method::GET, path_and_query, headers, Bytes::new(), timeout)
+            .await
+    }
+
+    /// `POST <path_and_query>` with `headers` and `body` as `Content-Type: application/json`,
+    /// the whole response within `timeout`.
+    ///
+    /// # Errors
+    /// As [`HttpClient::get`].
+    pub(crate) async fn post_json(
+        &self,
+        path_and_query: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: &serde_json::Value,
+        timeout: Duration,
+    ) -> Result<HttpResponse, HttpError> {
+        let json = HeaderValue::from_static("application/json");
+        let mut headers = headers.to_vec();
+        headers.push((CONTENT_TYPE, json));
+        let body = Bytes::from(body.to_string());
+        self.whole(Method::POST, path_and_query, &headers, body, timeout)
+            .await
+    }
+
+    /// `GET <path_and_query>` with `headers` for a body that streams (server-sent events):
+    /// the response head within `timeout`, and the body as it arrives, with no timeout and
+    /// no cap: the caller bounds what it buffers (a line, an event). Dropping the body
+    /// closes the connection.
+    ///
+    /// # Errors
+    /// [`HttpError`]: transport failure or no response head within `timeout`. Any status is a
+    /// response, not an error.
+    pub(crate) async fn get_stream(
+        &self,
+        path_and_query: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        timeout: Duration,
+    ) -> Result<Response<Incoming>, HttpError> {
+        let err = |kind| HttpError::new(Method::GET, path_and_query, kind);
+        let req = self
+            .request(Method::GET, path_and_query, headers, Bytes::new())
+            .map_err(err)?;
+        tokio::time::timeout(timeout, self.head(req))
+            .await
+            .map_err(|_| err(HttpErrorKind::Timeout(timeout)))?
+            .map_err(err)
+    }
+
+    /// One request, the whole response within `timeout`.
+    async fn whole(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+        timeout: Duration,
+    ) -> Result<HttpResponse, HttpError> {
+        let err = |kind| HttpError::new(method.clone(), path_and_query, kind);
+        let req = self
+            .request(method.clone(), path_and_query, headers, body)
+            .map_err(err)?;
         let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| err(HttpErrorKind::Transport(error_chain(&e))))?;
-            let (parts, body) = resp.into_parts();
+            let (parts, body) = self.head(req).await?.into_parts();
             let declared = parts
                 .headers
-                .get(http::header::CONTENT_LENGTH)
+                .get(CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
             if declared.is_some_and(|n| n > self.max_body as u64) {
-                return Err(err(HttpErrorKind::TooLarge(self.max_body)));
+                return Err(HttpErrorKind::TooLarge(self.max_body));
             }
             let body = Limited::new(body, self.max_body)
                 .collect()
                 .await
                 .map_err(|e| {
                     if e.downcast_ref::<LengthLimitError>().is_some() {
-                        err(HttpErrorKind::TooLarge(self.max_body))
+                        HttpErrorKind::TooLarge(self.max_body)
                     } else {
-                        err(HttpErrorKind::Transport(error_chain(&*e)))
+                        HttpErrorKind::Transport(error_chain(&*e))
                     }
                 })?
                 .to_bytes();
@@ -178,12 +245,50 @@ impl HttpClient {
         tokio::time::timeout(timeout, exchange)
             .await
             .map_err(|_| err(HttpErrorKind::Timeout(timeout)))?
+            .map_err(err)
+    }
+
+    /// The request to send: the backend's absolute URI, `Host: host:port`, `headers`.
+    fn request(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        headers: &[(HeaderName, HeaderValue)],
+        body: Bytes,
+    ) -> Result<Request<Full<Bytes>>, HttpErrorKind> {
+        let uri: Uri = format!("{}{path_and_query}", self.base)
+            .parse()
+            .map_err(|e| HttpErrorKind::Transport(format!("invalid URI: {e}")))?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(HOST, self.authority.clone());
+        for (name, value) in headers {
+            req = req.header(name, value);
+        }
+        req.body(Full::new(body))
+            .map_err(|e| HttpErrorKind::Transport(e.to_string()))
+    }
+
+    /// Sends `req`; the response head.
+    async fn head(&self, req: Request<Full<Bytes>>) -> Result<Response<Incoming>, HttpErrorKind> {
+        self.client
+            .request(req)
+            .await
+            .map_err(|e| HttpErrorKind::Transport(error_chain(&e)))
     }
 }
 
 impl HttpError {
+    fn new(method: Method, path: &str, kind: HttpErrorKind) -> HttpError {
+        HttpError {
+            method,
+            path: path.to_owned(),
+            kind,
+        }
+    }
+
     /// What went wrong.
-    #[cfg(test)]
     pub(crate) fn kind(&self) -> &HttpErrorKind {
         &self.kind
     }
@@ -191,16 +296,30 @@ impl HttpError {
 
 impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "GET {}: ", self.path)?;
-        match &self.kind {
-            HttpErrorKind::Timeout(t) => write!(f, "no response within {t:?} (timed out)"),
+        write!(f, "{} {}: {}", self.method, self.path, self.kind)
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+impl std::fmt::Display for HttpErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpErrorKind::Timeout(t) => write!(f, "no answer within {t:?} (timed out)"),
             HttpErrorKind::TooLarge(n) => write!(f, "response body larger than {n} bytes"),
             HttpErrorKind::Transport(e) => f.write_str(e),
         }
     }
 }
 
-impl std::error::Error for HttpError {}
+/// `host:port`, with brackets around an IPv6 literal.
+fn authority(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
 
 /// The error and its sources on one line (hyper's errors say little at the top level).
 fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
@@ -214,8 +333,15 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// The rustls client config for `tls` (ring provider, TLS 1.2 and 1.3, ALPN `http/1.1`).
-fn tls_config(tls: &BackendTls) -> Result<rustls::ClientConfig, String> {
+/// The rustls client config for `tls` (ring provider, TLS 1.2 and 1.3, ALPN `http/1.1`): the
+/// roots of `tls.trust_certs` (PEM files; the system roots when empty) and the client
+/// certificate of `tls.client_auth` when set. `tls.common_name` is not used here: it is the
+/// name each client verifies (see [`HttpClient::with_tls_config`]).
+///
+/// # Errors
+/// A file that cannot be read, holds bad PEM or no certificate, a certificate or key rustls
+/// cannot use, or no system roots when `trust_certs` is empty; as a message naming the file.
+pub(crate) fn tls_config(tls: &BackendTls) -> Result<Arc<rustls::ClientConfig>, String> {
     let mut roots = rustls::RootCertStore::empty();
     if tls.trust_certs.is_empty() {
         let native = rustls_native_certs::load_native_certs();
@@ -268,7 +394,7 @@ fn tls_config(tls: &BackendTls) -> Result<rustls::ClientConfig, String> {
         }
     };
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+    Ok(Arc::new(config))
 }
 
 // === impl Connector ===
@@ -293,11 +419,22 @@ impl tower_service::Service<Uri> for Connector {
     fn call(&mut self, _: Uri) -> Self::Future {
         let this = self.clone();
         Box::pin(async move {
-            let tcp = TcpStream::connect((&*this.host, this.port)).await?;
+            let tcp = TcpStream::connect((&*this.host, this.port))
+                .await
+                .map_err(|e| {
+                    let to = authority(&this.host, this.port);
+                    io::Error::new(e.kind(), format!("connect to {to}: {e}"))
+                })?;
             let _ = tcp.set_nodelay(true);
             let conn = match this.tls {
                 None => Conn::Plain(tcp),
-                Some((connector, name)) => Conn::Tls(Box::new(connector.connect(name, tcp).await?)),
+                Some((connector, name)) => {
+                    let tls = connector
+                        .connect(name, tcp)
+                        .await
+                        .map_err(|e| io::Error::new(e.kind(), format!("TLS handshake: {e}")))?;
+                    Conn::Tls(Box::new(tls))
+                }
             };
             Ok(TokioIo::new(conn))
         })
@@ -447,6 +584,92 @@ mod tests {
         let c = client(weft_test::closed_port());
         let e = c.get("/v1/agent/self", &[], T).await.unwrap_err();
         assert!(matches!(e.kind(), HttpErrorKind::Transport(_)), "{e}");
+        assert!(e.to_string().starts_with("GET /v1/agent/self: "), "{e}");
+    }
+
+    /// A server that reads one request, sends it on `seen` and writes `answer`, then keeps
+    /// the connection open without writing more.
+    async fn one_shot(answer: &'static [u8]) -> (u16, tokio::sync::oneshot::Receiver<String>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, seen) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let _ = tx.send(read_request(&mut s).await);
+            let _ = s.write_all(answer).await;
+            std::future::pending::<()>().await;
+        });
+        (port, seen)
+    }
+
+    /// One request's head and body (by `content-length`), as text.
+    async fn read_request(s: &mut tokio::net::TcpStream) -> String {
+        let mut buf = Vec::new();
+        loop {
+            let text = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len = text[..end]
+                    .split("\r\n")
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |n| n.trim().parse::<usize>().unwrap());
+                if buf.len() >= end + 4 + len {
+                    return String::from_utf8_lossy(&buf).into_owned();
+                }
+            }
+            let mut chunk = [0u8; 1024];
+            let n = tokio::io::AsyncReadExt::read(s, &mut chunk).await.unwrap();
+            assert!(n > 0, "the client closed mid-request");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+
+    #[tokio::test]
+    async fn post_json_sends_the_body_as_json_with_host_and_headers() {
+        let (port, seen) = one_shot(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").await;
+        let accept = (
+            http::header::ACCEPT,
+            HeaderValue::from_static("application/json"),
+        );
+        let body = serde_json::json!({"uid": "weft"});
+        let r = client(port)
+            .post_json("/login", &[accept], &body, T)
+            .await
+            .unwrap();
+        assert_eq!((r.status, &r.body[..]), (StatusCode::OK, &b"ok"[..]));
+        let req = seen.await.unwrap().to_ascii_lowercase();
+        assert!(req.starts_with("post /login http/1.1\r\n"), "{req}");
+        assert!(
+            req.contains(&format!("host: 127.0.0.1:{port}\r\n")),
+            "{req}"
+        );
+        assert!(req.contains("content-type: application/json\r\n"), "{req}");
+        assert!(req.contains("accept: application/json\r\n"), "{req}");
+        assert!(req.ends_with("\r\n\r\n{\"uid\":\"weft\"}"), "{req}");
+    }
+
+    #[tokio::test]
+    async fn a_stream_is_bounded_by_its_head_only() {
+        let head = b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n";
+        let (port, _seen) = one_shot(head).await;
+        let short = Duration::from_millis(300);
+        let mut body = client(port)
+            .get_stream("/v2/events", &[], short)
+            .await
+            .unwrap()
+            .into_body();
+        let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        assert_eq!(&first[..], b"hello");
+        // Quiet for longer than the timeout: still open, no error.
+        assert!(tokio::time::timeout(short * 2, body.frame()).await.is_err());
+
+        // No head at all: a timeout.
+        let consul = FakeConsul::start().await;
+        consul.set_fault(Some(ConsulFault::Hang));
+        let e = client(consul.port())
+            .get_stream("/v1/agent/self", &[], short)
+            .await
+            .unwrap_err();
+        assert!(matches!(e.kind(), HttpErrorKind::Timeout(_)), "{e}");
         assert!(e.to_string().starts_with("GET /v1/agent/self: "), "{e}");
     }
 

@@ -3,10 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::header::{ACCEPT, CONTENT_TYPE};
-use http::{HeaderValue, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http::header::ACCEPT;
+use http::{HeaderValue, StatusCode, Uri};
 use ring::rand::SystemRandom;
 use ring::signature::{self, RsaKeyPair};
 use rustls::pki_types::pem::PemObject;
@@ -15,7 +13,8 @@ use serde::Deserialize;
 use serde_json::json;
 use weft_config::BackendTls;
 
-use super::client::{tls_config, Endpoint, REQUEST_TIMEOUT};
+use super::REQUEST_TIMEOUT;
+use crate::http::{tls_config, HttpClient};
 
 /// The environment variable holding HTTP basic auth credentials: base64 of `user:password`,
 /// sent as `Authorization: Basic <value>`.
@@ -43,7 +42,8 @@ pub(crate) enum Auth {
 pub(crate) struct Dcos {
     uid: String,
     key: RsaKeyPair,
-    login: Endpoint,
+    /// The login endpoint's server (responses capped at [`MAX_LOGIN_BODY`]).
+    login: HttpClient,
     login_path: String,
     token: tokio::sync::Mutex<Option<HeaderValue>>,
 }
@@ -68,16 +68,18 @@ impl Auth {
     /// The credentials the environment gives, read through `var` (e.g. `std::env::var`):
     /// `DCOS_SERVICE_ACCOUNT_CREDENTIAL` first, as Linkerd 1, then
     /// `MARATHON_HTTP_AUTH_CREDENTIAL`; none when neither is set (or set but empty). An
-    /// `https` login endpoint is verified with `tls`'s `trustCerts` (and presents its
-    /// `clientAuth`) when the namer has `tls`, else with the system roots.
+    /// `https` login endpoint is verified with `tls`, the namer's TLS config (its
+    /// `trustCerts`, presenting its `clientAuth`) when the namer has one, else with the
+    /// system roots.
     ///
     /// # Errors
     /// A DC/OS credential that is not JSON with `uid`, `private_key` (PEM RSA, PKCS#8 or
     /// PKCS#1) and `login_endpoint` (an `http` or `https` URL), or a basic credential that
-    /// is not base64, as a message.
+    /// is not base64, or no system roots for an `https` login endpoint when `tls` is `None`,
+    /// as a message.
     pub(crate) fn from_env(
         var: impl Fn(&str) -> Option<String>,
-        tls: Option<&BackendTls>,
+        tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Result<Auth, String> {
         let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
         if let Some(cred) = set(DCOS_VAR) {
@@ -137,13 +139,16 @@ impl std::fmt::Debug for Dcos {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dcos")
             .field("uid", &self.uid)
-            .field("login", &format_args!("{}{}", self.login, self.login_path))
+            .field(
+                "login",
+                &format_args!("{}{}", self.login.base(), self.login_path),
+            )
             .finish_non_exhaustive()
     }
 }
 
 impl Dcos {
-    fn new(cred: &str, tls: Option<&BackendTls>) -> Result<Dcos, String> {
+    fn new(cred: &str, tls: Option<Arc<rustls::ClientConfig>>) -> Result<Dcos, String> {
         let cred: Credential = serde_json::from_str(cred)
             .map_err(|e| format!("not JSON with uid, private_key and login_endpoint: {e}"))?;
         if let Some(s) = cred.scheme.as_deref().filter(|s| *s != "RS256") {
@@ -174,20 +179,24 @@ impl Dcos {
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
-        let tls = if https {
-            let system = BackendTls {
-                common_name: None,
-                trust_certs: Vec::new(),
-                client_auth: None,
-            };
-            Some((host, Arc::new(tls_config(tls.unwrap_or(&system))?)))
-        } else {
-            None
+        let tls = match (https, tls) {
+            (false, _) => None,
+            (true, Some(tls)) => Some((host, tls)),
+            (true, None) => {
+                let system = BackendTls {
+                    common_name: None,
+                    trust_certs: Vec::new(),
+                    client_auth: None,
+                };
+                Some((host, tls_config(&system)?))
+            }
         };
+        let mut login = HttpClient::with_tls_config(host, port, tls)?;
+        login.set_max_body(MAX_LOGIN_BODY);
         Ok(Dcos {
             uid: cred.uid,
             key,
-            login: Endpoint::new(host, port, tls)?,
+            login,
             login_path: uri
                 .path_and_query()
                 .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
@@ -201,14 +210,15 @@ impl Dcos {
         if let Some(t) = &*token {
             return Ok(t.clone());
         }
-        let t = tokio::time::timeout(REQUEST_TIMEOUT, self.login())
-            .await
-            .unwrap_or_else(|_| Err(format!("no answer within {REQUEST_TIMEOUT:?}")))
-            .map_err(|e| format!("DC/OS login at {}{}: {e}", self.login, self.login_path))?;
+        let t = self.login().await.map_err(|e| {
+            let at = self.login.base();
+            format!("DC/OS login at {at}{}: {e}", self.login_path)
+        })?;
         *token = Some(t.clone());
         Ok(t)
     }
 
+    /// One login, within [`REQUEST_TIMEOUT`].
     async fn login(&self) -> Result<HeaderValue, String> {
         let exp = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -216,19 +226,14 @@ impl Dcos {
             .saturating_add(JWT_LIFETIME)
             .as_secs();
         let jwt = jwt(&self.key, &json!({"uid": self.uid, "exp": exp}))?;
-        let body = json!({"uid": self.uid, "token": jwt}).to_string();
-        let req = Request::post(&self.login_path)
-            .header(CONTENT_TYPE, "application/json")
-            .header(ACCEPT, "application/json")
-            .body(Full::new(Bytes::from(body)))
-            .map_err(|e| format!("bad request: {e}"))?;
-        let resp = self.login.send(req).await?;
-        let status = resp.status();
-        let body = Limited::new(resp.into_body(), MAX_LOGIN_BODY)
-            .collect()
+        let body = json!({"uid": self.uid, "token": jwt});
+        let accept = (ACCEPT, HeaderValue::from_static("application/json"));
+        let resp = self
+            .login
+            .post_json(&self.login_path, &[accept], &body, REQUEST_TIMEOUT)
             .await
-            .map_err(|e| format!("reading the response: {e}"))?
-            .to_bytes();
+            .map_err(|e| e.kind().to_string())?;
+        let (status, body) = (resp.status, resp.body);
         if status != StatusCode::OK {
             let text = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
             return Err(format!("status {status}: {text}"));
@@ -388,7 +393,7 @@ pub(crate) mod tests {
                 panic!("not a DC/OS account")
             };
             assert_eq!(
-                (d.login.to_string(), d.login_path.as_str()),
+                (d.login.base().to_owned(), d.login_path.as_str()),
                 ("https://leader.mesos:443".into(), "/acs/api/v1/auth/login")
             );
             let claims = verify_jwt(&jwt(&d.key, &json!({"uid": "weft", "exp": 1})).unwrap());

@@ -7,7 +7,6 @@
 
 mod api;
 mod auth;
-mod client;
 mod events;
 #[cfg(test)]
 mod tests;
@@ -17,6 +16,9 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http::header::{ACCEPT, AUTHORIZATION, WWW_AUTHENTICATE};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::{watch, Notify};
@@ -26,10 +28,17 @@ use weft_naming::{Address, AddressMeta, BoundName, Namer, NamerStatus, Path, Res
 
 use self::api::{Apps, TaskAddr};
 use self::auth::Auth;
-use self::client::Client;
 use self::events::{SseEvent, SseParser};
+use crate::http::{tls_config, HttpClient};
 use crate::{Backoff, DiscoveryError};
 
+/// How long one exchange may take: the whole `/v2/apps` answer, the event stream's
+/// response head, or the DC/OS login.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// The path and query of the apps listing with their tasks embedded.
+const APPS_PATH: &str = "/v2/apps?embed=apps.tasks";
+/// The path of the event stream.
+const EVENTS_PATH: &str = "/v2/events";
 /// The shortest time between two reads of `/v2/apps` prompted by events: a burst of events
 /// (a deployment of many tasks) costs one read.
 const DEBOUNCE: Duration = Duration::from_millis(100);
@@ -87,7 +96,13 @@ pub struct MarathonNamer {
 
 struct Shared {
     prefix: Path,
-    client: Client,
+    /// Marathon's API, at `host:port`.
+    http: HttpClient,
+    /// Prepended to every API path (Marathon behind a proxy, e.g. DC/OS's `/marathon`).
+    uri_prefix: String,
+    auth: Auth,
+    /// The timeout of one read: the whole `/v2/apps` answer, or the event stream's head.
+    timeout: Duration,
     use_health_check: bool,
     ttl: Duration,
     backoff: DiscoveryBackoff,
@@ -127,24 +142,51 @@ impl MarathonNamer {
     /// `MARATHON_HTTP_AUTH_CREDENTIAL` is not base64, a TLS file does not load, or the host is
     /// not a valid name.
     pub fn new(config: &MarathonConfig, prefix: &Path) -> Result<MarathonNamer, DiscoveryError> {
-        let auth = Auth::from_env(|name| std::env::var(name).ok(), config.tls.as_ref())
-            .map_err(|e| DiscoveryError::new(prefix, e))?;
-        MarathonNamer::with_auth(config, prefix, auth, client::REQUEST_TIMEOUT)
+        let error = |e| DiscoveryError::new(prefix, e);
+        // Built once: Marathon's client and the DC/OS login share it.
+        let tls = config
+            .tls
+            .as_ref()
+            .map(tls_config)
+            .transpose()
+            .map_err(error)?;
+        let auth = Auth::from_env(|name| std::env::var(name).ok(), tls.clone()).map_err(error)?;
+        MarathonNamer::build(config, prefix, auth, tls, REQUEST_TIMEOUT)
     }
 
+    /// The namer with `auth` and a request `timeout`, for tests.
+    #[cfg(test)]
     fn with_auth(
         config: &MarathonConfig,
         prefix: &Path,
         auth: Auth,
         timeout: Duration,
     ) -> Result<MarathonNamer, DiscoveryError> {
-        let mut client = Client::new(config, auth).map_err(|e| DiscoveryError::new(prefix, e))?;
-        client.timeout = timeout;
+        let tls = config.tls.as_ref().map(tls_config).transpose();
+        let tls = tls.map_err(|e| DiscoveryError::new(prefix, e))?;
+        MarathonNamer::build(config, prefix, auth, tls, timeout)
+    }
+
+    fn build(
+        config: &MarathonConfig,
+        prefix: &Path,
+        auth: Auth,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+    ) -> Result<MarathonNamer, DiscoveryError> {
+        let name = config.tls.as_ref().and_then(|t| t.common_name.as_deref());
+        let tls = tls.map(|t| (name.unwrap_or(&config.host), t));
+        let http = HttpClient::with_tls_config(&config.host, config.port, tls)
+            .map_err(|e| DiscoveryError::new(prefix, e))?;
+        let backend = format!("{}{}", http.base(), config.uri_prefix);
         Ok(MarathonNamer {
             shared: Arc::new(Shared {
                 prefix: prefix.clone(),
-                status: NamerStatus::new("marathon", client.backend()),
-                client,
+                status: NamerStatus::new("marathon", backend),
+                http,
+                uri_prefix: config.uri_prefix.clone(),
+                auth,
+                timeout,
                 use_health_check: config.use_health_check,
                 ttl: config.ttl,
                 backoff: config.backoff,
@@ -334,7 +376,7 @@ async fn poll(shared: &Shared, generation: u64) {
 async fn follow_events(shared: &Shared) {
     let mut backoff = Backoff::new(shared.backoff);
     loop {
-        match shared.client.events().await {
+        match shared.events().await {
             Ok(body) => {
                 tracing::debug!(namer = %shared.prefix, "following marathon's event stream");
                 backoff.reset();
@@ -393,6 +435,79 @@ fn relevant(ev: &SseEvent) -> bool {
 }
 
 impl Shared {
+    /// `GET /v2/apps?embed=apps.tasks`: the whole body, at most
+    /// [`crate::http::DEFAULT_MAX_BODY`] (16 MiB), within the timeout.
+    ///
+    /// # Errors
+    /// Unreachable, timed out, a status other than 200, an oversized body; the message
+    /// starts with the request line.
+    async fn apps(&self) -> Result<Bytes, String> {
+        let (path, headers) = self.request(APPS_PATH, "application/json").await?;
+        let resp = self.http.get(&path, &headers, self.timeout).await;
+        let resp = resp.map_err(|e| e.to_string())?;
+        self.check(&path, resp.status, &resp.headers).await?;
+        Ok(resp.body)
+    }
+
+    /// `GET /v2/events` with `Accept: text/event-stream`: the open stream's body, which the
+    /// caller reads with its own cap per event.
+    ///
+    /// # Errors
+    /// As [`Shared::apps`], for the response head only.
+    async fn events(&self) -> Result<Incoming, String> {
+        let (path, headers) = self.request(EVENTS_PATH, "text/event-stream").await?;
+        let resp = self.http.get_stream(&path, &headers, self.timeout).await;
+        let resp = resp.map_err(|e| e.to_string())?;
+        self.check(&path, resp.status(), resp.headers()).await?;
+        Ok(resp.into_body())
+    }
+
+    /// The path of `api_path` behind `uriPrefix`, and the headers of a request for it:
+    /// `Accept` and, with credentials, `Authorization` (a DC/OS login first if needed).
+    ///
+    /// # Errors
+    /// The DC/OS login failed; the message starts with the request line.
+    async fn request(
+        &self,
+        api_path: &str,
+        accept: &'static str,
+    ) -> Result<(String, Vec<(HeaderName, HeaderValue)>), String> {
+        let path = format!("{}{api_path}", self.uri_prefix);
+        let mut headers = vec![(ACCEPT, HeaderValue::from_static(accept))];
+        match self.auth.header().await {
+            Ok(None) => {}
+            Ok(Some(value)) => headers.push((AUTHORIZATION, value)),
+            Err(e) => return Err(format!("GET {path}: {e}")),
+        }
+        Ok((path, headers))
+    }
+
+    /// 200 is good; a 401 or 403 also tells the credentials they were refused.
+    ///
+    /// # Errors
+    /// Any other status, as a message starting with the request line of `path`.
+    async fn check(
+        &self,
+        path: &str,
+        status: StatusCode,
+        headers: &HeaderMap,
+    ) -> Result<(), String> {
+        let error = match status {
+            StatusCode::OK => return Ok(()),
+            s @ (StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) => {
+                self.auth.rejected().await;
+                let challenge = headers
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| format!(" ({v})"))
+                    .unwrap_or_default();
+                format!("status {s}{challenge}: {}", self.auth.hint())
+            }
+            s => format!("status {s}"),
+        };
+        Err(format!("GET {path}: {error}"))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // Every critical section leaves the state consistent (single inserts, removes and
         // assignments), so a poisoned lock is still usable.
@@ -401,7 +516,7 @@ impl Shared {
 
     /// One read of the apps, and the addresses of the watched apps' task hosts.
     async fn read_apps(&self) -> Result<(Apps, HashMap<Box<str>, IpAddr>), String> {
-        let body = self.client.apps().await?;
+        let body = self.apps().await?;
         let apps = api::parse_apps(&body, self.use_health_check)?;
         let (names, mut hosts) = {
             let st = self.lock();
