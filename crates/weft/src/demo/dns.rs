@@ -17,19 +17,10 @@ use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
 use hickory_server::Server;
 use tokio::net::{TcpListener, UdpSocket};
 
-use super::layout::{Instance, Layout, Service, APP_PORT};
+use super::layout::{Instance, Layout, APP_PORT, DNS_ZONE as ZONE};
 
-/// The demo's DNS zone.
-pub(crate) const ZONE: &str = "weft.demo.";
 /// Records live one second, so the `dnssrv` namer re-resolves every second (its `minTtl`).
 const TTL: u32 = 1;
-
-/// The SRV name of a service as the dtab names it: `_http._tcp.rates.weft.demo`.
-pub(crate) fn srv_name(service: Service) -> String {
-    format!("_http._tcp.{service}.{ZONE}")
-        .trim_end_matches('.')
-        .to_string()
-}
 
 /// The demo's running DNS server.
 pub(crate) struct DemoDns {
@@ -111,7 +102,7 @@ fn a_record(inst: &Instance) -> anyhow::Result<Record> {
 }
 
 fn srv_record(inst: &Instance) -> anyhow::Result<Record> {
-    let name = Name::from_ascii(format!("{}.", srv_name(inst.service)))?;
+    let name = Name::from_ascii(format!("{}.", inst.service.srv_name()))?;
     let srv = SRV::new(0, 10, APP_PORT, host_name(inst)?);
     Ok(Record::from_rdata(name, TTL, RData::SRV(srv)))
 }

@@ -39,6 +39,14 @@ impl Service {
         }
     }
 
+    /// The service's SRV record name in the demo's DNS zone (`--discovery dns`), as the dtab
+    /// names it: `_http._tcp.rates.weft.demo`.
+    pub(crate) fn srv_name(self) -> String {
+        format!("_http._tcp.{self}.{DNS_ZONE}")
+            .trim_end_matches('.')
+            .to_string()
+    }
+
     /// The service a replica of this one calls, if any.
     pub(crate) fn downstream(self) -> Option<Service> {
         match self {
@@ -148,7 +156,7 @@ impl Instance {
                 ),
                 Service::ALL
                     .iter()
-                    .map(|s| format!("      /svc/{s} => /#/dnssrv/{};\n", super::dns::srv_name(*s)))
+                    .map(|s| format!("      /svc/{s} => /#/dnssrv/{};\n", s.srv_name()))
                     .collect(),
             ),
         };
@@ -169,6 +177,8 @@ routers:
     }
 }
 
+/// The demo's DNS zone (`--discovery dns`).
+pub(crate) const DNS_ZONE: &str = "weft.demo.";
 /// The port of the demo's DNS server (`--discovery dns`), on `<ip-base>.53`.
 pub(crate) const DNS_PORT: u16 = 5353;
 

@@ -52,7 +52,7 @@ pub(crate) struct DemoArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     concurrency: u32,
     /// How the sidecars find each other: `fs` (a watched directory) or `dns` (SRV records
-    /// from a DNS server the demo runs on <ip-base>.53:5353, through the `dnssrv` namer).
+    /// from a DNS server the demo runs on `<ip-base>.53:5353`, through the `dnssrv` namer).
     #[arg(long, value_enum, default_value_t = Discovery::Fs)]
     discovery: Discovery,
     /// With `--discovery dns`: rates-3 is not in DNS at first, and its SRV record is added
