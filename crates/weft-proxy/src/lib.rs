@@ -80,6 +80,7 @@ pub use dispatch::ProxyBody;
 pub use error::{ErrorKind, Fault, ProxyError, Retry};
 pub use namers::interpreter;
 pub use router::Router;
+pub use server::Inherited;
 
 /// All routers of one configuration with their listeners bound, ready to serve.
 pub struct Proxy {
@@ -100,6 +101,20 @@ impl Proxy {
     /// do not load (identity, `client.tls.trustRoots`, ingress certificates), naming the
     /// router and address or file.
     pub async fn bind(config: &Config, metrics: &Metrics) -> io::Result<Proxy> {
+        Proxy::bind_inherited(config, metrics, &mut Inherited::default()).await
+    }
+
+    /// Like [`Proxy::bind`], but a router's listener is taken from `inherited` (systemd
+    /// socket activation) when a socket there is named after the router or listens on the
+    /// server's address; the others are bound as usual.
+    ///
+    /// # Errors
+    /// As [`Proxy::bind`].
+    pub async fn bind_inherited(
+        config: &Config,
+        metrics: &Metrics,
+        inherited: &mut Inherited,
+    ) -> io::Result<Proxy> {
         let interpreter = namers::interpreter(&config.namers)?;
         let identity = match &config.identity {
             Some(settings) => {
@@ -125,12 +140,15 @@ impl Proxy {
         for rc in &config.routers {
             let mut servers = Vec::new();
             for server in &rc.servers {
-                let listener = TcpListener::bind(server.addr).await.map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("router {}: cannot listen on {}: {e}", rc.label, server.addr),
-                    )
-                })?;
+                let listener = match inherited.take(&rc.label, server.addr) {
+                    Some(socket) => Inherited::into_tokio(socket)?,
+                    None => TcpListener::bind(server.addr).await.map_err(|e| {
+                        io::Error::new(
+                            e.kind(),
+                            format!("router {}: cannot listen on {}: {e}", rc.label, server.addr),
+                        )
+                    })?,
+                };
                 servers.push((server, listener));
             }
             bound.push(servers);

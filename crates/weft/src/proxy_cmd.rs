@@ -62,6 +62,15 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
         println!("config OK: routers {}", routers.join(", "));
         return ExitCode::SUCCESS;
     }
+    // Sockets from systemd socket activation, taken before any other thread starts (it clears
+    // LISTEN_FDS and LISTEN_PID from the environment).
+    let inherited = match weft_proxy::Inherited::from_env() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("weft: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // One thread: a current-thread runtime, with no work-stealing or cross-thread wake-ups on
     // the request path (the profile in docs/benchmarks.md showed them).
     let mut builder = if args.threads == 1 {
@@ -77,7 +86,7 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
             if let Some(spinner) = busy_poll {
                 tokio::spawn(spinner.run());
             }
-            serve(config, log_level, log_control).await
+            serve(config, inherited, log_level, log_control).await
         }),
         Err(e) => Err(e.into()),
     };
@@ -92,15 +101,29 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
 
 async fn serve(
     config: Config,
+    mut inherited: weft_proxy::Inherited,
     log_level: String,
     log_control: crate::logging::LogControl,
 ) -> anyhow::Result<()> {
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let metrics_for_identity = metrics.clone();
-    let proxy = Proxy::bind(&config, &metrics).await?;
-    let admin = TcpListener::bind(config.admin.addr)
-        .await
-        .with_context(|| format!("admin: cannot listen on {}", config.admin.addr))?;
+    let proxy = Proxy::bind_inherited(&config, &metrics, &mut inherited).await?;
+    let admin = match inherited.take("admin", config.admin.addr) {
+        Some(socket) => weft_proxy::Inherited::into_tokio(socket)
+            .context("admin: the inherited socket cannot be used")?,
+        None => TcpListener::bind(config.admin.addr)
+            .await
+            .with_context(|| format!("admin: cannot listen on {}", config.admin.addr))?,
+    };
+    let unclaimed = inherited.unclaimed();
+    if !unclaimed.is_empty() {
+        anyhow::bail!(
+            "sockets passed by systemd that no router and not the admin server claims: {} \
+             (name each socket after its router's label with FileDescriptorName=, or give the \
+             router that address)",
+            unclaimed.join(", ")
+        );
+    }
     let shutdown = CancellationToken::new();
     let config_json = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
     let state = Arc::new(

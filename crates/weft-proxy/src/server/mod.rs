@@ -34,7 +34,10 @@ use detect::{detect, Detected, Rewind};
 use keep_alive::{Guarded, Limits, Phase, Timed};
 
 mod detect;
+mod inherited;
 mod keep_alive;
+
+pub use inherited::Inherited;
 
 /// hyper refuses read buffers smaller than this (it must hold a typical request head).
 const MIN_HEADER_BUFFER: usize = 8192;
