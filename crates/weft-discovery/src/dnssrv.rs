@@ -14,7 +14,7 @@ use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::TokioResolver;
 use tokio::sync::watch;
 use weft_config::DnsSrvConfig;
-use weft_naming::{Address, BoundName, Namer, NamerStatus, Path, Resolution};
+use weft_naming::{wait_or_unwatched, Address, BoundName, Namer, NamerStatus, Path, Resolution};
 
 use crate::{Backoff, DiscoveryError};
 
@@ -233,17 +233,8 @@ async fn watch_name(
                 backoff.next_wait()
             }
         };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = tx.closed() => {}
-        }
-        if tx.is_closed() {
-            let mut names = lock(&inner.names);
-            // A lookup subscribes while holding the lock, so this check cannot race with it.
-            if tx.receiver_count() == 0 {
-                names.remove(&key);
-                return;
-            }
+        if wait_or_unwatched(&tx, wait, &inner.names, &key).await {
+            return;
         }
     }
 }

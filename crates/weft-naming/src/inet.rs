@@ -8,7 +8,7 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use tokio::sync::watch;
 
-use crate::{Address, BoundName, Namer, Path, Resolution};
+use crate::{wait_or_unwatched, Address, BoundName, Namer, Path, Resolution};
 
 /// Shortest and longest time between re-resolutions, whatever the record TTLs say.
 const MIN_TTL: Duration = Duration::from_secs(1);
@@ -168,17 +168,8 @@ async fn resolve(inner: Arc<Inner>, key: HostPort, id: Path, tx: watch::Sender<R
                 }
             }
         };
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = tx.closed() => {}
-        }
-        if tx.is_closed() {
-            let mut names = lock(&inner.names);
-            // A lookup subscribes while holding the lock, so this check cannot race with it.
-            if tx.receiver_count() == 0 {
-                names.remove(&key);
-                return;
-            }
+        if wait_or_unwatched(&tx, wait, &inner.names, &key).await {
+            return;
         }
     }
 }

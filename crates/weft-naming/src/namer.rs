@@ -1,6 +1,9 @@
 //! The [`Namer`] trait: live lookups of names under a prefix.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::hash::Hash;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::watch;
 
@@ -40,4 +43,33 @@ pub trait Namer: Send + Sync + 'static {
     fn status(&self) -> Option<NamerStatus> {
         None
     }
+}
+
+/// The end of one round of a namer's per-name watch task: waits `wait` (until the next
+/// re-resolution) or until nobody watches `tx` any more; then, if nobody does, removes `key`
+/// from the namer's `names` and returns true: the task should end.
+///
+/// Lookups subscribe while holding the `names` lock, so the final check cannot race with a
+/// new lookup of the same name.
+pub async fn wait_or_unwatched<K: Eq + Hash, V>(
+    tx: &watch::Sender<Resolution>,
+    wait: Duration,
+    names: &Mutex<HashMap<K, V>>,
+    key: &K,
+) -> bool {
+    tokio::select! {
+        () = tokio::time::sleep(wait) => {}
+        () = tx.closed() => {}
+    }
+    if !tx.is_closed() {
+        return false;
+    }
+    // Every critical section on the map is one insert, get or remove: a poisoned lock is
+    // still consistent.
+    let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
+    if tx.receiver_count() == 0 {
+        names.remove(key);
+        return true;
+    }
+    false
 }

@@ -36,6 +36,7 @@ mod named;
 mod nginx;
 pub mod raw;
 pub mod scripted;
+mod serve;
 pub mod tap;
 pub mod tunnel;
 mod upstream;

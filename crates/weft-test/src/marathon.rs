@@ -31,12 +31,10 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio::task::{JoinHandle, JoinSet};
+use tokio::task::JoinHandle;
 
 /// A fake Marathon on `127.0.0.1`, port chosen at start; stops on drop.
 pub struct FakeMarathon {
@@ -393,23 +391,7 @@ impl Drop for FakeMarathon {
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    // Owned here, so aborting this task closes every connection.
-    let mut conns = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else { continue };
-                let shared = shared.clone();
-                conns.spawn(async move {
-                    let svc = service_fn(move |req| handle(req, shared.clone()));
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-            Some(_) = conns.join_next(), if !conns.is_empty() => {}
-        }
-    }
+    crate::serve::accept_loop(listener, shared, handle).await;
 }
 
 async fn handle(
