@@ -14,7 +14,9 @@ use hickory_resolver::proto::rr::{Name, RData, RecordType};
 use hickory_resolver::TokioResolver;
 use tokio::sync::watch;
 use weft_config::DnsSrvConfig;
-use weft_naming::{wait_or_unwatched, Address, BoundName, Namer, NamerStatus, Path, Resolution};
+use weft_naming::{
+    publish_if_changed, wait_or_unwatched, Address, BoundName, Namer, NamerStatus, Path, Resolution,
+};
 
 use crate::{Backoff, DiscoveryError};
 
@@ -212,13 +214,13 @@ async fn watch_name(
                 inner.status.updated();
                 backoff.reset();
                 let bound = Resolution::Bound(BoundName::new(id.clone(), addrs));
-                tx.send_if_modified(|cur| replace_if_changed(cur, bound));
+                publish_if_changed(&tx, bound);
                 inner.ttl(ttl)
             }
             Ok(Answer::Missing { ttl }) => {
                 inner.status.updated();
                 backoff.reset();
-                tx.send_if_modified(|cur| replace_if_changed(cur, Resolution::Neg));
+                publish_if_changed(&tx, Resolution::Neg);
                 inner.ttl(ttl)
             }
             Err(e) => {
@@ -228,7 +230,7 @@ async fn watch_name(
                 tracing::warn!(%id, error = %e, keeping_last_answer = answered, "DNS SRV lookup failed");
                 if !answered {
                     let failed = Resolution::Failed(format!("{id}: {msg}").into());
-                    tx.send_if_modified(|cur| replace_if_changed(cur, failed));
+                    publish_if_changed(&tx, failed);
                 }
                 backoff.next_wait()
             }
@@ -404,14 +406,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     // Every critical section is a single insert, get or remove: the map stays consistent even
     // if a holder panicked.
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn replace_if_changed(cur: &mut Resolution, new: Resolution) -> bool {
-    let changed = *cur != new;
-    if changed {
-        *cur = new;
-    }
-    changed
 }
 
 #[cfg(test)]

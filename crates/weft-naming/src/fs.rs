@@ -8,7 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use tokio::sync::{watch, Notify};
 
-use crate::{AddrSet, Address, BoundName, Namer, NamerState, NamerStatus, Path, Resolution};
+use crate::{
+    publish_if_changed, AddrSet, Address, BoundName, Namer, NamerState, NamerStatus, Path,
+    Resolution,
+};
 
 /// How often the directory is rescanned, in addition to inotify events.
 const RESCAN: Duration = Duration::from_secs(1);
@@ -220,13 +223,7 @@ impl Inner {
 }
 
 fn publish(tx: &watch::Sender<Resolution>, new: Resolution) {
-    tx.send_if_modified(|cur| {
-        let changed = *cur != new;
-        if changed {
-            *cur = new;
-        }
-        changed
-    });
+    publish_if_changed(tx, new);
 }
 
 /// The service files in `dir` with their stamps. A missing directory has no files.

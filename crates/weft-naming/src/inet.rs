@@ -8,7 +8,7 @@ use std::time::Duration;
 use hickory_resolver::TokioResolver;
 use tokio::sync::watch;
 
-use crate::{wait_or_unwatched, Address, BoundName, Namer, Path, Resolution};
+use crate::{publish_if_changed, wait_or_unwatched, Address, BoundName, Namer, Path, Resolution};
 
 /// Shortest and longest time between re-resolutions, whatever the record TTLs say.
 const MIN_TTL: Duration = Duration::from_secs(1);
@@ -140,7 +140,7 @@ async fn resolve(inner: Arc<Inner>, key: HostPort, id: Path, tx: watch::Sender<R
                         addrs.sort_by_key(|a| a.addr);
                         addrs.dedup();
                         let bound = Resolution::Bound(BoundName::new(id.clone(), addrs));
-                        tx.send_if_modified(|cur| replace_if_changed(cur, bound));
+                        publish_if_changed(&tx, bound);
                         backoff = MIN_BACKOFF;
                         // The shortest TTL among the answers (in seconds).
                         let ttl = lookup.as_lookup().answers().iter().map(|r| r.ttl).min();
@@ -159,7 +159,7 @@ async fn resolve(inner: Arc<Inner>, key: HostPort, id: Path, tx: watch::Sender<R
                                     format!("DNS lookup of {host} failed: {e}").into(),
                                 )
                             };
-                            tx.send_if_modified(|cur| replace_if_changed(cur, r));
+                            publish_if_changed(&tx, r);
                         }
                         let wait = backoff;
                         backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -172,14 +172,6 @@ async fn resolve(inner: Arc<Inner>, key: HostPort, id: Path, tx: watch::Sender<R
             return;
         }
     }
-}
-
-fn replace_if_changed(cur: &mut Resolution, new: Resolution) -> bool {
-    let changed = *cur != new;
-    if changed {
-        *cur = new;
-    }
-    changed
 }
 
 #[cfg(test)]

@@ -40,7 +40,7 @@ pub use dtab::{Dentry, Dtab, Prefix, PrefixElem};
 pub use fs::FsNamer;
 pub use inet::InetNamer;
 pub use interpreter::{BindState, Binding, Interpreter};
-pub use namer::{wait_or_unwatched, Namer, Resolution};
+pub use namer::{publish_if_changed, wait_or_unwatched, Namer, Resolution};
 pub use parse::DtabError;
 pub use path::{Path, PathError};
 pub use status::{NamerSnapshot, NamerState, NamerStatus, WatchGuard};

@@ -73,3 +73,15 @@ pub async fn wait_or_unwatched<K: Eq + Hash, V>(
     }
     false
 }
+
+/// Sends `new` on `tx` only if it differs from the current value, so receivers wake for
+/// changes only; true when it was sent. Every namer publishes through this.
+pub fn publish_if_changed<T: PartialEq>(tx: &watch::Sender<T>, new: T) -> bool {
+    tx.send_if_modified(|cur| {
+        let changed = *cur != new;
+        if changed {
+            *cur = new;
+        }
+        changed
+    })
+}
