@@ -17,6 +17,10 @@ use crate::{
 const RESCAN: Duration = Duration::from_secs(1);
 /// Quiet time after a file event before reading, so a multi-step write is read once.
 const DEBOUNCE: Duration = Duration::from_millis(50);
+/// A known file modified less than this long ago may still be being written (truncated, then
+/// written in several steps): its read waits until it has been quiet this long, so a rescan
+/// between the truncation and the write does not publish an empty or half-written set.
+const SETTLE: Duration = DEBOUNCE;
 /// Files larger than this are an error rather than read into memory.
 const MAX_FILE_BYTES: u64 = 4 << 20;
 
@@ -136,25 +140,41 @@ impl Inner {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Reads the directory and publishes what changed. `force` re-reads every file even if its
+    /// Reads the directory and publishes what changed; returns true when a changed file was
+    /// left for later because it is still settling ([`SETTLE`]). `force` re-reads every file even if its
     /// modification time and length are unchanged.
-    fn scan(&self, force: bool) {
+    fn scan(&self, force: bool) -> bool {
         let listing = match list(&self.root) {
             Ok(listing) => listing,
             Err(e) => {
                 tracing::warn!(dir = %self.root.display(), error = %e, "fs namer cannot read its directory");
                 self.status
                     .failed(format!("cannot read {}: {e}", self.root.display()));
-                return;
+                return false;
             }
         };
         let present: HashSet<String> = listing.iter().map(|(n, _)| n.clone()).collect();
+        let now = SystemTime::now();
+        let mut settling = false;
         let to_read: Vec<(String, Stamp)> = {
             let state = self.lock();
             listing
                 .into_iter()
                 .filter(|(name, stamp)| {
-                    force || state.services.get(name).and_then(|s| s.stamp) != Some(*stamp)
+                    let last = state.services.get(name).and_then(|s| s.stamp);
+                    if !force && last == Some(*stamp) {
+                        return false;
+                    }
+                    // A file we already serve that changed a moment ago: read it once it is
+                    // quiet. New files are read at once (nothing to keep serving meanwhile).
+                    let fresh = stamp.0.is_some_and(|m| {
+                        now.duration_since(m).map_or(true, |age| age < SETTLE)
+                    });
+                    if last.is_some() && last != Some(*stamp) && fresh {
+                        settling = true;
+                        return false;
+                    }
+                    true
                 })
                 .collect()
         };
@@ -219,6 +239,7 @@ impl Inner {
             }
             (None, None) => {}
         }
+        settling
     }
 }
 
@@ -332,8 +353,20 @@ async fn watch_dir(inner: Weak<Inner>) {
         };
         let Some(namer) = inner.upgrade() else { return };
         // File reads block; keep them off the async workers.
-        let _ = tokio::task::spawn_blocking(move || namer.scan(force)).await;
+        let mut settling = run_scan(namer, force).await;
+        while settling {
+            tokio::time::sleep(SETTLE).await;
+            let Some(namer) = inner.upgrade() else { return };
+            settling = run_scan(namer, false).await;
+        }
     }
+}
+
+/// One scan on the blocking pool (file reads block); true when a file is still settling.
+async fn run_scan(namer: Arc<Inner>, force: bool) -> bool {
+    tokio::task::spawn_blocking(move || namer.scan(force))
+        .await
+        .unwrap_or(false)
 }
 
 fn start_watcher(dir: &std::path::Path, events: Arc<Notify>) -> Option<notify::RecommendedWatcher> {

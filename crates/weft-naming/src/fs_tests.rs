@@ -249,3 +249,25 @@ async fn wait_for(mut f: impl FnMut() -> bool) -> bool {
     }
     false
 }
+
+#[test]
+fn a_file_being_rewritten_in_place_is_read_once_it_is_quiet() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("rates");
+    std::fs::write(&file, "127.0.0.1 8080\n").unwrap();
+    let namer = FsNamer::new(dir.path().to_path_buf());
+    let rx = namer.lookup(&p("/rates"));
+    let count = |rx: &watch::Receiver<Resolution>| match &*rx.borrow() {
+        Resolution::Bound(b) => b.addrs.len(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(count(&rx), 1);
+    // Truncated, about to be written again (an editor saving in place): not published yet.
+    std::fs::File::create(&file).unwrap();
+    assert!(namer.inner.scan(false), "a file changed just now should be settling");
+    assert_eq!(count(&rx), 1, "a half-written file must not replace the endpoints");
+    // Still empty once quiet: then it really is empty.
+    std::thread::sleep(super::SETTLE + Duration::from_millis(20));
+    assert!(!namer.inner.scan(false));
+    assert_eq!(count(&rx), 0);
+}
