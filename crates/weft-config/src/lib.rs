@@ -50,7 +50,7 @@ pub use tls::{
 };
 pub use types::{
     AdminConfig, IdentifierConfig, NamerConfig, NamerKind, Protocol, RouterConfig, ServerConfig,
-    TransformerConfig, ViaPolicy,
+    TransformerConfig, UpgradeConfig, ViaPolicy,
 };
 
 use locate::locate;
@@ -78,6 +78,13 @@ pub struct Config {
     /// The proxy's mTLS identity (yaml `identity`); `None`: no TLS.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentitySettings>,
+    /// Binary upgrades by socket handoff (yaml `upgrade`).
+    #[serde(skip_serializing_if = "upgrade_is_default")]
+    pub upgrade: UpgradeConfig,
+}
+
+fn upgrade_is_default(u: &UpgradeConfig) -> bool {
+    u.socket.is_none()
 }
 
 impl Config {

@@ -22,6 +22,13 @@ pub(crate) struct RawConfig {
     pub(crate) tracing: Option<RawTracing>,
     pub(crate) statsd: Option<RawStatsd>,
     pub(crate) identity: Option<RawIdentity>,
+    pub(crate) upgrade: Option<RawUpgrade>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawUpgrade {
+    pub(crate) socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

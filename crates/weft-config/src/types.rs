@@ -17,6 +17,19 @@ use crate::{
     LocalnodeConfig, MarathonConfig, ServiceConfig,
 };
 
+/// Binary upgrades by socket handoff (yaml `upgrade`): where a running proxy listens for its
+/// successor (`weft proxy --upgrade`), see `docs/upgrades.md`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UpgradeConfig {
+    /// The Unix socket (yaml `socket`, a path; relative to the config file's directory).
+    /// Default: `weft-<admin port>.upgrade.sock` in the system's temporary directory
+    /// (`$TMPDIR`, else `/tmp`); `None` when the admin port is 0 and no socket is configured
+    /// (no fixed name to find the running proxy by): upgrades are then off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub socket: Option<PathBuf>,
+}
+
 /// The admin server: where it listens and how long shutdown may take.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {

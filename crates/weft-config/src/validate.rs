@@ -105,6 +105,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &FsPath) -> Result<Config> {
     for (i, r) in routers.iter().enumerate() {
         tls::check_router(r, &root.key("routers").index(i), identity.is_some())?;
     }
+    let upgrade = upgrade(raw.upgrade.unwrap_or_default(), &admin, base_dir);
     Ok(Config {
         admin,
         namers,
@@ -112,6 +113,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &FsPath) -> Result<Config> {
         tracing,
         statsd,
         identity,
+        upgrade,
     })
 }
 
@@ -122,6 +124,16 @@ fn conflicts(a: SocketAddr, b: SocketAddr) -> bool {
         && a.port() == b.port()
         && a.is_ipv4() == b.is_ipv4()
         && (a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified())
+}
+
+/// The upgrade socket: as configured, else derived from the admin port (none for port 0).
+fn upgrade(raw: RawUpgrade, admin: &AdminConfig, base_dir: &FsPath) -> UpgradeConfig {
+    let socket = match raw.socket.filter(|s| !s.is_empty()) {
+        Some(path) => Some(base_dir.join(path)),
+        None if admin.addr.port() == 0 => None,
+        None => Some(std::env::temp_dir().join(format!("weft-{}.upgrade.sock", admin.addr.port()))),
+    };
+    UpgradeConfig { socket }
 }
 
 fn admin(raw: RawAdmin, p: &KeyPath) -> Result<AdminConfig> {

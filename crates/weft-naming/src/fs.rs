@@ -167,9 +167,9 @@ impl Inner {
                     }
                     // A file we already serve that changed a moment ago: read it once it is
                     // quiet. New files are read at once (nothing to keep serving meanwhile).
-                    let fresh = stamp.0.is_some_and(|m| {
-                        now.duration_since(m).map_or(true, |age| age < SETTLE)
-                    });
+                    let fresh = stamp
+                        .0
+                        .is_some_and(|m| now.duration_since(m).map_or(true, |age| age < SETTLE));
                     if last.is_some() && last != Some(*stamp) && fresh {
                         settling = true;
                         return false;

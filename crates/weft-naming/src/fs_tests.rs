@@ -264,8 +264,15 @@ fn a_file_being_rewritten_in_place_is_read_once_it_is_quiet() {
     assert_eq!(count(&rx), 1);
     // Truncated, about to be written again (an editor saving in place): not published yet.
     std::fs::File::create(&file).unwrap();
-    assert!(namer.inner.scan(false), "a file changed just now should be settling");
-    assert_eq!(count(&rx), 1, "a half-written file must not replace the endpoints");
+    assert!(
+        namer.inner.scan(false),
+        "a file changed just now should be settling"
+    );
+    assert_eq!(
+        count(&rx),
+        1,
+        "a half-written file must not replace the endpoints"
+    );
     // Still empty once quiet: then it really is empty.
     std::thread::sleep(super::SETTLE + Duration::from_millis(20));
     assert!(!namer.inner.scan(false));

@@ -233,6 +233,25 @@ impl Proxy {
             .collect()
     }
 
+    /// Duplicates of every router's listening socket, each named after its router's label,
+    /// to hand to a successor process (`weft proxy --upgrade`): the socket stays open, and
+    /// its accept queue intact, for as long as either process holds it.
+    ///
+    /// # Errors
+    /// The descriptor cannot be duplicated (out of descriptors).
+    pub fn listener_sockets(&self) -> io::Result<Vec<(String, std::os::fd::OwnedFd)>> {
+        use std::os::fd::AsFd;
+        self.listeners
+            .iter()
+            .map(|(r, l)| {
+                Ok((
+                    r.label().to_string(),
+                    l.listener.as_fd().try_clone_to_owned()?,
+                ))
+            })
+            .collect()
+    }
+
     /// The routers, in config order (shared with the admin server).
     pub fn routers(&self) -> Vec<Arc<Router>> {
         self.routers.clone()

@@ -17,6 +17,7 @@ mod stat_cmd;
 mod table;
 mod tap_cmd;
 mod top_cmd;
+mod upgrade;
 mod version_cmd;
 
 use std::process::ExitCode;

@@ -2,6 +2,7 @@
 //! `POST /shutdown`, then drain.
 
 use std::io::Write;
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use weft_proxy::Proxy;
 use weft_telemetry::Metrics;
 
 use crate::busy_poll::BusyPoll;
+use crate::upgrade;
 
 /// Arguments of `weft proxy`.
 #[derive(Args, Debug)]
@@ -36,6 +38,12 @@ pub(crate) struct ProxyArgs {
     #[arg(long, default_value_t = 0, value_name = "MICROSECONDS",
           value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
     busy_poll: u32,
+    /// Replace the proxy running with this config without refusing or cutting a connection:
+    /// take its listening sockets over its upgrade socket (`upgrade.socket`), serve on them,
+    /// then let it drain and exit. If this process cannot start, the running one keeps
+    /// serving and this command exits non-zero. See docs/upgrades.md.
+    #[arg(long)]
+    upgrade: bool,
 }
 
 pub(crate) fn run(args: ProxyArgs) -> ExitCode {
@@ -86,7 +94,7 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
             if let Some(spinner) = busy_poll {
                 tokio::spawn(spinner.run());
             }
-            serve(config, inherited, log_level, log_control).await
+            serve(config, inherited, args.upgrade, log_level, log_control).await
         }),
         Err(e) => Err(e.into()),
     };
@@ -102,9 +110,21 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
 async fn serve(
     config: Config,
     mut inherited: weft_proxy::Inherited,
+    upgrade: bool,
     log_level: String,
     log_control: crate::logging::LogControl,
 ) -> anyhow::Result<()> {
+    let successor = if upgrade {
+        let path = config.upgrade.socket.as_deref().context(
+            "--upgrade: no upgrade socket to find the running proxy by (the admin port is 0): \
+             set `upgrade.socket`",
+        )?;
+        let (handed, successor) = upgrade::take_over(path).await?;
+        inherited = handed;
+        Some(successor)
+    } else {
+        None
+    };
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let metrics_for_identity = metrics.clone();
     let proxy = Proxy::bind_inherited(&config, &metrics, &mut inherited).await?;
@@ -116,7 +136,10 @@ async fn serve(
             .with_context(|| format!("admin: cannot listen on {}", config.admin.addr))?,
     };
     let unclaimed = inherited.unclaimed();
-    if !unclaimed.is_empty() {
+    if !unclaimed.is_empty() && successor.is_some() {
+        // The new config no longer listens there; the predecessor serves them until it exits.
+        tracing::warn!(sockets = %unclaimed.join(", "), "handed-over sockets this config does not use are closed");
+    } else if !unclaimed.is_empty() {
         anyhow::bail!(
             "sockets passed by systemd that no router and not the admin server claims: {} \
              (name each socket after its router's label with FileDescriptorName=, or give the \
@@ -143,6 +166,9 @@ async fn serve(
         tokio::spawn(report_identity(identity, metrics_for_identity.clone()));
     }
     announce(&proxy, admin.local_addr()?)?;
+    // Duplicates of every listening socket, for a successor (`--upgrade`) to take over.
+    let mut handoff = proxy.listener_sockets()?;
+    handoff.push(("admin".into(), admin.as_fd().try_clone_to_owned()?));
     let admin_stop = CancellationToken::new();
     let admin_task = tokio::spawn(weft_admin::serve(admin, state.clone(), admin_stop.clone()));
     tokio::spawn(signals.watch(shutdown.clone()));
@@ -150,7 +176,20 @@ async fn serve(
     let serving = tokio::spawn(proxy.serve(shutdown.clone(), grace));
     state.set_ready(true);
     tracing::info!("ready");
-    shutdown.cancelled().await;
+    if let Some(successor) = successor {
+        // We serve on the sockets; the predecessor stops accepting once told.
+        if let Err(e) = successor.ready().await {
+            tracing::warn!(error = %e, "upgrade: the predecessor did not confirm");
+        }
+    }
+    if let Some(handed) = wait_for_successor(&config, handoff, &shutdown).await {
+        // A successor serves on our sockets: stop accepting now (admin included, so health
+        // checks reach the new process), then drain what is in flight.
+        tracing::info!(successor = handed.pid, "upgrade: handed over; draining");
+        shutdown.cancel();
+        admin_stop.cancel();
+        handed.confirm().await;
+    }
     state.set_ready(false);
     tracing::info!(grace = ?grace, "draining");
     let clean = serving.await.unwrap_or(false);
@@ -161,6 +200,37 @@ async fn serve(
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Serves the upgrade socket until a successor takes over (returned) or `shutdown` fires
+/// (`None`; the socket's path is removed).
+async fn wait_for_successor(
+    config: &Config,
+    handoff: Vec<(String, std::os::fd::OwnedFd)>,
+    shutdown: &CancellationToken,
+) -> Option<upgrade::Handed> {
+    let socket = match &config.upgrade.socket {
+        Some(path) => match upgrade::UpgradeSocket::bind(path).await {
+            Ok(socket) => socket,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "upgrade socket unavailable: `weft proxy --upgrade` cannot replace this process");
+                shutdown.cancelled().await;
+                return None;
+            }
+        },
+        None => {
+            shutdown.cancelled().await;
+            return None;
+        }
+    };
+    let path = socket.path().to_owned();
+    tokio::select! {
+        handed = socket.serve(handoff) => Some(handed),
+        () = shutdown.cancelled() => {
+            let _ = std::fs::remove_file(&path);
+            None
+        }
+    }
 }
 
 /// Prints one JSON line on stdout once every listener is bound, so supervisors and tests

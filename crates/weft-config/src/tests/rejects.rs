@@ -13,11 +13,11 @@ fn unknown_key_at_top_level() {
         2,
         1,
         None,
-        "unknown field `routes`, expected one of `admin`, `namers`, `routers`, `tracing`, `statsd`, `identity`",
+        "unknown field `routes`, expected one of `admin`, `namers`, `routers`, `tracing`, `statsd`, `identity`, `upgrade`",
     );
     assert_eq!(
         e.to_string(),
-        "weft.yaml:2:1: unknown field `routes`, expected one of `admin`, `namers`, `routers`, `tracing`, `statsd`, `identity`"
+        "weft.yaml:2:1: unknown field `routes`, expected one of `admin`, `namers`, `routers`, `tracing`, `statsd`, `identity`, `upgrade`"
     );
 }
 

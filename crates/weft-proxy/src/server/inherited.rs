@@ -1,5 +1,6 @@
 //! Listening sockets inherited from systemd socket activation (`sd_listen_fds(3)`), so that a
-//! restart queues connections in the socket systemd holds instead of refusing them.
+//! restart queues connections in the socket systemd holds instead of refusing them, or handed
+//! over by the proxy this process replaces (`weft proxy --upgrade`).
 //!
 //! systemd passes sockets as file descriptors 3, 4, ... with `LISTEN_FDS` (how many),
 //! `LISTEN_PID` (for whom) and `LISTEN_FDNAMES` (colon-separated names, from `FileDescriptorName=`
@@ -51,25 +52,34 @@ impl Inherited {
         Ok(Inherited { sockets })
     }
 
+    /// Sockets handed over by a running proxy (binary upgrade), each named after its router's
+    /// label or `admin`.
+    pub fn from_sockets(sockets: Vec<(String, TcpListener)>) -> Inherited {
+        Inherited {
+            sockets: sockets.into_iter().map(Some).collect(),
+        }
+    }
+
     /// True when no socket was passed (or all were taken).
     pub fn is_empty(&self) -> bool {
         self.sockets.iter().all(Option::is_none)
     }
 
     /// The socket for a listener named `name` (a router's label, or `admin`) configured at
-    /// `addr`: the first unclaimed socket with that name, else the first whose local address
-    /// is `addr`. `None` when there is none: the caller binds `addr` itself.
+    /// `addr`: the first unclaimed socket with that name and address, else with that name (a
+    /// router with several servers has several sockets of one name, so the address decides
+    /// first), else the first whose local address is `addr`. `None` when there is none: the
+    /// caller binds `addr` itself.
     pub fn take(&mut self, name: &str, addr: SocketAddr) -> Option<TcpListener> {
-        let by_name = self
-            .sockets
-            .iter()
-            .position(|s| matches!(s, Some((n, _)) if n == name));
-        let by_addr = || {
+        let at = |l: &TcpListener| l.local_addr().is_ok_and(|a| a == addr);
+        let find = |f: &dyn Fn(&str, &TcpListener) -> bool| {
             self.sockets
                 .iter()
-                .position(|s| matches!(s, Some((_, l)) if l.local_addr().is_ok_and(|a| a == addr)))
+                .position(|s| s.as_ref().is_some_and(|(n, l)| f(n, l)))
         };
-        let i = by_name.or_else(by_addr)?;
+        let i = find(&|n, l| n == name && at(l))
+            .or_else(|| find(&|n, _| n == name))
+            .or_else(|| find(&|_, l| at(l)))?;
         self.sockets[i].take().map(|(_, l)| l)
     }
 

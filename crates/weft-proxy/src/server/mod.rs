@@ -3,8 +3,10 @@
 //! opaque TCP. Mesh TLS (told apart by SNI) is terminated with the proxy's identity; an
 //! ingress listener (`servers[].tls`) terminates all TLS with its own certificates. Every
 //! terminated handshake is counted, with a reason when it fails. On shutdown they drain:
-//! listeners close, HTTP/1 connections close after their current response, HTTP/2
-//! connections get GOAWAY, requests in flight finish.
+//! listeners close, HTTP/1 responses carry `Connection: close` (an idle connection gets a
+//! moment to send its next request before it is closed, as Envoy's drain does: closing it at
+//! once races a client that is sending), HTTP/2 connections get GOAWAY, requests in flight
+//! finish.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -46,6 +48,9 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 /// Bound on a TLS handshake the proxy terminates: on an ingress listener from the first byte,
 /// for mesh TLS from the complete ClientHello (which must come within `detectTimeout`).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// While draining, how long an idle HTTP/1 connection may still send one more request (to be
+/// answered with `Connection: close`) before it is closed; at most half the shutdown grace.
+const DRAIN_LINGER: Duration = Duration::from_secs(2);
 
 /// One listener of a router, with the TLS config of an ingress listener (`servers[].tls`)
 /// and whether it clears `l5d-*` context from its clients (`servers[].clearContext`).
@@ -68,6 +73,7 @@ pub(crate) async fn serve(
     grace: Duration,
 ) -> bool {
     let builder = Arc::new(HttpBuilders::new(router.config(), router.reaches_peers()));
+    let linger = DRAIN_LINGER.min(grace / 2);
     let connections = TaskTracker::new();
     let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
@@ -80,6 +86,7 @@ pub(crate) async fn serve(
                         router: router.clone(),
                         builder: builder.clone(),
                         shutdown: shutdown.clone(),
+                        linger,
                         peer,
                         port,
                         ingress: ingress.clone(),
@@ -109,6 +116,8 @@ struct Connection {
     router: Arc<Router>,
     builder: Arc<HttpBuilders>,
     shutdown: CancellationToken,
+    /// See [`DRAIN_LINGER`].
+    linger: Duration,
     peer: SocketAddr,
     port: u16,
     ingress: Option<Arc<rustls::ServerConfig>>,
@@ -332,12 +341,17 @@ impl Connection {
                 async move { Ok::<_, Infallible>(router.handle(req, &from).await) }.instrument(span)
             });
             let conn = self.builder.h2.serve_connection(TokioIo::new(io), svc);
-            drain_on(&self.shutdown, conn, |c| c.graceful_shutdown()).await
+            drain_on(&self.shutdown, Duration::ZERO, conn, |c| {
+                c.graceful_shutdown()
+            })
+            .await
         } else {
             let phase = Phase::new(self.builder.h1_limits, self.router.metrics().clone());
             let io = Timed::new(io, phase.clone());
+            let shutdown = self.shutdown.clone();
             let svc = service_fn(move |mut req: Request<Incoming>| {
                 let router = router.clone();
+                let shutdown = shutdown.clone();
                 let from = from.clone();
                 let busy = phase.begin();
                 if let Some(head) = phase.take_head() {
@@ -346,9 +360,16 @@ impl Connection {
                 let connect = req.method() == Method::CONNECT;
                 let span = request_span(&req);
                 async move {
-                    let rsp = router.handle(req, &from).await;
+                    let mut rsp = router.handle(req, &from).await;
                     if opaque::switches_protocols(connect, rsp.status()) {
                         busy.upgraded();
+                    } else if shutdown.is_cancelled() {
+                        // Draining: this is the connection's last response (hyper closes
+                        // after it), and the client learns so before it sends again.
+                        rsp.headers_mut().insert(
+                            http::header::CONNECTION,
+                            http::HeaderValue::from_static("close"),
+                        );
                     }
                     Ok::<_, Infallible>(rsp.map(|body| Guarded::new(body, busy)))
                 }
@@ -359,7 +380,7 @@ impl Connection {
                 .h1
                 .serve_connection(TokioIo::new(io), svc)
                 .with_upgrades();
-            drain_on(&self.shutdown, conn, |c| c.graceful_shutdown()).await
+            drain_on(&self.shutdown, self.linger, conn, |c| c.graceful_shutdown()).await
         };
         if let Err(error) = result {
             tracing::debug!(%error, "connection ended with an error");
@@ -379,10 +400,13 @@ fn request_span<B>(req: &Request<B>) -> tracing::Span {
     )
 }
 
-/// Drives a server connection; when `shutdown` fires, starts its graceful shutdown (HTTP/1:
-/// close after the current response; HTTP/2: GOAWAY, then finish the streams) and waits for it.
+/// Drives a server connection; when `shutdown` fires, lets it end on its own for up to
+/// `linger` (HTTP/1: its next response closes it), then starts its graceful shutdown (HTTP/1:
+/// close after the current response, at once if idle; HTTP/2: GOAWAY, then finish the
+/// streams) and waits for it.
 async fn drain_on<C, E>(
     shutdown: &CancellationToken,
+    linger: Duration,
     conn: C,
     graceful: impl FnOnce(std::pin::Pin<&mut C>),
 ) -> Result<(), E>
@@ -393,6 +417,11 @@ where
     tokio::select! {
         result = conn.as_mut() => result,
         () = shutdown.cancelled() => {
+            if !linger.is_zero() {
+                if let Ok(result) = tokio::time::timeout(linger, conn.as_mut()).await {
+                    return result;
+                }
+            }
             graceful(conn.as_mut());
             conn.await
         }
