@@ -279,3 +279,36 @@ async fn strangers_and_a_second_upgrade_on_the_upgrade_socket_change_nothing() {
     assert!(weft.wait_exit(Duration::from_secs(30)).await.success());
     assert_eq!(next.ready_status().await, Some(200));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_open_across_an_upgrade_runs_on_the_old_process_until_it_closes() {
+    let chat = upgrade_echo().await;
+    let books = Upstream::ok("books").await;
+    let disco = Disco::new();
+    disco.write("chat", &format!("127.0.0.1 {}", chat.port()));
+    disco.write("books", &books.fs_line());
+    let dir = tempfile::tempdir().unwrap();
+    let config = upgrade_config(&disco, &dir.path().join("upgrade.sock"));
+    let mut old = Weft::start(bin(), &config).await;
+    let router = old.router("outbound");
+    let (mut ws, _) = websocket_upgrade(router).await;
+    assert_ws_echo(&mut ws, b"before").await;
+
+    let new = Weft::start_with_args(bin(), &["--upgrade"], &config).await;
+    // New connections reach the new process...
+    let r = Client::http1(router).get("books", "/").await.unwrap();
+    assert_eq!(r.status, 200);
+    // ...while the old one drains, keeping the tunnel it carries.
+    let old_ref = &old;
+    let draining = eventually(Duration::from_secs(5), || async move {
+        old_ref.stderr().contains("draining").then_some(())
+    })
+    .await;
+    assert!(draining.is_some(), "{}", old.stderr());
+    assert!(old.is_running(), "the old process must wait for the tunnel");
+    assert_ws_echo(&mut ws, b"after the handoff").await;
+    drop(ws);
+    let status = old.wait_exit(Duration::from_secs(30)).await;
+    assert!(status.success(), "{status:?}\n{}", old.stderr());
+    assert_eq!(new.ready_status().await, Some(200));
+}

@@ -132,14 +132,18 @@ impl Upgrade<'_> {
         if switches_protocols(is_connect, rsp.status()) {
             let up = hyper::upgrade::on(&mut rsp);
             let (idle, counters) = (self.idle, self.counters);
-            tokio::spawn(async move {
+            let tunnel = async move {
                 match tokio::try_join!(down, up) {
                     Ok((down, up)) => {
                         copy_both_ways(TokioIo::new(down), TokioIo::new(up), idle, counters).await
                     }
                     Err(error) => tracing::debug!(%error, "upgrade failed"),
                 }
-            });
+            };
+            match downstream.extensions().get::<super::Tunnels>() {
+                Some(tunnels) => drop(tunnels.0.spawn(tunnel)),
+                None => drop(tokio::spawn(tunnel)),
+            }
         }
         Ok(Forwarded::upgraded(
             rsp,

@@ -83,6 +83,7 @@ pub(crate) async fn serve(
                     // Small interactive messages: send them without Nagle delays.
                     let _ = stream.set_nodelay(true);
                     let conn = Connection {
+                        tunnels: opaque::Tunnels(connections.clone()),
                         router: router.clone(),
                         builder: builder.clone(),
                         shutdown: shutdown.clone(),
@@ -113,6 +114,8 @@ pub(crate) async fn serve(
 
 /// One accepted connection.
 struct Connection {
+    /// Where upgraded tunnels are spawned, so a drain waits for them.
+    tunnels: opaque::Tunnels,
     router: Arc<Router>,
     builder: Arc<HttpBuilders>,
     shutdown: CancellationToken,
@@ -349,6 +352,7 @@ impl Connection {
             let phase = Phase::new(self.builder.h1_limits, self.router.metrics().clone());
             let io = Timed::new(io, phase.clone());
             let shutdown = self.shutdown.clone();
+            let tunnels = self.tunnels.clone();
             let svc = service_fn(move |mut req: Request<Incoming>| {
                 let router = router.clone();
                 let shutdown = shutdown.clone();
@@ -358,6 +362,9 @@ impl Connection {
                     req.extensions_mut().insert(RawHead(head));
                 }
                 let connect = req.method() == Method::CONNECT;
+                if connect || req.headers().contains_key(http::header::UPGRADE) {
+                    req.extensions_mut().insert(tunnels.clone());
+                }
                 let span = request_span(&req);
                 async move {
                     let mut rsp = router.handle(req, &from).await;
