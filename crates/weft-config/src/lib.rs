@@ -46,7 +46,8 @@ pub use telemetry::{
     AccessLogConfig, AccessLogFormat, AccessLogTarget, ExporterConfig, StatsdConfig, TracingConfig,
 };
 pub use tls::{
-    CertificateFiles, ClientTlsConfig, IdentitySettings, IngressTlsConfig, ServerTlsConfig,
+    CertificateFiles, ClientTlsConfig, IdentitySettings, IngressTlsConfig, IssuerSettings,
+    ServerTlsConfig,
 };
 pub use types::{
     AdminConfig, IdentifierConfig, NamerConfig, NamerKind, Protocol, RouterConfig, ServerConfig,

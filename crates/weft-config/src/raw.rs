@@ -37,6 +37,15 @@ pub(crate) struct RawIdentity {
     pub(crate) cert: Option<String>,
     pub(crate) key: Option<String>,
     pub(crate) trust_bundle: Option<String>,
+    pub(crate) issuer: Option<RawIssuer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawIssuer {
+    pub(crate) address: Option<String>,
+    pub(crate) token_file: Option<String>,
+    pub(crate) spiffe_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -18,6 +18,36 @@ pub struct IdentitySettings {
     pub key: PathBuf,
     /// Trust anchors that peers' certificates must chain to (yaml `trustBundle`).
     pub trust_bundle: PathBuf,
+    /// Where the certificate comes from (yaml `issuer`): `weft identity serve`, which the
+    /// proxy asks at start and again before each certificate expires, writing `cert` and
+    /// `key`. `None`: the files are put there by someone else (and watched).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<IssuerSettings>,
+}
+
+/// The CA a proxy gets its certificate from (yaml `identity.issuer`); see
+/// `docs/identity.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IssuerSettings {
+    /// The CA's address (yaml `address`): `host:port` or an `https://` URL. Its serving
+    /// certificate must chain to the identity's `trustBundle`.
+    pub address: String,
+    /// The bootstrap token, first line of this file (yaml `tokenFile`).
+    pub token_file: PathBuf,
+    /// The SPIFFE ID to ask for (yaml `spiffeId`).
+    pub spiffe_id: String,
+}
+
+impl IssuerSettings {
+    /// The CA's URL: `address` as given if it is a URL, else `https://<address>`.
+    pub fn url(&self) -> String {
+        if self.address.contains("://") {
+            self.address.clone()
+        } else {
+            format!("https://{}", self.address)
+        }
+    }
 }
 
 /// What a router's servers require of their clients (yaml router `tls`). TLS is terminated

@@ -59,6 +59,7 @@ mod dispatch;
 mod endpoint;
 mod error;
 mod headers;
+mod identity;
 mod namers;
 mod opaque;
 mod router;
@@ -117,19 +118,7 @@ impl Proxy {
     ) -> io::Result<Proxy> {
         let interpreter = namers::interpreter(&config.namers)?;
         let identity = match &config.identity {
-            Some(settings) => {
-                let identity = weft_tls::Identity::load(&weft_tls::IdentityConfig {
-                    cert: settings.cert.clone(),
-                    key: settings.key.clone(),
-                    trust_bundle: settings.trust_bundle.clone(),
-                })
-                .map_err(|e| {
-                    io::Error::new(io::ErrorKind::InvalidData, format!("identity: {e}"))
-                })?;
-                identity.watch();
-                tracing::info!(id = %identity.spiffe_id(), "identity loaded");
-                Some(identity)
-            }
+            Some(settings) => Some(identity::load(settings).await?),
             None => None,
         };
         let tap = Arc::new(Tap::default());

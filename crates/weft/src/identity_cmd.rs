@@ -23,7 +23,7 @@ pub(crate) enum IdentityCommand {
     /// Serve certificates over HTTPS: POST /v1/certificate with {csr, spiffeId, token}.
     Serve(ServeArgs),
     /// Get a certificate from the CA and write key and chain; with --renew keep renewing at
-    /// 70% of each certificate's lifetime.
+    /// about two thirds of each certificate's lifetime.
     Request(RequestArgs),
     /// Validate identity files as the proxy would, and print the identity and its expiry.
     Show(ShowArgs),
@@ -90,7 +90,7 @@ pub(crate) struct RequestArgs {
     /// Where to write the private key (mode 0600).
     #[arg(long)]
     key: PathBuf,
-    /// Keep running and renew at about 70% of each certificate's lifetime.
+    /// Keep running and renew at about two thirds of each certificate's lifetime (jittered).
     #[arg(long)]
     renew: bool,
 }

@@ -8,17 +8,17 @@ mod support;
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use support::pki::{
-    assert_closed_cleanly, client_hello, handshakes, mesh_get, mesh_sni, Mesh, Pki, BOOKS, WEB,
+    assert_closed_cleanly, client_hello, handshakes, mesh_get, mesh_sni, CaProcess, Mesh, Pki,
+    BOOKS, WEB,
 };
 use support::*;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use weft_tls::ca;
 
@@ -223,61 +223,7 @@ async fn truncated_client_hello_then_close_is_refused_cleanly() {
 
 // === the CA server ===
 
-/// A running `weft identity serve` with its stderr captured.
-struct CaProcess {
-    _child: tokio::process::Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-}
-
 impl CaProcess {
-    /// Starts the CA of `pki` on an ephemeral port with token `s3cret`; waits (20 s at most)
-    /// for its `listening on https://ADDR` line.
-    async fn start(pki: &Pki, dir: &Path) -> CaProcess {
-        let tokens = dir.join("tokens");
-        std::fs::write(&tokens, "s3cret\n").expect("write tokens");
-        let mut child = tokio::process::Command::new(bin())
-            .args(["identity", "serve", "--listen", "127.0.0.1:0"])
-            .arg("--dir")
-            .arg(pki.ca_dir())
-            .arg("--token-file")
-            .arg(&tokens)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn weft identity serve");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let addr = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await.expect("read stderr") {
-                stderr.lock().expect("lock").push_str(&format!("{line}\n"));
-                if let Some(a) = line.split("listening on https://").nth(1) {
-                    return a.trim().parse::<SocketAddr>().expect("address");
-                }
-            }
-            panic!("the CA exited: {}", stderr.lock().expect("lock"));
-        })
-        .await
-        .expect("the CA listened within 20s");
-        let sink = stderr.clone();
-        tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                sink.lock().expect("lock").push_str(&format!("{line}\n"));
-            }
-        });
-        CaProcess {
-            _child: child,
-            addr,
-            stderr,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().expect("lock").clone()
-    }
-
     /// `POST /v1/certificate` with `body` over HTTPS (trusting `anchor`): status and body.
     async fn post(&self, anchor: &Path, body: String) -> (u16, String) {
         let mut roots = rustls::RootCertStore::empty();
@@ -326,7 +272,7 @@ fn ask(csr: &str, id: &str) -> String {
 async fn oversized_and_malformed_csrs_are_refused_and_the_ca_keeps_serving() {
     let pki = Pki::new(support::pki::TRUST_DOMAIN);
     let tmp = tempfile::tempdir().expect("tempdir");
-    let ca_server = CaProcess::start(&pki, tmp.path()).await;
+    let ca_server = CaProcess::start(&pki, tmp.path(), "127.0.0.1:0", &[]).await;
     let anchor = pki.bundle();
     let pem = |b64: &str| {
         format!("-----BEGIN CERTIFICATE REQUEST-----\n{b64}\n-----END CERTIFICATE REQUEST-----\n")

@@ -18,6 +18,51 @@ pub(super) fn identity(
         cert: file(raw.cert, p, "cert", base_dir)?,
         key: file(raw.key, p, "key", base_dir)?,
         trust_bundle: file(raw.trust_bundle, p, "trustBundle", base_dir)?,
+        issuer: raw
+            .issuer
+            .map(|i| issuer(i, &p.key("issuer"), base_dir))
+            .transpose()?,
+    })
+}
+
+fn issuer(raw: RawIssuer, p: &KeyPath, base_dir: &FsPath) -> Result<IssuerSettings> {
+    let Some(address) = raw.address.filter(|a| !a.is_empty()) else {
+        return invalid(
+            &p.key("address"),
+            "missing `address`: the CA's host:port (weft identity serve)",
+        );
+    };
+    if address.contains("://") && !address.starts_with("https://") {
+        return invalid(
+            &p.key("address"),
+            format!("{address:?}: the CA is only reached over https"),
+        );
+    }
+    let Some(token_file) = raw.token_file.filter(|t| !t.is_empty()) else {
+        return invalid(
+            &p.key("tokenFile"),
+            "missing `tokenFile`: the file holding the bootstrap token",
+        );
+    };
+    let spiffe_id = match raw.spiffe_id {
+        Some(id) if id.starts_with("spiffe://") => id,
+        Some(id) => {
+            return invalid(
+                &p.key("spiffeId"),
+                format!("{id:?} is not a SPIFFE ID (spiffe://<trust-domain>/...)"),
+            )
+        }
+        None => {
+            return invalid(
+                &p.key("spiffeId"),
+                "missing `spiffeId`: the identity to ask the CA for",
+            )
+        }
+    };
+    Ok(IssuerSettings {
+        address,
+        token_file: base_dir.join(token_file),
+        spiffe_id,
     })
 }
 

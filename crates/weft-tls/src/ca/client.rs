@@ -1,4 +1,5 @@
-//! The proxy's side of the CA: request a certificate, write it, renew it at 70% of its life.
+//! The proxy's side of the CA: request a certificate, write it, renew it at about two thirds
+//! of its life.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -139,49 +140,100 @@ pub async fn request_to_files(cfg: &RenewConfig) -> Result<(i64, i64), TlsError>
     let (key, chain) = request(&cfg.url, &cfg.ca_bundle, &token, &cfg.spiffe_id).await?;
     super::write_file(&cfg.key, key.as_bytes(), true)?;
     super::write_file(&cfg.cert, chain.as_bytes(), false)?;
-    let leaf = &crate::material::certs(chain.as_bytes(), &cfg.cert)?[0];
+    validity(chain.as_bytes(), &cfg.cert)
+}
+
+/// The leaf's validity `(not_before, not_after)` in Unix seconds, of the PEM chain `pem`
+/// read from `file` (named in errors).
+fn validity(pem: &[u8], file: &Path) -> Result<(i64, i64), TlsError> {
+    let leaf = &crate::material::certs(pem, file)?[0];
     let (_, x) = <x509_parser::certificate::X509Certificate<'_> as x509_parser::prelude::FromDer<
         '_,
         x509_parser::error::X509Error,
     >>::from_der(leaf)
-    .map_err(|e| TlsError::file(&cfg.cert, format!("bad certificate: {e}")))?;
+    .map_err(|e| TlsError::file(file, format!("bad certificate: {e}")))?;
     Ok((
         x.validity().not_before.timestamp(),
         x.validity().not_after.timestamp(),
     ))
 }
 
-/// Keeps a certificate fresh: requests one now, then again at about 70% of each one's
-/// lifetime, writing the files atomically so an [`crate::Identity`] watching them picks them
-/// up. Failures are logged and retried with backoff (1s doubling to 60s). Runs until dropped.
+/// Gets the certificate of a proxy that starts with an issuer (`identity.issuer`): asks the
+/// CA, retrying with backoff for up to `wait`. If the CA cannot be reached in that time but
+/// the files already hold a certificate valid now (from an earlier run), starts with those;
+/// [`keep_renewed`] then goes on asking. Returns the validity of the certificate in use.
+///
+/// # Errors
+/// The CA could not be reached or refused (the last error), and there is no valid
+/// certificate on disk to start with.
+pub async fn obtain(cfg: &RenewConfig, wait: Duration) -> Result<(i64, i64), TlsError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    let mut backoff = Duration::from_millis(250);
+    loop {
+        let error = match request_to_files(cfg).await {
+            Ok(validity) => return Ok(validity),
+            Err(e) => e,
+        };
+        if tokio::time::Instant::now() + backoff >= deadline {
+            let on_disk = std::fs::read(&cfg.cert)
+                .ok()
+                .and_then(|pem| validity(&pem, &cfg.cert).ok())
+                .filter(|(nb, na)| (*nb..*na).contains(&unix_now()));
+            return match on_disk {
+                Some(v) => {
+                    tracing::warn!(%error, cert = %cfg.cert.display(), "the CA is unreachable: starting with the certificate on disk");
+                    Ok(v)
+                }
+                None => Err(error),
+            };
+        }
+        tracing::info!(%error, retry_in_ms = backoff.as_millis() as u64, "asking the CA for a certificate");
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// Keeps a certificate fresh: requests one now, then again at about two thirds of each
+/// one's lifetime, writing the files atomically so an [`crate::Identity`] watching them
+/// picks them up. Failures are logged and retried with backoff (1s doubling to 60s) while
+/// the current certificate keeps serving. Runs until dropped.
 pub async fn renew_loop(cfg: RenewConfig) {
+    keep_renewed(cfg, None).await;
+}
+
+/// Like [`renew_loop`], for a certificate already in use, valid `current` (`(not_before,
+/// not_after)` in Unix seconds): the first request waits until its renewal time.
+pub async fn keep_renewed(cfg: RenewConfig, mut current: Option<(i64, i64)>) {
     let mut backoff = Duration::from_secs(1);
     loop {
+        if let Some((not_before, not_after)) = current {
+            let wait = renew_delay(not_before, not_after, unix_now(), fastrand::f64());
+            tracing::info!(spiffe_id = %cfg.spiffe_id, not_after, renew_in_secs = wait.as_secs(), "certificate valid");
+            tokio::time::sleep(wait).await;
+        }
         match request_to_files(&cfg).await {
-            Ok((not_before, not_after)) => {
+            Ok(validity) => {
                 backoff = Duration::from_secs(1);
-                let wait = renew_delay(not_before, not_after, unix_now());
-                tracing::info!(
-                    spiffe_id = %cfg.spiffe_id,
-                    not_after,
-                    renew_in_secs = wait.as_secs(),
-                    "certificate renewed"
-                );
-                tokio::time::sleep(wait).await;
+                tracing::info!(spiffe_id = %cfg.spiffe_id, not_after = validity.1, "certificate renewed");
+                current = Some(validity);
             }
             Err(error) => {
-                tracing::warn!(%error, retry_in_secs = backoff.as_secs(), "certificate renewal failed");
+                tracing::warn!(%error, retry_in_secs = backoff.as_secs(), "certificate renewal failed; the current certificate stays in use");
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(60));
+                current = None;
             }
         }
     }
 }
 
 /// How long to wait before renewing a certificate valid from `not_before` to `not_after`:
-/// until 70% of its lifetime, at least one second.
-pub(crate) fn renew_delay(not_before: i64, not_after: i64, now: i64) -> Duration {
-    let at = not_before + (not_after - not_before).max(0) * 7 / 10;
+/// until two thirds of its lifetime, less `jitter` (0..1) times a tenth of it, so proxies
+/// issued certificates together do not all renew at once; at least one second.
+pub(crate) fn renew_delay(not_before: i64, not_after: i64, now: i64, jitter: f64) -> Duration {
+    let life = (not_after - not_before).max(0);
+    let early = (life as f64 * 0.1 * jitter.clamp(0.0, 1.0)) as i64;
+    let at = not_before + life * 2 / 3 - early;
     Duration::from_secs(u64::try_from(at - now).unwrap_or(0).max(1))
 }
 
@@ -194,9 +246,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renews_at_seventy_percent() {
-        assert_eq!(renew_delay(0, 1000, 0), Duration::from_secs(700));
-        assert_eq!(renew_delay(0, 1000, 600), Duration::from_secs(100));
-        assert_eq!(renew_delay(0, 1000, 900), Duration::from_secs(1));
+    fn renews_at_two_thirds_less_up_to_a_tenth() {
+        assert_eq!(renew_delay(0, 900, 0, 0.0), Duration::from_secs(600));
+        assert_eq!(renew_delay(0, 900, 0, 1.0), Duration::from_secs(510));
+        assert_eq!(renew_delay(0, 900, 500, 0.0), Duration::from_secs(100));
+        assert_eq!(renew_delay(0, 900, 800, 0.5), Duration::from_secs(1));
     }
 }

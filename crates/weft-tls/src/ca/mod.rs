@@ -22,7 +22,7 @@ use time::OffsetDateTime;
 
 use crate::{spiffe, TlsError};
 
-pub use client::{renew_loop, request, request_to_files, RenewConfig};
+pub use client::{keep_renewed, obtain, renew_loop, request, request_to_files, RenewConfig};
 pub use server::{serve, CaServer, ServeConfig};
 
 /// The trust anchor's certificate: what proxies put in their trust bundle.

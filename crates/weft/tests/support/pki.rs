@@ -268,11 +268,15 @@ pub(crate) fn handshakes(text: &str, result: &str) -> f64 {
 /// `/svc` to the app on 127.0.0.1:`app_port`. `extra`: more router keys, 4-space indented
 /// lines.
 pub(crate) async fn start_inbound(pki: &Pki, app_port: u16, extra: &str) -> Weft {
+    start_inbound_as(&pki.identity_yaml("books"), app_port, extra).await
+}
+
+/// Like [`start_inbound`], with `identity` as its `identity:` config line.
+pub(crate) async fn start_inbound_as(identity: &str, app_port: u16, extra: &str) -> Weft {
     let ip = private_loopback();
     let cfg = format!(
-        "{}admin: {{ip: 127.0.0.1, port: 0}}\n\
+        "{identity}admin: {{ip: 127.0.0.1, port: 0}}\n\
          routers:\n  - label: inbound\n    servers: [{{ip: {ip}, port: {INBOUND_PORT}}}]\n    tls: {{requireTls: true, authorizedClients: ['{WEB}']}}\n{extra}    dtab: |\n      /svc => /$/inet/127.0.0.1/{app_port};\n",
-        pki.identity_yaml("books"),
     );
     Weft::start(bin(), &cfg).await
 }
@@ -290,8 +294,14 @@ impl Mesh {
     pub(crate) async fn start(app_port: u16, client_id: &str, inbound_extra: &str) -> Mesh {
         let pki = Pki::new(TRUST_DOMAIN);
         pki.issue("books", BOOKS);
-        pki.issue("client", client_id);
         let inbound = start_inbound(&pki, app_port, inbound_extra).await;
+        Mesh::around(pki, inbound, client_id).await
+    }
+
+    /// The mesh's outbound proxy (identity `client_id`, files `client` of `pki`, issued
+    /// here) in front of `inbound`.
+    pub(crate) async fn around(pki: Pki, inbound: Weft, client_id: &str) -> Mesh {
+        pki.issue("client", client_id);
         let disco = Disco::new();
         disco.write(
             "books",
@@ -311,5 +321,65 @@ impl Mesh {
             outbound,
             _disco: disco,
         }
+    }
+}
+
+/// A running `weft identity serve` with its stderr captured (killed on drop).
+pub(crate) struct CaProcess {
+    _child: tokio::process::Child,
+    pub(crate) addr: SocketAddr,
+    stderr: Arc<std::sync::Mutex<String>>,
+}
+
+impl CaProcess {
+    /// Starts the CA of `pki` on `listen` (e.g. `127.0.0.1:0`) with token `s3cret` in
+    /// `dir/tokens` and `extra` flags (e.g. `["--lifetime", "6s"]`); waits (20 s at most)
+    /// for its `listening on https://ADDR` line.
+    pub(crate) async fn start(pki: &Pki, dir: &Path, listen: &str, extra: &[&str]) -> CaProcess {
+        use tokio::io::AsyncBufReadExt;
+        let tokens = dir.join("tokens");
+        std::fs::write(&tokens, "s3cret\n").expect("write tokens");
+        let mut child = tokio::process::Command::new(bin())
+            .args(["identity", "serve", "--listen", listen])
+            .arg("--dir")
+            .arg(pki.ca_dir())
+            .arg("--token-file")
+            .arg(&tokens)
+            .args(extra)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn weft identity serve");
+        let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let stderr = Arc::new(std::sync::Mutex::new(String::new()));
+        let addr = tokio::time::timeout(Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await.expect("read stderr") {
+                stderr.lock().expect("lock").push_str(&format!("{line}\n"));
+                if let Some(a) = line.split("listening on https://").nth(1) {
+                    return a.trim().parse::<SocketAddr>().expect("address");
+                }
+            }
+            panic!("the CA exited: {}", stderr.lock().expect("lock"));
+        })
+        .await
+        .expect("the CA listened within 20s");
+        let sink = stderr.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                sink.lock().expect("lock").push_str(&format!("{line}\n"));
+            }
+        });
+        CaProcess {
+            _child: child,
+            addr,
+            stderr,
+        }
+    }
+
+    /// What the CA printed so far.
+    pub(crate) fn stderr(&self) -> String {
+        self.stderr.lock().expect("lock").clone()
     }
 }
