@@ -5,7 +5,7 @@
 mod support;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::pki::{start_inbound_as, CaProcess, Mesh, Pki, BOOKS, TRUST_DOMAIN, WEB};
@@ -56,29 +56,15 @@ async fn a_proxy_gets_and_renews_its_certificate_from_the_ca_under_load() {
     let mesh = Mesh::around(pki, inbound, WEB).await;
 
     let stop = Arc::new(AtomicBool::new(false));
-    let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+    let failures: Failures = Arc::default();
     let load = {
-        let (client, stop, failures) = (
-            mesh.outbound.http1("outbound"),
+        let router = mesh.outbound.router("outbound");
+        get_loop(
+            move || Client::http1(router),
+            false,
             stop.clone(),
             failures.clone(),
-        );
-        tokio::spawn(async move {
-            let mut ok = 0usize;
-            while !stop.load(Ordering::SeqCst) {
-                match client.get("books", "/").await {
-                    Ok(r) if r.status == 200 => ok += 1,
-                    Ok(r) => {
-                        failures
-                            .lock()
-                            .unwrap()
-                            .push(format!("{} {:?}", r.status, r.proxy_error()))
-                    }
-                    Err(e) => failures.lock().unwrap().push(e.to_string()),
-                }
-            }
-            ok
-        })
+        )
     };
 
     let first = expiry(&mesh.inbound).await;

@@ -5,7 +5,7 @@ mod support;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use support::*;
@@ -19,8 +19,6 @@ fn upgrade_config(disco: &Disco, socket: &Path) -> String {
         socket.display()
     )
 }
-
-type Failures = Arc<Mutex<Vec<String>>>;
 
 /// A running proxy with an upgrade socket, router `outbound` sending `books` to an upstream.
 struct Upgradable {
@@ -62,36 +60,6 @@ async fn failed_upgrade(config: &str, why: &str) {
     assert!(exited.stderr.contains(why), "{}", exited.stderr);
 }
 
-/// Sends GETs in a loop until `stop`, counting successes and recording failures. `fresh`:
-/// every request on a new connection (a refused connection shows up there).
-fn load(
-    make: impl Fn() -> Client + Send + 'static,
-    fresh: bool,
-    stop: Arc<AtomicBool>,
-    failures: Failures,
-) -> tokio::task::JoinHandle<usize> {
-    tokio::spawn(async move {
-        let mut ok = 0;
-        let mut client = make();
-        while !stop.load(Ordering::SeqCst) {
-            if fresh {
-                client = make();
-            }
-            match client.get("books", "/").await {
-                Ok(r) if r.status == 200 => ok += 1,
-                Ok(r) => {
-                    failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("{} {:?}", r.status, r.proxy_error()))
-                }
-                Err(e) => failures.lock().unwrap().push(e.to_string()),
-            }
-        }
-        ok
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn five_upgrades_under_load_fail_no_request_and_refuse_no_connection() {
     let books = Upstream::ok("books").await;
@@ -109,25 +77,25 @@ async fn five_upgrades_under_load_fail_no_request_and_refuse_no_connection() {
     let stop = Arc::new(AtomicBool::new(false));
     let failures: Failures = Arc::default();
     let loads = vec![
-        load(
+        get_loop(
             move || Client::http1(router),
             false,
             stop.clone(),
             failures.clone(),
         ),
-        load(
+        get_loop(
             move || Client::http1(router),
             false,
             stop.clone(),
             failures.clone(),
         ),
-        load(
+        get_loop(
             move || Client::http2(router),
             false,
             stop.clone(),
             failures.clone(),
         ),
-        load(
+        get_loop(
             move || Client::http1(router),
             true,
             stop.clone(),

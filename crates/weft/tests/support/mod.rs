@@ -210,3 +210,37 @@ pub(crate) async fn assert_ws_echo(s: &mut tokio::net::TcpStream, msg: &[u8]) {
         .expect("read echo: the tunnel is open");
     assert_eq!(back, [b"ws:".as_slice(), msg].concat());
 }
+
+/// Failed requests of [`get_loop`], described.
+pub(crate) type Failures = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+
+/// Sends `GET books /` in a loop until `stop`, returning how many got 200 and recording
+/// every other outcome in `failures`. `fresh`: every request on a new connection (a refused
+/// connection shows up there).
+pub(crate) fn get_loop(
+    make: impl Fn() -> Client + Send + 'static,
+    fresh: bool,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    failures: Failures,
+) -> tokio::task::JoinHandle<usize> {
+    tokio::spawn(async move {
+        let mut ok = 0;
+        let mut client = make();
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            if fresh {
+                client = make();
+            }
+            match client.get("books", "/").await {
+                Ok(r) if r.status == 200 => ok += 1,
+                Ok(r) => {
+                    failures
+                        .lock()
+                        .unwrap()
+                        .push(format!("{} {:?}", r.status, r.proxy_error()))
+                }
+                Err(e) => failures.lock().unwrap().push(e.to_string()),
+            }
+        }
+        ok
+    })
+}
