@@ -63,7 +63,7 @@ pub(crate) struct Clients {
     tokens: Cache<Box<[u8]>, Arc<Service>>,
     /// The names that have metrics series of their own (at most [`MAX_SERVICES`], kept for
     /// the process's life so that the series stay bounded).
-    labelled: Mutex<HashSet<Path>>,
+    labelled: Arc<Mutex<HashSet<Path>>>,
     /// Bindings under a dtab extended by request headers, by (local dtab text, name).
     local_bindings: Cache<(String, Path), Binding>,
     /// Bound clients, by bound id.
@@ -100,13 +100,26 @@ impl Clients {
             own,
             services: Cache::new(MAX_NAMES),
             tokens: Cache::new(MAX_NAMES),
-            labelled: Mutex::new(HashSet::new()),
+            labelled: Arc::default(),
             local_bindings: Cache::new(MAX_LOCAL_BINDINGS),
             balancers: Cache::new(MAX_NAMES),
             unidentified,
             #[cfg(test)]
             dial: None,
         }
+    }
+
+    /// These clients, sharing the set of names with metrics series of their own with
+    /// `previous` (a reloaded router's clients), so that reloads do not raise the bound on
+    /// series.
+    pub(crate) fn sharing_labels(mut self, previous: &Clients) -> Clients {
+        self.labelled = previous.labelled.clone();
+        self
+    }
+
+    /// TLS to servers outside the mesh, when `client.tls` asks for it.
+    pub(crate) fn origination(&self) -> Option<&Origination> {
+        self.origination.as_ref()
     }
 
     /// The same clients with in-memory endpoints served by `dial` (unit tests).

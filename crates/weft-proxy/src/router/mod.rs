@@ -106,6 +106,18 @@ impl Router {
         }
     }
 
+    /// This router, sharing with `previous` (the router it replaces on a reload) the set of
+    /// names with metrics series of their own, which must stay bounded for the process's life.
+    pub(crate) fn sharing_labels(mut self, previous: &Router) -> Router {
+        self.clients = self.clients.sharing_labels(&previous.clients);
+        self
+    }
+
+    /// The router's access log, if configured (a reload that keeps its settings reuses it).
+    pub(crate) fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_ref()
+    }
+
     /// True when the router's requests may cross to peer proxies over HTTP/2: its HTTP/1.1
     /// servers then keep each request head, for its header spelling (`headers::case`).
     pub(crate) fn reaches_peers(&self) -> bool {

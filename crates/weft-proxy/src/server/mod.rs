@@ -30,6 +30,7 @@ use crate::opaque;
 use crate::router::{Downstream, Router};
 use crate::tls::handshake::{Failure, Refused};
 use crate::tls::hello::{inspect_client_hello, is_mesh_sni, Hello};
+use crate::RouterSlot;
 use detect::{detect, Detected, Rewind};
 use keep_alive::{Guarded, Limits, Phase, Timed};
 
@@ -55,19 +56,25 @@ pub(crate) struct Listener {
     pub(crate) clear_context: bool,
 }
 
-/// Serves `listener` for `router` until `shutdown` fires, then drains its connections for at
-/// most `grace`. Returns true if every connection finished within the grace period.
+/// Serves `listener` for the router in `slot` until `shutdown` fires, then drains its
+/// connections for at most `grace`. Returns true if every connection finished within the
+/// grace period.
+///
+/// A reload swaps the router in `slot`: a connection takes its connection settings
+/// (detection, TLS, keep-alive and header limits) from the router in force when it was
+/// accepted, and each of its requests the router in force when the request arrives.
 pub(crate) async fn serve(
     Listener {
         listener,
         ingress,
         clear_context,
     }: Listener,
-    router: Arc<Router>,
+    slot: RouterSlot,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> bool {
-    let builder = Arc::new(HttpBuilders::new(router.config(), router.reaches_peers()));
+    let mut router = slot.load_full();
+    let mut builder = Arc::new(HttpBuilders::new(router.config(), router.reaches_peers()));
     let connections = TaskTracker::new();
     let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
@@ -76,8 +83,17 @@ pub(crate) async fn serve(
                 Ok((stream, peer)) => {
                     // Small interactive messages: send them without Nagle delays.
                     let _ = stream.set_nodelay(true);
+                    let current = slot.load_full();
+                    if !Arc::ptr_eq(&current, &router) {
+                        builder = Arc::new(HttpBuilders::new(
+                            current.config(),
+                            current.reaches_peers(),
+                        ));
+                        router = current;
+                    }
                     let conn = Connection {
                         router: router.clone(),
+                        slot: slot.clone(),
                         builder: builder.clone(),
                         shutdown: shutdown.clone(),
                         peer,
@@ -106,7 +122,10 @@ pub(crate) async fn serve(
 
 /// One accepted connection.
 struct Connection {
+    /// The router in force when the connection was accepted: its connection settings.
     router: Arc<Router>,
+    /// Where each request loads the router in force.
+    slot: RouterSlot,
     builder: Arc<HttpBuilders>,
     shutdown: CancellationToken,
     peer: SocketAddr,
@@ -318,26 +337,39 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let router = self.router.clone();
+        // The connection lets go of the router it was accepted with: its requests load the one
+        // in force, and a router swapped out by a reload is freed when its last request ends,
+        // not when the last connection accepted before the reload closes.
+        let Connection {
+            router,
+            slot,
+            builder,
+            shutdown,
+            peer,
+            clear_context,
+            ..
+        } = self;
+        let metrics = router.metrics().clone();
+        drop(router);
         let from = Arc::new(Downstream {
-            addr: self.peer,
+            addr: peer,
             id: client,
-            clear_context: self.clear_context,
+            clear_context,
         });
         let result = if h2 {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let router = router.clone();
+                let router = slot.load_full();
                 let from = from.clone();
                 let span = request_span(&req);
                 async move { Ok::<_, Infallible>(router.handle(req, &from).await) }.instrument(span)
             });
-            let conn = self.builder.h2.serve_connection(TokioIo::new(io), svc);
-            drain_on(&self.shutdown, conn, |c| c.graceful_shutdown()).await
+            let conn = builder.h2.serve_connection(TokioIo::new(io), svc);
+            drain_on(&shutdown, conn, |c| c.graceful_shutdown()).await
         } else {
-            let phase = Phase::new(self.builder.h1_limits, self.router.metrics().clone());
+            let phase = Phase::new(builder.h1_limits, metrics);
             let io = Timed::new(io, phase.clone());
             let svc = service_fn(move |mut req: Request<Incoming>| {
-                let router = router.clone();
+                let router = slot.load_full();
                 let from = from.clone();
                 let busy = phase.begin();
                 if let Some(head) = phase.take_head() {
@@ -354,12 +386,11 @@ impl Connection {
                 }
                 .instrument(span)
             });
-            let conn = self
-                .builder
+            let conn = builder
                 .h1
                 .serve_connection(TokioIo::new(io), svc)
                 .with_upgrades();
-            drain_on(&self.shutdown, conn, |c| c.graceful_shutdown()).await
+            drain_on(&shutdown, conn, |c| c.graceful_shutdown()).await
         };
         if let Err(error) = result {
             tracing::debug!(%error, "connection ended with an error");
