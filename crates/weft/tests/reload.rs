@@ -340,6 +340,11 @@ async fn a_bad_file_keeps_the_config_in_force_and_says_where() {
     );
     assert_eq!(books(&client).await, "a");
     assert_eq!(reloads(&weft, "ok").await, 0.0);
+    let (code, out) = weft_check(&weft).await;
+    assert!(
+        code == Some(1) && out.contains("FAIL reload") && out.contains(&where_),
+        "weft check reports the failed reload: {out}"
+    );
 
     // Fixed: reloads.
     replace_config(&weft, &books_to(&disco, "b"));
@@ -347,6 +352,21 @@ async fn a_bad_file_keeps_the_config_in_force_and_says_where() {
     assert_eq!(books(&client).await, "b");
     let shown = config_json(&weft).await;
     assert_eq!(shown["reload"]["lastResult"], "ok", "{shown}");
+    let (code, out) = weft_check(&weft).await;
+    assert!(code == Some(0) && out.contains("ok   reload"), "{out}");
+}
+
+/// Runs `weft check --admin <weft's admin>`: its exit code and stdout.
+async fn weft_check(weft: &Weft) -> (Option<i32>, String) {
+    let out = tokio::process::Command::new(bin())
+        .args(["check", "--admin", &weft.admin().to_string()])
+        .output()
+        .await
+        .expect("run weft check");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
