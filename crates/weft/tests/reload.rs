@@ -209,6 +209,40 @@ async fn dtab_edit_moves_traffic_with_no_failed_request_and_keeps_connections_op
     assert_eq!(shown["reload"]["lastResult"], "ok", "{shown}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dtab_change_keeps_the_upstream_connections_of_unchanged_clients() {
+    let (a, b, disco) = upstreams_a_and_b().await;
+    let weft = Weft::start(bin(), &books_to(&disco, "a")).await;
+    let client = weft.http1("outbound");
+    assert_eq!(books(&client).await, "a");
+    assert_eq!(a.connections(), 1);
+
+    // Another dentry: the router is rebuilt, its bound client for `a` carries on.
+    let more = outbound_config(&disco, "/svc/books => /#/fs/a;\n/svc/authors => /#/fs/b;");
+    replace_config(&weft, &more);
+    wait_reloads(&weft, "ok", 1.0).await;
+    let r = client.get("authors", "/").await.expect("request");
+    assert_eq!(r.upstream(), Some("b"), "the new dentry applies");
+    for _ in 0..5 {
+        assert_eq!(books(&client).await, "a");
+    }
+    assert_eq!(
+        (a.connections(), b.connections()),
+        (1, 1),
+        "the connection to `a` made before the reload serves after it"
+    );
+
+    // A change of the client settings starts new bound clients (new connections).
+    let tuned = more.replace(
+        "    dtab: |\n",
+        "    client: {connectTimeout: 2s}\n    dtab: |\n",
+    );
+    replace_config(&weft, &tuned);
+    wait_reloads(&weft, "ok", 2.0).await;
+    assert_eq!(books(&client).await, "a");
+    assert_eq!(a.connections(), 2, "new client settings, new connection");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_streaming_response_in_flight_during_a_reload_completes() {
     let slow = Upstream::start(

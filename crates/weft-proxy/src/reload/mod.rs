@@ -146,12 +146,14 @@ impl Reloader {
     /// Applies `new` in place of the configuration in force. Must run inside the tokio
     /// runtime that serves the proxy (new namers start watching at once).
     ///
-    /// Unchanged settings are not rebuilt: a router whose settings did not change keeps its
-    /// bindings, balancers and upstream connections; the naming interpreter (namer watches
-    /// and caches) is kept unless `namers` changed; an access log and `client.tls` trust
-    /// roots whose settings did not change are reused. A rebuilt router starts with new
-    /// bindings and balancers (new upstream connections); requests in flight finish on the
-    /// router they started with, which is dropped when the last of them ends.
+    /// Unchanged settings are not rebuilt: a router whose settings did not change is kept
+    /// as it is; the naming interpreter (namer watches and caches) is kept unless `namers`
+    /// changed; an access log and `client.tls` trust roots whose settings did not change are
+    /// reused. A rebuilt router binds its names anew (under its new dtab); it keeps the
+    /// previous router's bound clients (endpoints, upstream connections, load estimates,
+    /// failure accrual) unless its `client` settings or the namers changed, in which case
+    /// it starts new ones. Requests in flight finish on the router they started with, which
+    /// is dropped when the last of them ends.
     ///
     /// Everything is built before anything is swapped in: on error nothing changed.
     ///
@@ -212,7 +214,9 @@ impl Reloader {
                     reaches_peers,
                 },
             )
-            .sharing_labels(&old);
+            // Same client settings (TLS included) and namers: the bound clients stay, with
+            // their upstream connections, load estimates and failure accrual.
+            .carrying_on(&old, !plan.namers && before.client == rc.client);
             swaps.push((slot.clone(), Arc::new(router)));
         }
         let routers = swaps

@@ -106,10 +106,10 @@ impl Router {
         }
     }
 
-    /// This router, sharing with `previous` (the router it replaces on a reload) the set of
-    /// names with metrics series of their own, which must stay bounded for the process's life.
-    pub(crate) fn sharing_labels(mut self, previous: &Router) -> Router {
-        self.clients = self.clients.sharing_labels(&previous.clients);
+    /// This router, carrying on from `previous`, the router it replaces on a reload (see
+    /// `Clients::carrying_on`; `balancers`: keep the bound clients and their connections).
+    pub(crate) fn carrying_on(mut self, previous: &Router, balancers: bool) -> Router {
+        self.clients = self.clients.carrying_on(&previous.clients, balancers);
         self
     }
 
