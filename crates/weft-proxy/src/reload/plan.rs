@@ -101,7 +101,15 @@ pub(crate) fn plan(old: &Config, new: &Config) -> Result<Plan, Vec<String>> {
         .zip(&new.routers)
         .map(|(o, n)| namers || o != n)
         .collect();
-    Ok(Plan { namers, routers })
+    let plan = Plan { namers, routers };
+    if plan.is_empty() && old != new {
+        // A section this comparison does not know yet (added to `Config` without a rule
+        // here): refused rather than silently left unapplied.
+        return Err(vec![format!(
+            "a changed section has no live reload rule; {RESTART}"
+        )]);
+    }
+    Ok(plan)
 }
 
 /// Why a router's listeners differ, or `None` when they are the same (addresses, ingress TLS,

@@ -73,8 +73,13 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     grace: Duration,
 ) -> bool {
-    let mut router = slot.load_full();
+    let router = slot.load_full();
     let mut builder = Arc::new(HttpBuilders::new(router.config(), router.reaches_peers()));
+    // The router the builders were made for, held weakly: an idle listener must not keep a
+    // router that a reload replaced alive (a `Weak` keeps only its allocation, so the
+    // address cannot be reused by another router while it is held).
+    let mut built_for = Arc::downgrade(&router);
+    drop(router);
     let connections = TaskTracker::new();
     let port = listener.local_addr().map_or(0, |a| a.port());
     loop {
@@ -83,16 +88,17 @@ pub(crate) async fn serve(
                 Ok((stream, peer)) => {
                     // Small interactive messages: send them without Nagle delays.
                     let _ = stream.set_nodelay(true);
-                    let current = slot.load_full();
-                    if !Arc::ptr_eq(&current, &router) {
+                    let router = slot.load_full();
+                    if !std::ptr::eq(built_for.as_ptr(), Arc::as_ptr(&router)) {
                         builder = Arc::new(HttpBuilders::new(
-                            current.config(),
-                            current.reaches_peers(),
+                            router.config(),
+                            router.reaches_peers(),
                         ));
-                        router = current;
+                        built_for = Arc::downgrade(&router);
                     }
+                    let span = tracing::debug_span!("conn", router = %router.label(), %peer);
                     let conn = Connection {
-                        router: router.clone(),
+                        router,
                         slot: slot.clone(),
                         builder: builder.clone(),
                         shutdown: shutdown.clone(),
@@ -101,7 +107,6 @@ pub(crate) async fn serve(
                         ingress: ingress.clone(),
                         clear_context,
                     };
-                    let span = tracing::debug_span!("conn", router = %router.label(), %peer);
                     connections.spawn(conn.run(stream).instrument(span));
                 }
                 Err(error) => {
