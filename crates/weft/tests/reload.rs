@@ -404,6 +404,42 @@ async fn weft_check(weft: &Weft) -> (Option<i32>, String) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_rewritten_in_place_in_two_steps_is_not_an_error() {
+    use std::io::Write;
+    let (_a, _b, disco) = upstreams_a_and_b().await;
+    let weft = Weft::start(bin(), &books_to(&disco, "a")).await;
+    let client = weft.http1("outbound");
+
+    // Truncate, write half, pause longer than the debounce (an editor, or a slow
+    // `cat > weft.yaml`), write the rest: the half-written file may be read, and must be
+    // read again before it counts as an error.
+    let new = books_to(&disco, "b");
+    let (first, rest) = new.split_at(new.len() / 2);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(weft.config_path())
+        .expect("open the config in place");
+    f.write_all(first.as_bytes()).expect("write the first half");
+    f.flush().expect("flush");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    f.write_all(rest.as_bytes()).expect("write the rest");
+    drop(f);
+
+    let moved = eventually(RELOAD, || async {
+        (books(&client).await == "b").then_some(())
+    })
+    .await;
+    assert!(
+        moved.is_some(),
+        "the rewritten file never applied\n{}",
+        weft.stderr()
+    );
+    wait_reloads(&weft, "ok", 1.0).await;
+    assert_eq!(reloads(&weft, "error").await, 0.0, "{}", weft.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_listener_address_change_is_refused_and_the_old_listener_keeps_serving() {
     let (_a, _b, disco) = upstreams_a_and_b().await;
     let weft = Weft::start(bin(), &books_to(&disco, "a")).await;
