@@ -1,5 +1,6 @@
 //! weft's data plane: listeners, the HTTP server and client, routing through dtabs and
-//! namers, load balancing, proxy errors and graceful drain.
+//! namers, load balancing, proxy errors and graceful drain; and applying a new configuration
+//! to running routers in place ([`Reloader`]).
 //!
 //! This crate owns the request path from accept to upstream and back. It does not own
 //! configuration parsing (`weft-config`), naming semantics (`weft-naming`), metric names
