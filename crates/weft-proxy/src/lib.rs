@@ -165,27 +165,27 @@ impl Proxy {
             bound.push(servers);
         }
         let own = own_addresses(bound.iter().flatten().map(|(_, l)| l));
+        let shared = reload::Shared {
+            metrics: metrics.clone(),
+            tap: tap.clone(),
+            identity: identity.clone(),
+            tracer,
+            own,
+        };
         let reaches_peers = reaches_peers(config);
         let mut routers = Vec::new();
         let mut listeners = Vec::new();
         for (rc, servers) in config.routers.iter().zip(bound) {
             let access_log = access_log(rc, metrics)?;
             let origination = origination(rc)?;
-            let router = Arc::new(Router::new(
-                rc.clone(),
-                router::Parts {
-                    interpreter: interpreter.clone(),
-                    metrics: metrics.router(&rc.label),
-                    tap: tap.clone(),
-                    identity: identity.clone(),
-                    origination,
-                    tracer: tracer.clone(),
-                    access_log,
-                    own: own.clone(),
-                    reaches_peers,
-                },
-            ));
-            let slot = Arc::new(ArcSwap::new(router));
+            let router = shared.router(
+                rc,
+                interpreter.clone(),
+                access_log,
+                origination,
+                reaches_peers,
+            );
+            let slot = Arc::new(ArcSwap::new(Arc::new(router)));
             for (server, listener) in servers {
                 let ingress = match &server.tls {
                     Some(tls) => Some(ingress_tls(&rc.label, server.addr, tls)?),
@@ -201,18 +201,7 @@ impl Proxy {
             routers.push(slot);
         }
         let routers = Routers::new(routers);
-        let reloader = Reloader::new(
-            config.clone(),
-            routers.clone(),
-            interpreter,
-            reload::Shared {
-                metrics: metrics.clone(),
-                tap: tap.clone(),
-                identity: identity.clone(),
-                tracer,
-                own,
-            },
-        );
+        let reloader = Reloader::new(config.clone(), routers.clone(), interpreter, shared);
         Ok(Proxy {
             routers,
             tap,

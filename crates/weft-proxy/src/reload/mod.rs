@@ -14,8 +14,9 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use weft_config::Config;
+use weft_config::{Config, RouterConfig};
 use weft_naming::Interpreter;
+use weft_telemetry::access_log::AccessLog;
 use weft_telemetry::tap::Tap;
 use weft_telemetry::trace::Tracer;
 use weft_telemetry::Metrics;
@@ -78,6 +79,38 @@ pub(crate) struct Shared {
     pub(crate) tracer: Tracer,
     /// Every address this process listens on (listeners do not change on reload).
     pub(crate) own: Arc<[SocketAddr]>,
+}
+
+// === impl Shared ===
+
+impl Shared {
+    /// The router `rc` configures, on `interpreter`, with what the process shares (its
+    /// `router` metrics handle, tap, identity, tracer, own addresses) and what its config
+    /// opened (`access_log`, `origination`). The one place routers are made, at start and on
+    /// reload.
+    pub(crate) fn router(
+        &self,
+        rc: &RouterConfig,
+        interpreter: Interpreter,
+        access_log: Option<AccessLog>,
+        origination: Option<weft_tls::Origination>,
+        reaches_peers: bool,
+    ) -> Router {
+        Router::new(
+            rc.clone(),
+            router::Parts {
+                interpreter,
+                metrics: self.metrics.router(&rc.label),
+                tap: self.tap.clone(),
+                identity: self.identity.clone(),
+                origination,
+                tracer: self.tracer.clone(),
+                access_log,
+                own: self.own.clone(),
+                reaches_peers,
+            },
+        )
+    }
 }
 
 // === impl Routers ===
@@ -200,23 +233,18 @@ impl Reloader {
             } else {
                 crate::origination(rc).map_err(built)?
             };
-            let router = Router::new(
-                rc.clone(),
-                router::Parts {
-                    interpreter: interpreter.clone(),
-                    metrics: old.metrics().clone(),
-                    tap: shared.tap.clone(),
-                    identity: shared.identity.clone(),
-                    origination,
-                    tracer: shared.tracer.clone(),
-                    access_log,
-                    own: shared.own.clone(),
-                    reaches_peers,
-                },
-            )
             // Same client settings (TLS included) and namers: the bound clients stay, with
             // their upstream connections, load estimates and failure accrual.
-            .carrying_on(&old, !plan.namers && before.client == rc.client);
+            let keep_clients = !plan.namers && before.client == rc.client;
+            let router = shared
+                .router(
+                    rc,
+                    interpreter.clone(),
+                    access_log,
+                    origination,
+                    reaches_peers,
+                )
+                .carrying_on(&old, keep_clients);
             swaps.push((slot.clone(), Arc::new(router)));
         }
         let routers = swaps
