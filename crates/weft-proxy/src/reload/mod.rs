@@ -297,3 +297,70 @@ impl fmt::Debug for ReloadError {
 }
 
 impl std::error::Error for ReloadError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dtab: &str, port: u16) -> Config {
+        let text = format!(
+            "admin: {{ip: 127.0.0.1, port: 0}}\n\
+             routers:\n\
+             - label: outbound\n  servers: [{{ip: 127.0.0.1, port: {port}}}]\n  dtab: '{dtab}'\n\
+             - label: inbound\n  servers: [{{ip: 127.0.0.1, port: 0}}]\n  dtab: '/svc => /$/inet/127.0.0.1/9;'\n"
+        );
+        Config::parse(&text, "weft.yaml").expect("valid test config")
+    }
+
+    #[tokio::test]
+    async fn apply_swaps_changed_routers_and_keeps_the_rest() {
+        let start = config("/svc => /$/inet/127.0.0.1/1;", 0);
+        let proxy = crate::Proxy::bind(&start, &Metrics::new("test"))
+            .await
+            .expect("bind on ephemeral ports");
+        let (reloader, routers) = (proxy.reloader(), proxy.routers());
+        let inbound = routers.get("inbound").expect("inbound");
+
+        let new = config("/svc => /$/inet/127.0.0.1/2;", 0);
+        let done = reloader.apply(new.clone()).expect("applies");
+        assert_eq!(
+            done,
+            Reloaded::Applied {
+                routers: vec!["outbound".into()],
+                namers: false
+            }
+        );
+        let outbound = routers.get("outbound").expect("outbound");
+        assert_eq!(outbound.config(), &new.routers[0]);
+        assert!(
+            Arc::ptr_eq(&inbound, &routers.get("inbound").expect("inbound")),
+            "an unchanged router is not rebuilt"
+        );
+        assert_eq!(
+            reloader.apply(new.clone()).expect("applies"),
+            Reloaded::Unchanged
+        );
+        assert!(Arc::ptr_eq(
+            &outbound,
+            &routers.get("outbound").expect("outbound")
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_refused_reload_changes_nothing() {
+        let start = config("/svc => /$/inet/127.0.0.1/1;", 0);
+        let proxy = crate::Proxy::bind(&start, &Metrics::new("test"))
+            .await
+            .expect("bind on ephemeral ports");
+        let (reloader, routers) = (proxy.reloader(), proxy.routers());
+        let before = routers.current();
+
+        let moved = config("/svc => /$/inet/127.0.0.1/2;", 1);
+        let err = reloader.apply(moved).expect_err("a listener moved");
+        assert!(err.needs_restart(), "{err}");
+        assert_eq!(err.reasons().len(), 1, "{err:?}");
+        assert_eq!(reloader.config(), start);
+        let after = routers.current();
+        assert!(before.iter().zip(&after).all(|(b, a)| Arc::ptr_eq(b, a)));
+    }
+}
