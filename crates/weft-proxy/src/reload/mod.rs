@@ -312,13 +312,19 @@ mod tests {
         Config::parse(&text, "weft.yaml").expect("valid test config")
     }
 
-    #[tokio::test]
-    async fn apply_swaps_changed_routers_and_keeps_the_rest() {
+    /// A proxy bound on ephemeral ports, with its config, reloader and routers.
+    async fn started() -> (Config, crate::Proxy, Reloader, Routers) {
         let start = config("/svc => /$/inet/127.0.0.1/1;", 0);
         let proxy = crate::Proxy::bind(&start, &Metrics::new("test"))
             .await
             .expect("bind on ephemeral ports");
         let (reloader, routers) = (proxy.reloader(), proxy.routers());
+        (start, proxy, reloader, routers)
+    }
+
+    #[tokio::test]
+    async fn apply_swaps_changed_routers_and_keeps_the_rest() {
+        let (_, _proxy, reloader, routers) = started().await;
         let inbound = routers.get("inbound").expect("inbound");
 
         let new = config("/svc => /$/inet/127.0.0.1/2;", 0);
@@ -348,11 +354,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_refused_reload_changes_nothing() {
-        let start = config("/svc => /$/inet/127.0.0.1/1;", 0);
-        let proxy = crate::Proxy::bind(&start, &Metrics::new("test"))
-            .await
-            .expect("bind on ephemeral ports");
-        let (reloader, routers) = (proxy.reloader(), proxy.routers());
+        let (start, _proxy, reloader, routers) = started().await;
         let before = routers.current();
 
         let moved = config("/svc => /$/inet/127.0.0.1/2;", 1);
