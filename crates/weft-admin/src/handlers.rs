@@ -28,7 +28,7 @@ pub(crate) async fn handle<B>(state: &AdminState, peer: SocketAddr, req: Request
         (&Method::GET, "/ready") if state.is_ready() => text(StatusCode::OK, "ready\n"),
         (&Method::GET, "/ready") => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
         (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
-        (&Method::GET, "/config.json") => json(StatusCode::OK, &state.config_json),
+        (&Method::GET, "/config.json") => json(StatusCode::OK, &state.config_json()),
         (&Method::GET, "/delegator.json") => delegator(state, query).await,
         (&Method::GET, "/namers.json") => namers(state),
         (&Method::POST, "/shutdown") => shutdown(state, peer),
@@ -61,8 +61,12 @@ pub(crate) async fn handle<B>(state: &AdminState, peer: SocketAddr, req: Request
 /// its health (`state`: pending, ok, stale, error; `failingSince` and `lastOk` in Unix
 /// seconds; `lastError`; `updates`, `errors` and `watched` counts).
 fn namers(state: &AdminState) -> Rsp {
-    let mut list: Vec<serde_json::Value> = state
+    let namers = state
         .namers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let mut list: Vec<serde_json::Value> = namers
         .iter()
         .map(|(prefix, status)| {
             let mut v = serde_json::to_value(status.snapshot()).unwrap_or_default();
@@ -105,8 +109,8 @@ async fn delegator(state: &AdminState, query: &str) -> Rsp {
         Err(e) => return bad_request(&format!("dtab: {e}")),
     };
     let found = match router.as_deref() {
-        Some(label) => state.routers.iter().find(|r| r.label() == label),
-        None if state.routers.len() == 1 => state.routers.first(),
+        Some(label) => state.routers.get(label),
+        None if state.routers.len() == 1 => state.routers.current().pop(),
         None => return bad_request("missing query parameter: router"),
     };
     let Some(router) = found else {

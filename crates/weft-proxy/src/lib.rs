@@ -1,5 +1,6 @@
 //! weft's data plane: listeners, the HTTP server and client, routing through dtabs and
-//! namers, load balancing, proxy errors and graceful drain.
+//! namers, load balancing, proxy errors and graceful drain; and applying a new configuration
+//! to running routers in place ([`Reloader`]).
 //!
 //! This crate owns the request path from accept to upstream and back. It does not own
 //! configuration parsing (`weft-config`), naming semantics (`weft-naming`), metric names
@@ -62,6 +63,7 @@ mod headers;
 mod identity;
 mod namers;
 mod opaque;
+mod reload;
 mod router;
 mod server;
 mod tls;
@@ -71,26 +73,35 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use weft_config::Config;
+use weft_telemetry::access_log::AccessLog;
 use weft_telemetry::tap::Tap;
 use weft_telemetry::Metrics;
 
 pub use dispatch::ProxyBody;
 pub use error::{ErrorKind, Fault, ProxyError, Retry};
 pub use namers::interpreter;
+pub use reload::{ReloadError, Reloaded, Reloader, Routers};
 pub use router::Router;
 pub use server::Inherited;
 
 /// All routers of one configuration with their listeners bound, ready to serve.
 pub struct Proxy {
-    routers: Vec<Arc<Router>>,
+    routers: Routers,
     tap: Arc<Tap>,
     identity: Option<weft_tls::Identity>,
-    listeners: Vec<(Arc<Router>, server::Listener)>,
-    interpreter: weft_naming::Interpreter,
+    /// Each listener with the slot of its router (swapped by a reload).
+    listeners: Vec<(RouterSlot, server::Listener)>,
+    reloader: Reloader,
 }
+
+/// Where a router lives while it serves: a reload swaps a new [`Router`] in; each request
+/// loads the one in force once (an atomic load and an `Arc` clone, no lock) and keeps it
+/// until it ends.
+pub(crate) type RouterSlot = Arc<ArcSwap<Router>>;
 
 // === impl Proxy ===
 
@@ -143,54 +154,27 @@ impl Proxy {
             bound.push(servers);
         }
         let own = own_addresses(bound.iter().flatten().map(|(_, l)| l));
-        let reaches_peers = config.namers.iter().any(|n| {
-            n.transformers
-                .iter()
-                .any(|t| matches!(t, weft_config::TransformerConfig::Port { .. }))
-        });
+        let shared = reload::Shared {
+            metrics: metrics.clone(),
+            tap: tap.clone(),
+            identity: identity.clone(),
+            tracer,
+            own,
+        };
+        let reaches_peers = reaches_peers(config);
         let mut routers = Vec::new();
         let mut listeners = Vec::new();
         for (rc, servers) in config.routers.iter().zip(bound) {
-            let access_log = match &rc.access_log {
-                Some(cfg) => Some(
-                    weft_telemetry::access_log::AccessLog::new(cfg, &rc.label, metrics).map_err(
-                        |e| {
-                            io::Error::new(
-                                e.kind(),
-                                format!("router {}: access log: {e}", rc.label),
-                            )
-                        },
-                    )?,
-                ),
-                None => None,
-            };
-            let origination = match &rc.client.tls {
-                Some(weft_config::ClientTlsConfig::Origin { trust_roots, .. }) => {
-                    let origination = weft_tls::Origination::load(trust_roots).map_err(|e| {
-                        io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("router {}: client.tls: {e}", rc.label),
-                        )
-                    })?;
-                    origination.watch();
-                    Some(origination)
-                }
-                _ => None,
-            };
-            let router = Arc::new(Router::new(
-                rc.clone(),
-                router::Parts {
-                    interpreter: interpreter.clone(),
-                    metrics: metrics.router(&rc.label),
-                    tap: tap.clone(),
-                    identity: identity.clone(),
-                    origination,
-                    tracer: tracer.clone(),
-                    access_log,
-                    own: own.clone(),
-                    reaches_peers,
-                },
-            ));
+            let access_log = access_log(rc, metrics)?;
+            let origination = origination(rc)?;
+            let router = shared.router(
+                rc,
+                interpreter.clone(),
+                access_log,
+                origination,
+                reaches_peers,
+            );
+            let slot = Arc::new(ArcSwap::new(Arc::new(router)));
             for (server, listener) in servers {
                 let ingress = match &server.tls {
                     Some(tls) => Some(ingress_tls(&rc.label, server.addr, tls)?),
@@ -201,16 +185,18 @@ impl Proxy {
                     ingress,
                     clear_context: server.clear_context,
                 };
-                listeners.push((router.clone(), listener));
+                listeners.push((slot.clone(), listener));
             }
-            routers.push(router);
+            routers.push(slot);
         }
+        let routers = Routers::new(routers);
+        let reloader = Reloader::new(config.clone(), routers.clone(), interpreter, shared);
         Ok(Proxy {
             routers,
             tap,
             listeners,
             identity,
-            interpreter,
+            reloader,
         })
     }
 
@@ -218,7 +204,10 @@ impl Proxy {
     pub fn listening(&self) -> Vec<(String, SocketAddr)> {
         self.listeners
             .iter()
-            .filter_map(|(r, l)| Some((r.label().to_string(), l.listener.local_addr().ok()?)))
+            .filter_map(|(r, l)| {
+                let addr = l.listener.local_addr().ok()?;
+                Some((r.load().label().to_string(), addr))
+            })
             .collect()
     }
 
@@ -234,22 +223,30 @@ impl Proxy {
             .iter()
             .map(|(r, l)| {
                 Ok((
-                    r.label().to_string(),
+                    r.load().label().to_string(),
                     l.listener.as_fd().try_clone_to_owned()?,
                 ))
             })
             .collect()
     }
 
-    /// The routers, in config order (shared with the admin server).
-    pub fn routers(&self) -> Vec<Arc<Router>> {
+    /// The routers in force, in config order (shared with the admin server; a reload
+    /// swaps routers in place, and the handle follows).
+    pub fn routers(&self) -> Routers {
         self.routers.clone()
     }
 
     /// The health of every configured namer that talks to a backend, with its prefix (for
-    /// `/namers.json`, the `weft_namer_*` metrics and `weft check`).
+    /// `/namers.json`, the `weft_namer_*` metrics and `weft check`). A reload that changes
+    /// the namers changes this list: see [`Reloader::namer_statuses`].
     pub fn namer_statuses(&self) -> Vec<(weft_naming::Path, weft_naming::NamerStatus)> {
-        self.interpreter.namer_statuses()
+        self.reloader.namer_statuses()
+    }
+
+    /// The handle that applies a new configuration to these routers in place (live config
+    /// reload); take it before [`Proxy::serve`].
+    pub fn reloader(&self) -> Reloader {
+        self.reloader.clone()
     }
 
     /// The proxy's mTLS identity, if configured (for expiry and reload metrics).
@@ -268,8 +265,8 @@ impl Proxy {
         let tasks: Vec<_> = self
             .listeners
             .into_iter()
-            .map(|(router, listener)| {
-                tokio::spawn(server::serve(listener, router, shutdown.clone(), grace))
+            .map(|(slot, listener)| {
+                tokio::spawn(server::serve(listener, slot, shutdown.clone(), grace))
             })
             .collect();
         let mut clean = true;
@@ -278,6 +275,41 @@ impl Proxy {
         }
         clean
     }
+}
+
+/// Whether requests may cross to peer proxies: a namer has a `port` transformer.
+fn reaches_peers(config: &Config) -> bool {
+    config.namers.iter().any(|n| {
+        n.transformers
+            .iter()
+            .any(|t| matches!(t, weft_config::TransformerConfig::Port { .. }))
+    })
+}
+
+/// The access log a router's config asks for (opened, with its writer task).
+fn access_log(rc: &weft_config::RouterConfig, metrics: &Metrics) -> io::Result<Option<AccessLog>> {
+    let Some(cfg) = &rc.access_log else {
+        return Ok(None);
+    };
+    AccessLog::new(cfg, &rc.label, metrics)
+        .map(Some)
+        .map_err(|e| io::Error::new(e.kind(), format!("router {}: access log: {e}", rc.label)))
+}
+
+/// The trust roots for TLS to servers outside the mesh, when the router's `client.tls` asks
+/// for it (loaded and watched).
+fn origination(rc: &weft_config::RouterConfig) -> io::Result<Option<weft_tls::Origination>> {
+    let Some(weft_config::ClientTlsConfig::Origin { trust_roots, .. }) = &rc.client.tls else {
+        return Ok(None);
+    };
+    let origination = weft_tls::Origination::load(trust_roots).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("router {}: client.tls: {e}", rc.label),
+        )
+    })?;
+    origination.watch();
+    Ok(Some(origination))
 }
 
 /// Records `value` as `field` (`service`, `endpoint`) of the current request's span (see

@@ -122,6 +122,14 @@ struct Inner {
     identity_reloads: Counter,
     identity_rejected: Counter,
     namers: Arc<namers::NamerMetrics>,
+    config_reloads: Family<ReloadLabels, Counter>,
+    config_reload_success: Gauge,
+}
+
+/// `result` of a config reload: `ok` (applied, or nothing changed) or `error`.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
+struct ReloadLabels {
+    result: &'static str,
 }
 
 /// `router`, `result` (`ok`, `error`) and, on errors only, `reason`.
@@ -317,6 +325,21 @@ impl Metrics {
             "Retries or requeues refused because their budget was used up",
             budget_exhausted.clone(),
         );
+        let config_reloads = Family::<ReloadLabels, Counter>::default();
+        for result in ["ok", "error"] {
+            let _ = config_reloads.get_or_create(&ReloadLabels { result });
+        }
+        let config_reload_success = Gauge::default();
+        registry.register(
+            "config_reloads",
+            "Config reloads (SIGHUP or a change of the file), by result: ok (applied, or nothing changed) or error (invalid, or a change that needs a restart; the config in force stays)",
+            config_reloads.clone(),
+        );
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "When the config in force was last loaded or reloaded successfully, seconds since the Unix epoch (0 before the first load)",
+            config_reload_success.clone(),
+        );
         let exporters = export_metrics::ExportMetrics::register(&mut registry);
         // A gauge fixed at 1 rather than an OpenMetrics `info`, which the Prometheus text
         // format (and promtool) does not know.
@@ -353,6 +376,8 @@ impl Metrics {
                 identity_reloads,
                 identity_rejected,
                 namers,
+                config_reloads,
+                config_reload_success,
             }),
         }
     }
@@ -380,6 +405,25 @@ impl Metrics {
         self.inner.namers.set_source(source);
     }
 
+    /// Records that the config in force was loaded at start: sets
+    /// `weft_config_last_reload_success_timestamp_seconds` to now.
+    pub fn config_loaded(&self) {
+        self.inner.config_reload_success.set(unix_now());
+    }
+
+    /// Counts one config reload in `weft_config_reloads_total`: `ok` when it was applied or
+    /// changed nothing (the last-success timestamp then moves to now), else `error`.
+    pub fn config_reloaded(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.inner
+            .config_reloads
+            .get_or_create(&ReloadLabels { result })
+            .inc();
+        if ok {
+            self.config_loaded();
+        }
+    }
+
     /// Sets the identity gauges: certificate expiry (Unix seconds) and the reload counters
     /// (totals so far; the counters advance by the difference).
     pub fn set_identity(&self, not_after_unix: i64, reloads: u64, rejected: u64) {
@@ -402,6 +446,13 @@ impl Metrics {
             router: Arc::from(router),
         }
     }
+}
+
+/// Seconds since the Unix epoch, now (0 if the clock is before it).
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// Recording handles for one router. Cheap to clone.

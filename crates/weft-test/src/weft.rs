@@ -47,6 +47,8 @@ pub enum Signal {
     Int,
     /// SIGKILL.
     Kill,
+    /// SIGHUP: reload the config file.
+    Hup,
 }
 
 /// The outcome of a weft run that ended on its own (see [`Weft::run_to_exit`]).
@@ -279,6 +281,7 @@ impl Weft {
             Signal::Term => "-TERM",
             Signal::Int => "-INT",
             Signal::Kill => "-KILL",
+            Signal::Hup => "-HUP",
         };
         let status = std::process::Command::new("kill")
             .arg(name)

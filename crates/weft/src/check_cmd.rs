@@ -38,7 +38,7 @@ pub(crate) struct CheckArgs {
 #[derive(Clone, Debug, PartialEq, Serialize)]
 struct Check {
     /// What kind of check: `config`, `dtab`, `namer`, `identity`, `certificate`, `ingress tls`,
-    /// `trust roots`, `fleet`, `admin`, `ready`, `version`.
+    /// `trust roots`, `fleet`, `admin`, `ready`, `reload`, `version`.
     check: &'static str,
     /// What was checked: a file, a router, a namer prefix, an admin address.
     target: String,
@@ -434,7 +434,41 @@ async fn admin_checks(admin: &str, scrape: &Scrape, threshold: std::time::Durati
     if let Ok(text) = crate::admin_client::get(admin, "/namers.json").await {
         out.extend(namer_health_checks(admin, &text));
     }
+    if let Ok(text) = crate::admin_client::get(admin, "/config.json").await {
+        out.extend(reload_check(admin, &text));
+    }
     out
+}
+
+/// The proxy's config version and last reload (the `reload` key of `/config.json`): a last
+/// reload that failed fails the check. `None` for a proxy without a config file, or of a
+/// version without reloads.
+fn reload_check(admin: &str, text: &str) -> Option<Check> {
+    let config: serde_json::Value = serde_json::from_str(text).ok()?;
+    let reload = config.get("reload")?;
+    let version = reload["version"].as_str().unwrap_or("?");
+    let reloads = reload["reloads"].as_u64().unwrap_or(0);
+    Some(match reload["lastResult"].as_str() {
+        Some("error") => {
+            let error = reload["lastError"]["message"].as_str().unwrap_or("?");
+            let hint = if reload["lastError"]["needsRestart"] == true {
+                "the proxy keeps its config in force; this change needs a restart"
+            } else {
+                "the proxy keeps its config in force; fix the file and it reloads"
+            };
+            Check::fail(
+                "reload",
+                admin,
+                format!("config version {version}: the last reload failed: {error}"),
+                hint,
+            )
+        }
+        _ => Check::pass(
+            "reload",
+            admin,
+            format!("config version {version}, {reloads} reload(s), none failing"),
+        ),
+    })
 }
 
 /// One check per namer on a proxy's `/namers.json`: a backend that is failing fails the
@@ -579,6 +613,27 @@ mod tests {
         let same = version_checks(&admins[..2], &[scrapes[0].clone(), scrapes[0].clone()]);
         assert_eq!(same.len(), 1);
         assert!(same[0].ok && same[0].detail.starts_with("all 2 proxies read run 0.2.0"));
+    }
+
+    #[test]
+    fn a_failed_last_reload_fails_the_reload_check() {
+        let ok =
+            r#"{"routers": [], "reload": {"version": "00ab", "reloads": 2, "lastResult": "ok"}}"#;
+        let check = reload_check("a:1", ok).expect("a reload check");
+        assert!(check.line(false).starts_with("ok"), "{}", check.line(false));
+        assert!(check.line(false).contains("00ab"));
+        let failed = r#"{"reload": {"version": "00ab", "lastResult": "error",
+            "lastError": {"message": "w.yaml:3:5: bad", "needsRestart": true}}}"#;
+        let line = reload_check("a:1", failed)
+            .expect("a reload check")
+            .line(false);
+        assert!(
+            line.starts_with("FAIL")
+                && line.contains("w.yaml:3:5: bad")
+                && line.contains("restart"),
+            "{line}"
+        );
+        assert!(reload_check("a:1", r#"{"routers": []}"#).is_none());
     }
 
     #[test]

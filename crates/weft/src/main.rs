@@ -12,6 +12,7 @@ mod logging;
 mod output;
 mod prom;
 mod proxy_cmd;
+mod reload;
 mod routes_cmd;
 mod stat_cmd;
 mod table;

@@ -44,6 +44,9 @@ pub(crate) struct ProxyArgs {
     /// serving and this command exits non-zero. See docs/upgrades.md.
     #[arg(long)]
     upgrade: bool,
+    /// Do not watch the config file for changes: reload it only on SIGHUP.
+    #[arg(long)]
+    no_watch_config: bool,
 }
 
 pub(crate) fn run(args: ProxyArgs) -> ExitCode {
@@ -94,7 +97,8 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
             if let Some(spinner) = busy_poll {
                 tokio::spawn(spinner.run());
             }
-            serve(config, inherited, args.upgrade, log_level, log_control).await
+            let reload = args.config.map(|path| (path, !args.no_watch_config));
+            serve(config, reload, inherited, args.upgrade, log_level, log_control).await
         }),
         Err(e) => Err(e.into()),
     };
@@ -107,8 +111,11 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
     }
 }
 
+/// Serves `config`; `reload` is the config file to reload (on SIGHUP, and on changes when
+/// its flag is true).
 async fn serve(
     config: Config,
+    reload: Option<(PathBuf, bool)>,
     mut inherited: weft_proxy::Inherited,
     upgrade: bool,
     log_level: String,
@@ -156,9 +163,27 @@ async fn serve(
             .with_namers(proxy.namer_statuses()),
     );
     metrics_for_identity.set_namer_source(namer_source(proxy.namer_statuses()));
+    metrics_for_identity.config_loaded();
     // Signal handlers go in before anyone learns we are up: a SIGTERM sent right after the
-    // `listening` line or the first 200 from /ready must drain, not kill.
-    let signals = Signals::install();
+    // `listening` line or the first 200 from /ready must drain, not kill (and SIGHUP must
+    // reload, not kill).
+    let mut signals = Signals::install();
+    let hup = signals.hup.take();
+    match reload {
+        Some((path, watch)) => {
+            let reload = crate::reload::Reload::new(
+                path,
+                proxy.reloader(),
+                state.clone(),
+                metrics_for_identity.clone(),
+                watch,
+            );
+            tokio::spawn(reload.run(hup));
+        }
+        None => {
+            tokio::spawn(ignore_hup(hup));
+        }
+    }
     if let Some(statsd) = &config.statsd {
         weft_telemetry::statsd::spawn(metrics_for_identity.clone(), statsd);
     }
@@ -254,8 +279,16 @@ fn announce(proxy: &Proxy, admin: std::net::SocketAddr) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Without a config file there is nothing to reload: SIGHUP is logged and ignored.
+async fn ignore_hup(hup: Option<tokio::signal::unix::Signal>) {
+    let Some(mut hup) = hup else { return };
+    while hup.recv().await.is_some() {
+        tracing::warn!("SIGHUP: no config file (-c) to reload; the embedded default stays");
+    }
+}
+
 /// Reads the namers' health records for the `weft_namer_*` metrics on each scrape.
-fn namer_source(
+pub(crate) fn namer_source(
     namers: Vec<(weft_naming::Path, weft_naming::NamerStatus)>,
 ) -> weft_telemetry::NamerSource {
     Box::new(move || {
@@ -296,9 +329,11 @@ async fn report_identity(identity: weft_tls::Identity, metrics: Metrics) {
     }
 }
 
-/// SIGTERM and SIGINT handlers, installed synchronously at start-up.
+/// SIGTERM, SIGINT and SIGHUP handlers, installed synchronously at start-up.
 struct Signals {
     streams: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+    /// SIGHUP: reload the config (taken by the reload task).
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -314,7 +349,12 @@ impl Signals {
                 None
             }
         };
-        Signals { streams }
+        let hup = signal(SignalKind::hangup())
+            .inspect_err(|_| {
+                tracing::warn!("cannot install a SIGHUP handler; SIGHUP will not reload")
+            })
+            .ok();
+        Signals { streams, hup }
     }
 
     /// The first SIGTERM or SIGINT starts a graceful shutdown; a second one exits at once.

@@ -63,11 +63,12 @@ pub(crate) struct Clients {
     tokens: Cache<Box<[u8]>, Arc<Service>>,
     /// The names that have metrics series of their own (at most [`MAX_SERVICES`], kept for
     /// the process's life so that the series stay bounded).
-    labelled: Mutex<HashSet<Path>>,
+    labelled: Arc<Mutex<HashSet<Path>>>,
     /// Bindings under a dtab extended by request headers, by (local dtab text, name).
     local_bindings: Cache<(String, Path), Binding>,
-    /// Bound clients, by bound id.
-    balancers: Cache<Path, Arc<Balancer>>,
+    /// Bound clients, by bound id (shared with the router this one replaced on a reload,
+    /// when their client settings and namers are the same).
+    balancers: Arc<Cache<Path, Arc<Balancer>>>,
     /// The metrics of requests that could not be identified.
     unidentified: Arc<ServiceMetrics>,
     /// Unit tests: endpoints are in-memory servers.
@@ -100,13 +101,31 @@ impl Clients {
             own,
             services: Cache::new(MAX_NAMES),
             tokens: Cache::new(MAX_NAMES),
-            labelled: Mutex::new(HashSet::new()),
+            labelled: Arc::default(),
             local_bindings: Cache::new(MAX_LOCAL_BINDINGS),
-            balancers: Cache::new(MAX_NAMES),
+            balancers: Arc::new(Cache::new(MAX_NAMES)),
             unidentified,
             #[cfg(test)]
             dial: None,
         }
+    }
+
+    /// These clients, carrying on from `previous` (the clients of the router they replace on
+    /// a reload): they share the set of names with metrics series of their own, so that
+    /// reloads do not raise the bound on series; and with `balancers`, the bound clients
+    /// (endpoints, their connections, load estimates and failure accrual), which is right
+    /// only when the client settings and the namers did not change.
+    pub(crate) fn carrying_on(mut self, previous: &Clients, balancers: bool) -> Clients {
+        self.labelled = previous.labelled.clone();
+        if balancers {
+            self.balancers = previous.balancers.clone();
+        }
+        self
+    }
+
+    /// TLS to servers outside the mesh, when `client.tls` asks for it.
+    pub(crate) fn origination(&self) -> Option<&Origination> {
+        self.origination.as_ref()
     }
 
     /// The same clients with in-memory endpoints served by `dial` (unit tests).

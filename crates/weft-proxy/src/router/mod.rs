@@ -106,6 +106,18 @@ impl Router {
         }
     }
 
+    /// This router, carrying on from `previous`, the router it replaces on a reload (see
+    /// `Clients::carrying_on`; `balancers`: keep the bound clients and their connections).
+    pub(crate) fn carrying_on(mut self, previous: &Router, balancers: bool) -> Router {
+        self.clients = self.clients.carrying_on(&previous.clients, balancers);
+        self
+    }
+
+    /// The router's access log, if configured (a reload that keeps its settings reuses it).
+    pub(crate) fn access_log(&self) -> Option<&AccessLog> {
+        self.access_log.as_ref()
+    }
+
     /// True when the router's requests may cross to peer proxies over HTTP/2: its HTTP/1.1
     /// servers then keep each request head, for its header spelling (`headers::case`).
     pub(crate) fn reaches_peers(&self) -> bool {

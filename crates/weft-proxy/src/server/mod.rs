@@ -6,7 +6,7 @@
 //! listeners close, HTTP/1 responses carry `Connection: close` (an idle connection gets a
 //! moment to send its next request before it is closed, as Envoy's drain does: closing it at
 //! once races a client that is sending), HTTP/2 connections get GOAWAY, requests in flight
-//! finish.
+//! and upgraded tunnels finish.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -32,6 +32,7 @@ use crate::opaque;
 use crate::router::{Downstream, Router};
 use crate::tls::handshake::{Failure, Refused};
 use crate::tls::hello::{inspect_client_hello, is_mesh_sni, Hello};
+use crate::RouterSlot;
 use detect::{detect, Detected, Rewind};
 use keep_alive::{Guarded, Limits, Phase, Timed};
 
@@ -60,19 +61,30 @@ pub(crate) struct Listener {
     pub(crate) clear_context: bool,
 }
 
-/// Serves `listener` for `router` until `shutdown` fires, then drains its connections for at
-/// most `grace`. Returns true if every connection finished within the grace period.
+/// Serves `listener` for the router in `slot` until `shutdown` fires, then drains its
+/// connections for at most `grace`. Returns true if every connection finished within the
+/// grace period.
+///
+/// A reload swaps the router in `slot`: a connection takes its connection settings
+/// (detection, TLS, keep-alive and header limits) from the router in force when it was
+/// accepted, and each of its requests the router in force when the request arrives.
 pub(crate) async fn serve(
     Listener {
         listener,
         ingress,
         clear_context,
     }: Listener,
-    router: Arc<Router>,
+    slot: RouterSlot,
     shutdown: CancellationToken,
     grace: Duration,
 ) -> bool {
-    let builder = Arc::new(HttpBuilders::new(router.config(), router.reaches_peers()));
+    let router = slot.load_full();
+    let mut builder = Arc::new(HttpBuilders::new(router.config(), router.reaches_peers()));
+    // The router the builders were made for, held weakly: an idle listener must not keep a
+    // router that a reload replaced alive (a `Weak` keeps only its allocation, so the
+    // address cannot be reused by another router while it is held).
+    let mut built_for = Arc::downgrade(&router);
+    drop(router);
     let linger = DRAIN_LINGER.min(grace / 2);
     let connections = TaskTracker::new();
     let port = listener.local_addr().map_or(0, |a| a.port());
@@ -82,18 +94,27 @@ pub(crate) async fn serve(
                 Ok((stream, peer)) => {
                     // Small interactive messages: send them without Nagle delays.
                     let _ = stream.set_nodelay(true);
+                    let router = slot.load_full();
+                    if !std::ptr::eq(built_for.as_ptr(), Arc::as_ptr(&router)) {
+                        builder = Arc::new(HttpBuilders::new(
+                            router.config(),
+                            router.reaches_peers(),
+                        ));
+                        built_for = Arc::downgrade(&router);
+                    }
+                    let span = tracing::debug_span!("conn", router = %router.label(), %peer);
                     let conn = Connection {
                         tunnels: opaque::Tunnels(connections.clone()),
-                        router: router.clone(),
+                        linger,
+                        router,
+                        slot: slot.clone(),
                         builder: builder.clone(),
                         shutdown: shutdown.clone(),
-                        linger,
                         peer,
                         port,
                         ingress: ingress.clone(),
                         clear_context,
                     };
-                    let span = tracing::debug_span!("conn", router = %router.label(), %peer);
                     connections.spawn(conn.run(stream).instrument(span));
                 }
                 Err(error) => {
@@ -116,11 +137,14 @@ pub(crate) async fn serve(
 struct Connection {
     /// Where upgraded tunnels are spawned, so a drain waits for them.
     tunnels: opaque::Tunnels,
-    router: Arc<Router>,
-    builder: Arc<HttpBuilders>,
-    shutdown: CancellationToken,
     /// See [`DRAIN_LINGER`].
     linger: Duration,
+    /// The router in force when the connection was accepted: its connection settings.
+    router: Arc<Router>,
+    /// Where each request loads the router in force.
+    slot: RouterSlot,
+    builder: Arc<HttpBuilders>,
+    shutdown: CancellationToken,
     peer: SocketAddr,
     port: u16,
     ingress: Option<Arc<rustls::ServerConfig>>,
@@ -330,32 +354,43 @@ impl Connection {
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let router = self.router.clone();
+        // The connection lets go of the router it was accepted with: its requests load the one
+        // in force, and a router swapped out by a reload is freed when its last request ends,
+        // not when the last connection accepted before the reload closes.
+        let Connection {
+            router,
+            slot,
+            builder,
+            shutdown,
+            peer,
+            clear_context,
+            tunnels,
+            linger,
+            ..
+        } = self;
+        let metrics = router.metrics().clone();
+        drop(router);
         let from = Arc::new(Downstream {
-            addr: self.peer,
+            addr: peer,
             id: client,
-            clear_context: self.clear_context,
+            clear_context,
         });
         let result = if h2 {
             let svc = service_fn(move |req: Request<Incoming>| {
-                let router = router.clone();
+                let router = slot.load_full();
                 let from = from.clone();
                 let span = request_span(&req);
                 async move { Ok::<_, Infallible>(router.handle(req, &from).await) }.instrument(span)
             });
-            let conn = self.builder.h2.serve_connection(TokioIo::new(io), svc);
-            drain_on(&self.shutdown, Duration::ZERO, conn, |c| {
-                c.graceful_shutdown()
-            })
-            .await
+            let conn = builder.h2.serve_connection(TokioIo::new(io), svc);
+            drain_on(&shutdown, Duration::ZERO, conn, |c| c.graceful_shutdown()).await
         } else {
-            let phase = Phase::new(self.builder.h1_limits, self.router.metrics().clone());
+            let phase = Phase::new(builder.h1_limits, metrics);
             let io = Timed::new(io, phase.clone());
-            let shutdown = self.shutdown.clone();
-            let tunnels = self.tunnels.clone();
+            let draining = shutdown.clone();
             let svc = service_fn(move |mut req: Request<Incoming>| {
-                let router = router.clone();
-                let shutdown = shutdown.clone();
+                let router = slot.load_full();
+                let draining = draining.clone();
                 let from = from.clone();
                 let busy = phase.begin();
                 if let Some(head) = phase.take_head() {
@@ -370,7 +405,7 @@ impl Connection {
                     let mut rsp = router.handle(req, &from).await;
                     if opaque::switches_protocols(connect, rsp.status()) {
                         busy.upgraded();
-                    } else if shutdown.is_cancelled() {
+                    } else if draining.is_cancelled() {
                         // Draining: this is the connection's last response (hyper closes
                         // after it), and the client learns so before it sends again.
                         rsp.headers_mut().insert(
@@ -382,12 +417,11 @@ impl Connection {
                 }
                 .instrument(span)
             });
-            let conn = self
-                .builder
+            let conn = builder
                 .h1
                 .serve_connection(TokioIo::new(io), svc)
                 .with_upgrades();
-            drain_on(&self.shutdown, self.linger, conn, |c| c.graceful_shutdown()).await
+            drain_on(&shutdown, linger, conn, |c| c.graceful_shutdown()).await
         };
         if let Err(error) = result {
             tracing::debug!(%error, "connection ended with an error");
