@@ -17,16 +17,9 @@ use crate::output::Output;
 pub(crate) enum DtabCommand {
     /// Print the delegation tree of a path: each dentry that fired, the residual, the outcome.
     Delegate(DelegateArgs),
-    /// List the namespaces of a control plane.
-    List(crate::dtab_control::ListArgs),
-    /// Print a namespace's dtab and version.
-    Get(crate::dtab_control::GetArgs),
-    /// Create a namespace with the dtab in FILE (or `-`: stdin); fails if it exists.
-    Create(crate::dtab_control::WriteArgs),
-    /// Replace a namespace's dtab with the one in FILE (or `-`: stdin).
-    Update(crate::dtab_control::WriteArgs),
-    /// Delete a namespace.
-    Delete(crate::dtab_control::DeleteArgs),
+    /// The namerd verbs on a control plane's dtabs.
+    #[command(flatten)]
+    Control(crate::dtab_control::ControlVerb),
 }
 
 /// Arguments of `weft dtab delegate`.
@@ -62,7 +55,7 @@ pub(crate) fn run(cmd: DtabCommand) -> ExitCode {
     let _ = crate::logging::init("warn");
     let args = match cmd {
         DtabCommand::Delegate(args) => args,
-        other => return crate::dtab_control::run(other),
+        DtabCommand::Control(verb) => return crate::dtab_control::run(verb),
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

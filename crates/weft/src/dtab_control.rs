@@ -11,9 +11,24 @@ use clap::Args;
 use http::{Method, StatusCode};
 
 use crate::control_client::{request, Answer, ControlOpts};
-use crate::dtab_cmd::{form_query, DtabCommand};
+use crate::dtab_cmd::form_query;
 use crate::output::{self, Output};
 use crate::table;
+
+/// The `namerctl` verbs, subcommands of `weft dtab`.
+#[derive(clap::Subcommand, Debug)]
+pub(crate) enum ControlVerb {
+    /// List the namespaces of a control plane.
+    List(ListArgs),
+    /// Print a namespace's dtab and version.
+    Get(GetArgs),
+    /// Create a namespace with the dtab in FILE (or `-`: stdin); fails if it exists.
+    Create(WriteArgs),
+    /// Replace a namespace's dtab with the one in FILE (or `-`: stdin).
+    Update(WriteArgs),
+    /// Delete a namespace.
+    Delete(DeleteArgs),
+}
 
 /// Arguments of `weft dtab list`.
 #[derive(Args, Debug)]
@@ -70,15 +85,14 @@ pub(crate) struct DeleteArgs {
     output: Output,
 }
 
-pub(crate) fn run(cmd: DtabCommand) -> ExitCode {
+pub(crate) fn run(verb: ControlVerb) -> ExitCode {
     let result = output::block_on(async move {
-        match cmd {
-            DtabCommand::List(a) => list(a).await,
-            DtabCommand::Get(a) => get(a).await,
-            DtabCommand::Create(a) => write(a, Method::POST).await,
-            DtabCommand::Update(a) => write(a, Method::PUT).await,
-            DtabCommand::Delete(a) => delete(a).await,
-            DtabCommand::Delegate(_) => unreachable_delegate(),
+        match verb {
+            ControlVerb::List(a) => list(a).await,
+            ControlVerb::Get(a) => get(a).await,
+            ControlVerb::Create(a) => write(a, Method::POST).await,
+            ControlVerb::Update(a) => write(a, Method::PUT).await,
+            ControlVerb::Delete(a) => delete(a).await,
         }
     });
     match result {
@@ -92,11 +106,6 @@ pub(crate) fn run(cmd: DtabCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `delegate` is handled by `dtab_cmd`; kept total without a panic.
-fn unreachable_delegate() -> anyhow::Result<String> {
-    bail!("delegate is not a control verb")
 }
 
 fn dtabs_path(ns: &str) -> String {

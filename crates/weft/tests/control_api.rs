@@ -524,25 +524,31 @@ async fn etcd_cluster_with_a_member_killed_still_accepts_writes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let control = start_control(dir.path(), &etcd_storage(&etcd), "").await;
     let api = control.router("httpApi");
-    let v1 = etag(&create(api, "web", "/svc => /#/one;").await);
+    let r = create(api, "web", "/svc => /#/one;").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
     etcd.kill(0).await;
-    // The client may first pick the dead member: retry until a write lands (bounded).
-    let mut version = v1.clone();
-    let landed = eventually(Duration::from_secs(20), || {
-        let version = version.clone();
-        async move {
-            let r = update(api, "web", "/svc => /#/two;", Some(&version)).await;
-            (r.status == StatusCode::NO_CONTENT).then(|| etag(&r))
-        }
+    // A request the client sent to the dying member may fail (503); the next ones land on
+    // the members that answer. Retried unconditionally, so a 503 that was applied anyway
+    // cannot turn the retry into a 412.
+    let landed = eventually(Duration::from_secs(20), || async {
+        let r = update(api, "web", "/svc => /#/two;", None).await;
+        (r.status == StatusCode::NO_CONTENT).then(|| etag(&r))
     })
     .await
     .unwrap_or_else(|| panic!("no write landed with one member down\n{}", etcd.logs()));
-    version.clone_from(&landed);
     let r = get_text(api, "web").await;
     assert_eq!(
         (r.text(), etag(&r)),
-        ("/svc => /#/two;\n".to_owned(), version)
+        ("/svc => /#/two;\n".to_owned(), landed)
     );
+    let created = eventually(Duration::from_secs(20), || async {
+        let r = create(api, "other", "/svc => /#/three;").await;
+        // 409: an earlier attempt answered 503 but was applied.
+        matches!(r.status, StatusCode::NO_CONTENT | StatusCode::CONFLICT).then_some(())
+    })
+    .await;
+    assert!(created.is_some(), "no create landed with one member down");
+    assert_eq!(get_text(api, "other").await.text(), "/svc => /#/three;\n");
     assert_eq!(control.ready_status().await, Some(200));
 }
 
@@ -582,7 +588,11 @@ async fn etcd_outage_answers_503_and_loses_nothing() {
         (back.text(), etag(&back)),
         ("/svc => /#/one;\n".to_owned(), v1.clone())
     );
-    assert_eq!(control.ready_status().await, Some(200));
+    let ready = eventually(Duration::from_secs(20), || async {
+        (control.ready_status().await == Some(200)).then_some(())
+    })
+    .await;
+    assert!(ready.is_some(), "/ready stays 503 after etcd returned");
     let r = update(api, "web", "/svc => /#/two;", Some(&v1)).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
     // The watch opened before the outage resumes.

@@ -17,9 +17,10 @@ mod watch;
 
 use std::net::SocketAddr;
 
+use bytes::{Buf, BufMut, Bytes};
 use http::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH};
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use weft_naming::Dtab;
 
 use crate::auth::Denied;
@@ -29,6 +30,9 @@ use crate::Control;
 
 /// The largest request body accepted (a dtab), 1 MiB; larger ones get 413.
 pub(crate) const MAX_BODY: usize = 1 << 20;
+/// How much of a too-large body is read (and discarded) before answering 413; larger
+/// declared bodies get 413 at once.
+const DRAIN_LIMIT: usize = 8 << 20;
 
 pub(crate) async fn handle<B>(control: &Control, peer: SocketAddr, req: Request<B>) -> Rsp
 where
@@ -179,7 +183,7 @@ where
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY as u64) {
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
         return Err(too_large());
     }
     let is_json = req
@@ -187,9 +191,9 @@ where
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+    let body = match read_limited(req.into_body()).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return Err(too_large()),
         Err(e) => {
             return Err(text(
                 StatusCode::BAD_REQUEST,
@@ -206,6 +210,30 @@ where
         }
     };
     parsed.map_err(|why| text(StatusCode::BAD_REQUEST, &why))
+}
+
+/// Reads a body of at most [`MAX_BODY`] bytes; `None` if it is larger. The rest of a larger
+/// body is read and discarded (up to [`DRAIN_LIMIT`]) so that the 413 reaches the client
+/// instead of a connection reset caused by unread data.
+async fn read_limited<B>(body: B) -> Result<Option<Bytes>, B::Error>
+where
+    B: http_body::Body,
+{
+    let mut body = std::pin::pin!(body);
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue;
+        };
+        seen += data.remaining();
+        if seen <= MAX_BODY {
+            buf.put(data);
+        } else if seen > DRAIN_LIMIT {
+            break;
+        }
+    }
+    Ok((seen <= MAX_BODY).then(|| buf.freeze()))
 }
 
 /// Turns a store write's result into the response: 204 with the new `ETag`, or the error.

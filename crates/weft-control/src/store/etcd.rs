@@ -17,6 +17,8 @@ use super::{valid_namespace, DtabStore, StoreError, StoreFuture, Versioned, Watc
 /// The first and the longest wait between attempts to re-establish the watch.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// The pause before trying a call again that could not reach a member.
+const RETRY_PAUSE: Duration = Duration::from_millis(10);
 
 /// Dtabs in etcd (`storage: {kind: etcd, endpoints, prefix}`): namespace `ns` is the key
 /// `<prefix><ns>` (default prefix `/weft/dtabs/`) holding the dtab's text, one dentry per
@@ -137,16 +139,32 @@ impl Inner {
         Ok(client)
     }
 
-    /// Runs one etcd call with the configured timeout; every failure means "unavailable".
-    async fn call<T, F>(&self, f: impl FnOnce(Client) -> F) -> Result<T, StoreError>
+    /// Runs one etcd call within the configured timeout; every failure means "unavailable".
+    ///
+    /// A call that failed before it reached a member (the client picked one that refuses
+    /// connections, e.g. a killed member of a cluster) is tried again, on whichever member the
+    /// client picks next, until the timeout: it was never sent, so repeating it is safe even
+    /// for a write.
+    async fn call<T, F, Fut>(&self, f: F) -> Result<T, StoreError>
     where
-        F: std::future::Future<Output = Result<T, etcd_client::Error>>,
+        F: Fn(Client) -> Fut,
+        Fut: std::future::Future<Output = Result<T, etcd_client::Error>>,
     {
-        let client = self.client().await?;
-        tokio::time::timeout(self.timeout, f(client))
-            .await
-            .map_err(|_| self.timed_out())?
-            .map_err(unavailable)
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let client = tokio::time::timeout_at(deadline, self.client())
+                .await
+                .map_err(|_| self.timed_out())??;
+            match tokio::time::timeout_at(deadline, f(client)).await {
+                Err(_) => return Err(self.timed_out()),
+                Ok(Ok(v)) => return Ok(v),
+                Ok(Err(e)) if never_sent(&e) && tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "etcd member unreachable; trying again");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+                Ok(Err(e)) => return Err(unavailable(e)),
+            }
+        }
     }
 
     fn timed_out(&self) -> StoreError {
@@ -176,7 +194,10 @@ impl Inner {
     async fn get(&self, ns: &str) -> Result<(Option<Versioned>, i64), StoreError> {
         let key = self.key(ns)?;
         let rsp = self
-            .call(|mut c| async move { c.get(key, None).await })
+            .call(|mut c| {
+                let key = key.clone();
+                async move { c.get(key, None).await }
+            })
             .await?;
         let at = rsp.header().map_or(0, |h| h.revision());
         let found = rsp.kvs().first().map(|kv| self.versioned(kv)).transpose()?;
@@ -185,7 +206,12 @@ impl Inner {
 
     /// Runs `txn`; on failure, reads what its `or_else` get found: the key's current state.
     async fn txn(&self, ns: &str, txn: Txn) -> Result<Result<i64, Option<i64>>, StoreError> {
-        let rsp = self.call(|mut c| async move { c.txn(txn).await }).await?;
+        let rsp = self
+            .call(|mut c| {
+                let txn = txn.clone();
+                async move { c.txn(txn).await }
+            })
+            .await?;
         let revision = rsp.header().map_or(0, |h| h.revision());
         if rsp.succeeded() {
             tracing::debug!(%ns, revision, "etcd write");
@@ -226,6 +252,17 @@ impl Inner {
     }
 }
 
+/// Whether the call failed while connecting to a member, before anything was sent.
+fn never_sent(e: &etcd_client::Error) -> bool {
+    match e {
+        etcd_client::Error::GRpcStatus(status) => {
+            status.code() == tonic::Code::Unavailable && status.message().contains("connect")
+        }
+        etcd_client::Error::TransportError(_) => true,
+        _ => false,
+    }
+}
+
 fn unavailable(e: etcd_client::Error) -> StoreError {
     StoreError::unavailable(format!("etcd unavailable: {e}"))
 }
@@ -241,7 +278,10 @@ impl DtabStore for EtcdStore {
             let opts = GetOptions::new().with_prefix().with_keys_only();
             let rsp = self
                 .inner
-                .call(|mut c| async move { c.get(prefix, Some(opts)).await })
+                .call(|mut c| {
+                    let (prefix, opts) = (prefix.clone(), opts.clone());
+                    async move { c.get(prefix, Some(opts)).await }
+                })
                 .await?;
             let mut names: Vec<String> = rsp
                 .kvs()
@@ -322,7 +362,10 @@ impl DtabStore for EtcdStore {
             let prefix = self.inner.prefix.clone();
             let opts = GetOptions::new().with_prefix().with_count_only();
             self.inner
-                .call(|mut c| async move { c.get(prefix, Some(opts)).await })
+                .call(|mut c| {
+                    let (prefix, opts) = (prefix.clone(), opts.clone());
+                    async move { c.get(prefix, Some(opts)).await }
+                })
                 .await
                 .map(drop)
         })
@@ -374,7 +417,10 @@ async fn watch_round(store: &Inner, synced: &mut Option<i64>) -> Result<(), Stor
         .with_prefix()
         .with_start_revision(revision + 1);
     let mut stream = store
-        .call(|mut c| async move { c.watch(prefix, Some(opts)).await })
+        .call(|mut c| {
+            let (prefix, opts) = (prefix.clone(), opts.clone());
+            async move { c.watch(prefix, Some(opts)).await }
+        })
         .await?;
     loop {
         let Some(rsp) = stream.message().await.map_err(unavailable)? else {
@@ -425,7 +471,10 @@ async fn watch_round(store: &Inner, synced: &mut Option<i64>) -> Result<(), Stor
 async fn resync(store: &Inner) -> Result<i64, StoreError> {
     let prefix = store.prefix.clone();
     let rsp = store
-        .call(|mut c| async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await })
+        .call(|mut c| {
+            let prefix = prefix.clone();
+            async move { c.get(prefix, Some(GetOptions::new().with_prefix())).await }
+        })
         .await?;
     let revision = rsp.header().map_or(0, |h| h.revision());
     let mut present = std::collections::HashMap::new();
