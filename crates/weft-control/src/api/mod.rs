@@ -91,7 +91,7 @@ where
         (Method::POST, "dtabs", Some(ns)) => {
             let result = match read_dtab(req).await {
                 Ok(dtab) => control.store().create(ns, &dtab).await,
-                Err(rsp) => return written(control, Err(rsp)),
+                Err(refused) => return written(control, refused.response()),
             };
             written(control, stored(control, "create", result))
         }
@@ -99,7 +99,7 @@ where
             let expected = if_match(req.headers());
             let result = match read_dtab(req).await {
                 Ok(dtab) => control.store().update(ns, &dtab, expected.as_deref()).await,
-                Err(rsp) => return written(control, Err(rsp)),
+                Err(refused) => return written(control, refused.response()),
             };
             written(control, stored(control, "update", result))
         }
@@ -165,26 +165,40 @@ fn set_etag(rsp: &mut Rsp, version: &str) {
     }
 }
 
+/// Why a request body was refused as a dtab.
+enum Refused {
+    /// Over [`MAX_BODY`]: 413.
+    TooLarge,
+    /// Unreadable or not a dtab: 400 with the reason.
+    Invalid(String),
+}
+
+impl Refused {
+    fn response(self) -> Rsp {
+        match self {
+            Refused::TooLarge => text(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("the body is larger than {MAX_BODY} bytes"),
+            ),
+            Refused::Invalid(why) => text(StatusCode::BAD_REQUEST, &why),
+        }
+    }
+}
+
 /// Reads the request body as a dtab: `application/json` as namerd's `[{prefix, dst}]`,
-/// anything else as dtab text. Errors are the response to send (400 or 413).
-async fn read_dtab<B>(req: Request<B>) -> Result<Dtab, Rsp>
+/// anything else as dtab text.
+async fn read_dtab<B>(req: Request<B>) -> Result<Dtab, Refused>
 where
     B: http_body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
-    let too_large = || {
-        text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("the body is larger than {MAX_BODY} bytes"),
-        )
-    };
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
-        return Err(too_large());
+        return Err(Refused::TooLarge);
     }
     let is_json = req
         .headers()
@@ -193,13 +207,8 @@ where
         .is_some_and(|v| v.starts_with("application/json"));
     let body = match read_limited(req.into_body()).await {
         Ok(Some(b)) => b,
-        Ok(None) => return Err(too_large()),
-        Err(e) => {
-            return Err(text(
-                StatusCode::BAD_REQUEST,
-                &format!("cannot read the body: {e}"),
-            ))
-        }
+        Ok(None) => return Err(Refused::TooLarge),
+        Err(e) => return Err(Refused::Invalid(format!("cannot read the body: {e}"))),
     };
     let parsed = if is_json {
         codec::from_json(&body)
@@ -209,7 +218,7 @@ where
             Err(e) => Err(format!("the dtab is not UTF-8: {e}")),
         }
     };
-    parsed.map_err(|why| text(StatusCode::BAD_REQUEST, &why))
+    parsed.map_err(Refused::Invalid)
 }
 
 /// Reads a body of at most [`MAX_BODY`] bytes; `None` if it is larger. The rest of a larger
@@ -237,26 +246,21 @@ where
 }
 
 /// Turns a store write's result into the response: 204 with the new `ETag`, or the error.
-fn stored(
-    control: &Control,
-    op: &'static str,
-    result: Result<String, StoreError>,
-) -> Result<Rsp, Rsp> {
+fn stored(control: &Control, op: &'static str, result: Result<String, StoreError>) -> Rsp {
     match result {
         Ok(version) => {
             let mut rsp = respond(StatusCode::NO_CONTENT, "text/plain; charset=utf-8", "");
             if !version.is_empty() {
                 set_etag(&mut rsp, &version);
             }
-            Ok(rsp)
+            rsp
         }
-        Err(e) => Err(store_error(control, op, &e)),
+        Err(e) => store_error(control, op, &e),
     }
 }
 
 /// Counts a write by the status of its response.
-fn written(control: &Control, result: Result<Rsp, Rsp>) -> Rsp {
-    let rsp = result.unwrap_or_else(|r| r);
+fn written(control: &Control, rsp: Rsp) -> Rsp {
     control.metrics().write(match rsp.status() {
         s if s.is_success() => "ok",
         StatusCode::PRECONDITION_FAILED => "conflict",
