@@ -636,3 +636,32 @@ async fn watch_client_that_never_reads_is_dropped_and_counted() {
     assert_eq!(get_text(api, "web").await.status, StatusCode::OK);
     drop(stalled);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_control_config_names_file_line_and_key() {
+    let exited = Weft::run_to_exit(
+        bin(),
+        &["control", "-c"],
+        "storage:\n  kind: etcd\n  endpoint: [\"http://127.0.0.1:2379\"]\n",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert_eq!(exited.status.code(), Some(2), "{}", exited.stderr);
+    let file = exited.config_path.display().to_string();
+    assert!(
+        exited
+            .stderr
+            .contains(&format!("{file}:3:3: storage: unknown field `endpoint`")),
+        "{}",
+        exited.stderr
+    );
+    let checked = Weft::run_to_exit(
+        bin(),
+        &["control", "--check-config", "-c"],
+        "storage: {kind: fs, dir: dtabs}\n",
+        Duration::from_secs(20),
+    )
+    .await;
+    assert!(checked.status.success(), "{}", checked.stderr);
+    assert_eq!(checked.stdout, "config OK: storage fs\n");
+}

@@ -36,11 +36,13 @@ pub(crate) fn start(control: &Control, ns: &str, _query: &str) -> Rsp {
             }
             if tx.capacity() <= 1 {
                 tracing::debug!(%ns, "watch client does not read; dropping it");
-                metrics.watch_dropped();
                 // Ends the response abruptly (no final chunk) after what is buffered; never
-                // waits for room.
+                // waits for room. The gauge goes down before the drop is counted, so a scrape
+                // never shows the drop with the watch still open.
                 let _ = tx.try_send(Err(io::Error::other("watch client too slow")));
-                break;
+                metrics.watches().dec();
+                metrics.watch_dropped();
+                return;
             }
             if tx.try_send(Ok(line)).is_ok() {
                 metrics.update_sent();
