@@ -555,4 +555,30 @@ mod tests {
             .expect("update after restart");
         wait_for(&mut rx, Some(&two)).await;
     }
+
+    #[tokio::test]
+    async fn etcd_watch_behind_a_compaction_reads_again() {
+        let etcd = Etcd::start().await;
+        let store = EtcdStore::connect(&config(&etcd, "/c/"))
+            .await
+            .expect("store");
+        let one = Dtab::read("/svc => /#/one").expect("dtab");
+        let two = Dtab::read("/svc => /#/two").expect("dtab");
+        let mut rx = store.watch("web");
+        let v1 = store.create("web", &one).await.expect("create");
+        wait_for(&mut rx, Some(&one)).await;
+        let v2 = store.update("web", &two, Some(&v1)).await.expect("update");
+        let revision: i64 = v2.parse().expect("a revision");
+        let mut client = store.inner.client().await.expect("client");
+        client.compact(revision, None).await.expect("compact");
+        // A watch that must resume from before the compaction is told so, and re-reads.
+        let mut synced = Some(revision - 2);
+        watch_round(&store.inner, &mut synced)
+            .await
+            .expect("a compacted watch ends cleanly");
+        assert_eq!(synced, None, "the next round re-reads");
+        assert!(resync(&store.inner).await.expect("re-read") >= revision);
+        wait_for(&mut rx, Some(&two)).await;
+        assert_eq!(rx.borrow().as_ref().map(|v| v.version.clone()), Some(v2));
+    }
 }
