@@ -512,26 +512,28 @@ mod tests {
         }
     }
 
+    async fn store(etcd: &Etcd, prefix: &str) -> EtcdStore {
+        EtcdStore::connect(&config(etcd, prefix))
+            .await
+            .expect("store")
+    }
+
+    fn one_and_two() -> (Dtab, Dtab) {
+        let read = |s| Dtab::read(s).expect("dtab");
+        (read("/svc => /#/one"), read("/svc => /#/two"))
+    }
+
     #[tokio::test]
     async fn etcd_store_contract() {
         let etcd = Etcd::start().await;
-        let store = EtcdStore::connect(&config(&etcd, "/t/"))
-            .await
-            .expect("store");
-        contract(&store).await;
+        contract(&store(&etcd, "/t/").await).await;
     }
 
     #[tokio::test]
     async fn etcd_watch_sees_other_writers_and_survives_an_outage() {
         let mut etcd = Etcd::start().await;
-        let a = EtcdStore::connect(&config(&etcd, "/weft/dtabs/"))
-            .await
-            .expect("a");
-        let b = EtcdStore::connect(&config(&etcd, "/weft/dtabs/"))
-            .await
-            .expect("b");
-        let one = Dtab::read("/svc => /#/one").expect("dtab");
-        let two = Dtab::read("/svc => /#/two").expect("dtab");
+        let (a, b) = (store(&etcd, "/weft/").await, store(&etcd, "/weft/").await);
+        let (one, two) = one_and_two();
         let mut rx = b.watch("edge");
         a.create("edge", &one).await.expect("create through a");
         wait_for(&mut rx, Some(&one)).await;
@@ -559,11 +561,8 @@ mod tests {
     #[tokio::test]
     async fn etcd_watch_behind_a_compaction_reads_again() {
         let etcd = Etcd::start().await;
-        let store = EtcdStore::connect(&config(&etcd, "/c/"))
-            .await
-            .expect("store");
-        let one = Dtab::read("/svc => /#/one").expect("dtab");
-        let two = Dtab::read("/svc => /#/two").expect("dtab");
+        let store = store(&etcd, "/c/").await;
+        let (one, two) = one_and_two();
         let mut rx = store.watch("web");
         let v1 = store.create("web", &one).await.expect("create");
         wait_for(&mut rx, Some(&one)).await;
