@@ -11,6 +11,7 @@ use weft_config::{ControlAuth, ReadAccess};
 /// The credential checks of the HTTP API.
 pub(crate) struct Auth {
     token_file: Option<PathBuf>,
+    client_ids: Vec<String>,
     read_access: ReadAccess,
     /// The token as last read, keyed by the file's modification time and length so that a
     /// changed file is read again.
@@ -35,6 +36,7 @@ impl Auth {
     pub(crate) fn new(config: &ControlAuth, read_access: ReadAccess) -> Auth {
         Auth {
             token_file: config.token_file.clone(),
+            client_ids: config.client_ids.clone(),
             read_access,
             cached: Mutex::new(None),
         }
@@ -50,12 +52,27 @@ impl Auth {
         ))
     }
 
-    /// Writes: `Authorization: Bearer <token>` equal to the token file's content.
-    pub(crate) fn check_write(&self, headers: &HeaderMap) -> Result<(), Denied> {
+    /// Writes: a TLS client whose verified certificate names a SPIFFE id of
+    /// `auth.clientIds`, or `Authorization: Bearer <token>` equal to the token file's content.
+    pub(crate) fn check_write(
+        &self,
+        headers: &HeaderMap,
+        client_id: Option<&str>,
+    ) -> Result<(), Denied> {
+        if let Some(id) = client_id {
+            if self.client_ids.iter().any(|c| c == id) {
+                return Ok(());
+            }
+        }
         let Some(value) = headers.get(http::header::AUTHORIZATION) else {
-            return Err(Denied::Unauthorized(
-                "a write needs a credential: Authorization: Bearer <token>".into(),
-            ));
+            return Err(match client_id {
+                Some(id) => Denied::Forbidden(format!(
+                    "client {id} is not in auth.clientIds, and there is no bearer token"
+                )),
+                None => Denied::Unauthorized(
+                    "a write needs a credential: Authorization: Bearer <token> (or an mTLS client certificate of auth.clientIds)".into(),
+                ),
+            });
         };
         let given = value
             .to_str()
@@ -139,20 +156,47 @@ mod tests {
             ReadAccess::Loopback,
         );
         assert!(matches!(
-            auth.check_write(&HeaderMap::new()),
+            auth.check_write(&HeaderMap::new(), None),
             Err(Denied::Unauthorized(_))
         ));
-        assert_eq!(auth.check_write(&headers("Bearer s3cret")), Ok(()));
+        assert_eq!(auth.check_write(&headers("Bearer s3cret"), None), Ok(()));
         assert!(matches!(
-            auth.check_write(&headers("Bearer nope")),
+            auth.check_write(&headers("Bearer nope"), None),
             Err(Denied::Forbidden(_))
         ));
         std::fs::write(&file, "rotated-token\n").expect("rewrite");
         assert!(matches!(
-            auth.check_write(&headers("Bearer s3cret")),
+            auth.check_write(&headers("Bearer s3cret"), None),
             Err(Denied::Forbidden(_))
         ));
-        assert_eq!(auth.check_write(&headers("Bearer rotated-token")), Ok(()));
+        assert_eq!(
+            auth.check_write(&headers("Bearer rotated-token"), None),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn clients_of_client_ids_may_write_without_a_token() {
+        let auth = Auth::new(
+            &ControlAuth {
+                client_ids: vec!["spiffe://example.org/ops".into()],
+                ..ControlAuth::default()
+            },
+            ReadAccess::Loopback,
+        );
+        let none = HeaderMap::new();
+        assert_eq!(
+            auth.check_write(&none, Some("spiffe://example.org/ops")),
+            Ok(())
+        );
+        assert!(matches!(
+            auth.check_write(&none, Some("spiffe://example.org/web")),
+            Err(Denied::Forbidden(_))
+        ));
+        assert!(matches!(
+            auth.check_write(&none, None),
+            Err(Denied::Unauthorized(_))
+        ));
     }
 
     #[test]

@@ -2,9 +2,9 @@
 //! an HTTP API in the namerd tradition, with the control plane's own admin server.
 //!
 //! This crate owns the dtab store ([`DtabStore`] and its etcd, fs and memory backends), the
-//! operators' HTTP API (`/api/1/dtabs`, `/api/1/delegate`, `/api/1/resolve`), write
-//! authentication, and the admin endpoints `/metrics`, `/ready`, `/live`. It does not own
-//! the resolution service that streams bindings to proxies (crate `weft-resolve`, which
+//! operators' HTTP API (`/api/1/dtabs`, `/api/1/delegate`, `/api/1/resolve`) with its
+//! optional TLS, write authentication (a bearer token, or mTLS client SPIFFE ids), and the
+//! admin endpoints `/metrics`, `/ready`, `/live`. It does not own the resolution service that streams bindings to proxies (crate `weft-resolve`, which
 //! builds on [`Control::store`], [`Control::interpreter`] and [`Control::metrics`]), the
 //! config file format (`weft_config::ControlConfig`) or the CLI. User documentation:
 //! `docs/control-plane.md`.
@@ -15,6 +15,7 @@ mod auth;
 mod body;
 mod metrics;
 mod store;
+mod tls;
 
 use std::fmt;
 use std::sync::Arc;
@@ -43,6 +44,15 @@ struct Inner {
     interpreter: Interpreter,
     metrics: ControlMetrics,
     auth: auth::Auth,
+    /// TLS for the HTTP API (`auth.tls`); `None`: plain HTTP.
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Who sent a request: the TCP peer, and the SPIFFE id of its verified client certificate.
+#[derive(Clone, Debug)]
+pub(crate) struct Peer {
+    pub(crate) addr: std::net::SocketAddr,
+    pub(crate) spiffe_id: Option<String>,
 }
 
 /// Why the control plane could not start: the store or a namer could not be set up.
@@ -56,36 +66,38 @@ impl Control {
     ///
     /// # Errors
     /// The store cannot be opened (fs directory, etcd TLS or password files), a namer's
-    /// settings cannot be used, or `auth.tls` is set (mTLS on the HTTP API is not supported
-    /// yet).
+    /// settings cannot be used, or the HTTP API's TLS files (`auth.tls`) cannot be used.
     pub async fn start(config: &ControlConfig) -> Result<Control, ControlError> {
         let store = store::from_config(&config.storage)
             .await
             .map_err(|e| ControlError(format!("storage: {e}")))?;
         let interpreter = weft_discovery::interpreter(&config.namers)
             .map_err(|e| ControlError(format!("namers: {e}")))?;
-        if config.auth.tls.is_some() {
-            return Err(ControlError(
-                "auth.tls: mTLS on the HTTP API is not supported yet; use auth.tokenFile".into(),
-            ));
-        }
-        Ok(Control::with_store(store, interpreter, config))
+        Control::with_store(store, interpreter, config)
     }
 
     /// A control plane over an existing store (tests, or a store built by the caller).
+    ///
+    /// # Errors
+    /// The HTTP API's TLS files (`auth.tls`) cannot be read or used.
     pub fn with_store(
         store: Arc<dyn DtabStore>,
         interpreter: Interpreter,
         config: &ControlConfig,
-    ) -> Control {
-        Control {
+    ) -> Result<Control, ControlError> {
+        let tls = match &config.auth.tls {
+            Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
+            None => None,
+        };
+        Ok(Control {
             inner: Arc::new(Inner {
                 store,
                 interpreter,
                 metrics: ControlMetrics::new(),
                 auth: auth::Auth::new(&config.auth, config.read_access),
+                tls,
             }),
-        }
+        })
     }
 
     /// The dtab store.
@@ -103,10 +115,12 @@ impl Control {
         &self.inner.metrics
     }
 
-    /// Serves the HTTP API on `listener` until `stop` fires (HTTP/1.1 and h2c).
+    /// Serves the HTTP API on `listener` until `stop` fires: HTTP/1.1 and HTTP/2, over TLS
+    /// when `auth.tls` is configured (h2c and plain HTTP/1.1 otherwise).
     pub async fn serve_api(&self, listener: TcpListener, stop: CancellationToken) {
         let this = self.clone();
-        serve(listener, stop, "api", move |peer, req| {
+        let tls = self.inner.tls.clone();
+        serve(listener, stop, "api", tls, move |peer, req| {
             let this = this.clone();
             async move { api::handle(&this, peer, req).await }
         })
@@ -117,7 +131,7 @@ impl Control {
     /// `stop` fires.
     pub async fn serve_admin(&self, listener: TcpListener, stop: CancellationToken) {
         let this = self.clone();
-        serve(listener, stop, "admin", move |_peer, req| {
+        serve(listener, stop, "admin", None, move |_peer, req| {
             let this = this.clone();
             async move { admin::handle(&this, req).await }
         })
@@ -125,24 +139,20 @@ impl Control {
     }
 }
 
-/// One accept loop: each connection on its own task, served by `handler`.
+/// One accept loop: each connection on its own task (after a TLS handshake when `tls` is
+/// given), served by `handler`.
 async fn serve<F, Fut>(
     listener: TcpListener,
     stop: CancellationToken,
     what: &'static str,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     handler: F,
 ) where
-    F: Fn(std::net::SocketAddr, http::Request<hyper::body::Incoming>) -> Fut
-        + Clone
-        + Send
-        + Sync
-        + 'static,
+    F: Fn(Peer, http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = body::Rsp> + Send + 'static,
 {
-    use hyper_util::rt::{TokioExecutor, TokioIo};
-    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     loop {
-        let (stream, peer) = tokio::select! {
+        let (stream, addr) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(error) => {
@@ -154,18 +164,42 @@ async fn serve<F, Fut>(
             () = stop.cancelled() => return,
         };
         let handler = handler.clone();
-        let svc = hyper::service::service_fn(move |req| {
-            let fut = handler(peer, req);
-            async move { Ok::<_, std::convert::Infallible>(fut.await) }
-        });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), svc)
-            .into_owned();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%peer, %error, what, "connection error");
+            let Some(acceptor) = tls else {
+                let peer = Peer {
+                    addr,
+                    spiffe_id: None,
+                };
+                return serve_connection(stream, peer, handler, what).await;
+            };
+            match acceptor.accept(stream).await {
+                Ok(stream) => {
+                    let spiffe_id = weft_tls::peer_spiffe_id(stream.get_ref().1);
+                    let peer = Peer { addr, spiffe_id };
+                    serve_connection(stream, peer, handler, what).await;
+                }
+                Err(error) => tracing::debug!(%addr, %error, what, "TLS handshake failed"),
             }
         });
+    }
+}
+
+async fn serve_connection<S, F, Fut>(stream: S, peer: Peer, handler: F, what: &'static str)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Peer, http::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = body::Rsp> + Send + 'static,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let addr = peer.addr;
+    let svc = hyper::service::service_fn(move |req| {
+        let fut = handler(peer.clone(), req);
+        async move { Ok::<_, std::convert::Infallible>(fut.await) }
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if let Err(error) = builder.serve_connection(TokioIo::new(stream), svc).await {
+        tracing::debug!(%addr, %error, what, "connection error");
     }
 }
 

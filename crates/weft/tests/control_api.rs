@@ -665,3 +665,114 @@ async fn bad_control_config_names_file_line_and_key() {
     assert!(checked.status.success(), "{}", checked.stderr);
     assert_eq!(checked.stdout, "config OK: storage fs\n");
 }
+
+/// One request over TLS with client config `cfg` to the control plane whose certificate
+/// names `server_id`; returns the status and body.
+async fn tls_call(
+    api: SocketAddr,
+    cfg: std::sync::Arc<rustls::ClientConfig>,
+    server_id: &str,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, String) {
+    let tcp = tokio::net::TcpStream::connect(api).await.expect("connect");
+    let tls = tokio_rustls::TlsConnector::from(cfg)
+        .connect(pki::mesh_sni(server_id), tcp)
+        .await
+        .expect("TLS handshake");
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .expect("HTTP handshake");
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "control");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req
+        .body(http_body_util::Full::new(Bytes::from(body.to_owned())))
+        .expect("request");
+    let rsp = sender.send_request(req).await.expect("response");
+    let status = rsp.status();
+    let body = rsp.into_body().collect().await.expect("body").to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_clients_of_client_ids_may_write() {
+    let pki = pki::Pki::new("test.example");
+    let control_id = "spiffe://test.example/control";
+    let (cert, key) = pki.issue("control", control_id);
+    pki.issue("deployer", "spiffe://test.example/ops/deployer");
+    pki.issue("intruder", "spiffe://test.example/ops/intruder");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("token");
+    std::fs::write(&token, TOKEN).expect("token");
+    let config = format!(
+        "httpApi: {{addr: 127.0.0.1:0}}\n\
+         admin: {{addr: 127.0.0.1:0}}\n\
+         grpc: {{addr: 127.0.0.1:0}}\n\
+         auth:\n\
+         \x20 tokenFile: '{}'\n\
+         \x20 clientIds: [spiffe://test.example/ops/deployer]\n\
+         \x20 tls: {{cert: '{}', key: '{}', trustBundle: '{}'}}\n",
+        token.display(),
+        cert.display(),
+        key.display(),
+        pki.bundle().display()
+    );
+    let control = Weft::start_control(bin(), &config).await;
+    let api = control.router("httpApi");
+    // One request over TLS as the client of `cfg`.
+    let call = |cfg, method, headers: &'static [(&'static str, &'static str)], body| {
+        tls_call(
+            api,
+            cfg,
+            control_id,
+            method,
+            "/api/1/dtabs/web",
+            headers,
+            body,
+        )
+    };
+    const TEXT: &[(&str, &str)] = &[DTAB_TEXT];
+    const TEXT_AUTH: &[(&str, &str)] = &[DTAB_TEXT, AUTH];
+
+    let (deployer, intruder) = (pki.client_config("deployer"), pki.client_config("intruder"));
+    let (status, body) = call(deployer, Method::POST, TEXT, "/svc => /#/fs;").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let (status, body) = call(intruder, Method::PUT, TEXT, "/svc => /#/evil;").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert!(body.contains("not in auth.clientIds"), "{body}");
+
+    // Without a client certificate: the bearer token still works; reads need neither.
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let bundle = std::fs::read(pki.bundle()).expect("bundle");
+    for anchor in rustls::pki_types::CertificateDer::pem_slice_iter(&bundle) {
+        roots.add(anchor.expect("anchor")).expect("add anchor");
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let anonymous = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let (status, _) = call(anonymous.clone(), Method::PUT, TEXT, "/svc => /#/x;").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = call(anonymous.clone(), Method::PUT, TEXT_AUTH, "/svc => /#/v2;").await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    let accept: &'static [(&str, &str)] = &[("accept", "application/dtab")];
+    let (status, body) = call(anonymous, Method::GET, accept, "").await;
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::OK, "/svc => /#/v2;\n")
+    );
+}

@@ -15,8 +15,6 @@ mod codec;
 mod naming;
 mod watch;
 
-use std::net::SocketAddr;
-
 use bytes::{Buf, BufMut, Bytes};
 use http::header::{HeaderValue, ACCEPT, CONTENT_LENGTH, CONTENT_TYPE, ETAG, IF_MATCH};
 use http::{Method, Request, StatusCode};
@@ -26,7 +24,7 @@ use weft_naming::Dtab;
 use crate::auth::Denied;
 use crate::body::{json, respond, text, Rsp};
 use crate::store::{valid_namespace, StoreError};
-use crate::Control;
+use crate::{Control, Peer};
 
 /// The largest request body accepted (a dtab), 1 MiB; larger ones get 413.
 pub(crate) const MAX_BODY: usize = 1 << 20;
@@ -34,7 +32,7 @@ pub(crate) const MAX_BODY: usize = 1 << 20;
 /// declared bodies get 413 at once.
 const DRAIN_LIMIT: usize = 8 << 20;
 
-pub(crate) async fn handle<B>(control: &Control, peer: SocketAddr, req: Request<B>) -> Rsp
+pub(crate) async fn handle<B>(control: &Control, peer: Peer, req: Request<B>) -> Rsp
 where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
@@ -50,9 +48,12 @@ where
     };
     let write = !matches!(*req.method(), Method::GET | Method::HEAD);
     let checked = if write {
-        control.inner.auth.check_write(req.headers())
+        control
+            .inner
+            .auth
+            .check_write(req.headers(), peer.spiffe_id.as_deref())
     } else {
-        control.inner.auth.check_read(peer)
+        control.inner.auth.check_read(peer.addr)
     };
     if let Err(denied) = checked {
         if write {
