@@ -14,6 +14,7 @@
 //! The user reference is `docs/configuration.md`.
 
 mod client;
+mod control;
 mod discovery;
 mod error;
 mod locate;
@@ -34,6 +35,9 @@ use serde::Serialize;
 
 pub use client::{
     Backoff, ClientConfig, FailureAccrualConfig, LoadBalancerConfig, UpstreamProtocol,
+};
+pub use control::{
+    ControlAuth, ControlConfig, ControlTls, EtcdConfig, EtcdPassword, ReadAccess, StorageConfig,
 };
 pub use discovery::{
     BackendTls, ClientAuth, ConsulConfig, ConsulConsistency, DaemonsetConfig, DiscoveryBackoff,

@@ -14,6 +14,7 @@ use crate::raw::*;
 use crate::values::Dur;
 use crate::*;
 
+pub(crate) mod control;
 mod discovery;
 mod service;
 mod telemetry;

@@ -10,6 +10,7 @@
 //!   whatever the request's authority, plus raw-socket helpers ([`raw`]);
 //! - [`Http1App`]: an application that speaks HTTP/1.1 only and can close idle keep-alive
 //!   connections as Node and Go servers do; [`Nginx`]: a real nginx as a child process;
+//! - [`Etcd`]: a real etcd, one member or a cluster on loopback, killed and restarted on cue;
 //! - [`Named`]: a real DNS server (BIND 9) for the zone `weft.test`, updated live;
 //! - [`broken`]: clients that break their request bodies midway, on cue;
 //! - [`fake_k8s`]: a fake Kubernetes API server (EndpointSlice list and watch);
@@ -28,6 +29,7 @@ pub mod broken;
 mod client;
 pub mod consul;
 mod disco;
+mod etcd;
 pub mod fake_k8s;
 mod http1_app;
 pub mod marathon;
@@ -44,6 +46,7 @@ mod weft;
 
 pub use client::{Client, ClientError, FixedConnector, TestBody, TestResponse};
 pub use disco::Disco;
+pub use etcd::Etcd;
 pub use http1_app::{Http1App, APP_VERSION_HEADER};
 pub use metrics::get_metrics;
 pub use named::Named;

@@ -104,14 +104,35 @@ impl Weft {
         flags: &[&str],
         config: &str,
     ) -> Result<Weft, String> {
-        let (dir, config_path) = write_config(config);
         let args: Vec<&str> = ["proxy"]
             .iter()
             .chain(flags)
             .chain(&["-c"])
             .copied()
             .collect();
-        let mut child = spawn(bin.as_ref(), &args, &config_path)?;
+        Weft::launch(bin.as_ref(), &args, config).await
+    }
+
+    /// Starts `bin control -c <tempdir>/weft.yaml` (the control plane) and waits until it is
+    /// listening and its `/ready` answers 200. [`Weft::admin`] is its admin server and
+    /// [`Weft::router`]`("httpApi")` its HTTP API. Panics, with stderr, if it does not start.
+    pub async fn start_control(bin: impl AsRef<Path>, config: &str) -> Weft {
+        match Weft::try_start_control(bin, config).await {
+            Ok(w) => w,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Like [`Weft::start_control`], but returns a description (including stderr) on
+    /// failure.
+    pub async fn try_start_control(bin: impl AsRef<Path>, config: &str) -> Result<Weft, String> {
+        Weft::launch(bin.as_ref(), &["control", "-c"], config).await
+    }
+
+    /// Runs `bin <args> <config file>`, waits for the `listening` line and for `/ready`.
+    async fn launch(bin: &Path, args: &[&str], config: &str) -> Result<Weft, String> {
+        let (dir, config_path) = write_config(config);
+        let mut child = spawn(bin, args, &config_path)?;
         let (listening_tx, listening_rx) = oneshot::channel();
         let output = Output::capture(&mut child, Some(listening_tx));
 
@@ -340,7 +361,9 @@ fn parse_listening(line: &str) -> Result<(SocketAddr, BTreeMap<String, Vec<Socke
         .parse()
         .map_err(|e| format!("admin: {e}"))?;
     let mut routers = BTreeMap::new();
-    for (label, addrs) in v["routers"].as_object().ok_or("no `routers` object")? {
+    // The proxy names its routers' listeners, the control plane its own (`listeners`).
+    let listeners = v["routers"].as_object().or(v["listeners"].as_object());
+    for (label, addrs) in listeners.ok_or("no `routers` or `listeners` object")? {
         let addrs = addrs
             .as_array()
             .ok_or("router addresses are not an array")?

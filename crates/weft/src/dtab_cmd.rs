@@ -1,4 +1,5 @@
-//! `weft dtab`: routing inspection from a config file or a running proxy.
+//! `weft dtab`: routing inspection from a config file, a running proxy or a control plane,
+//! and the `namerctl` verbs on a control plane's dtabs (list, get, create, update, delete).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,6 +17,9 @@ use crate::output::Output;
 pub(crate) enum DtabCommand {
     /// Print the delegation tree of a path: each dentry that fired, the residual, the outcome.
     Delegate(DelegateArgs),
+    /// The namerd verbs on a control plane's dtabs.
+    #[command(flatten)]
+    Control(crate::dtab_control::ControlVerb),
 }
 
 /// Arguments of `weft dtab delegate`.
@@ -24,11 +28,18 @@ pub(crate) struct DelegateArgs {
     /// The logical name to explain, e.g. /svc/books.
     path: String,
     /// Explain with this config file's namers and router dtab (offline).
-    #[arg(short, long, value_name = "FILE", conflicts_with = "admin")]
+    #[arg(short, long, value_name = "FILE", conflicts_with_all = ["admin", "control"])]
     config: Option<PathBuf>,
     /// Ask a running proxy's admin server instead, e.g. 127.0.0.1:9990.
-    #[arg(long, value_name = "HOST:PORT")]
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "control")]
     admin: Option<String>,
+    /// Ask a control plane's API instead (with --namespace), e.g. 127.0.0.1:4180: its
+    /// namers and the namespace's stored dtab.
+    #[arg(long, value_name = "ADDR", requires = "namespace")]
+    control: Option<String>,
+    /// The control plane namespace whose dtab applies (with --control).
+    #[arg(long, value_name = "NS", requires = "control")]
+    namespace: Option<String>,
     /// The router whose dtab applies (default: the only or first router).
     #[arg(short, long)]
     router: Option<String>,
@@ -42,7 +53,10 @@ pub(crate) struct DelegateArgs {
 
 pub(crate) fn run(cmd: DtabCommand) -> ExitCode {
     let _ = crate::logging::init("warn");
-    let DtabCommand::Delegate(args) = cmd;
+    let args = match cmd {
+        DtabCommand::Delegate(args) => args,
+        DtabCommand::Control(verb) => return crate::dtab_control::run(verb),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
@@ -65,6 +79,10 @@ pub(crate) fn run(cmd: DtabCommand) -> ExitCode {
 async fn delegate(args: DelegateArgs) -> anyhow::Result<String> {
     let path = Path::read(&args.path).with_context(|| format!("path {:?}", args.path))?;
     let local = Dtab::read(&args.dtab).context("--dtab")?;
+    if let (Some(control), Some(ns)) = (&args.control, &args.namespace) {
+        return crate::dtab_control::delegate(control, ns, &args.path, &args.dtab, args.output)
+            .await;
+    }
     if let Some(admin) = &args.admin {
         let mut query = form_query(&[("path", &args.path), ("dtab", &args.dtab)]);
         if let Some(r) = &args.router {
@@ -95,7 +113,7 @@ async fn delegate(args: DelegateArgs) -> anyhow::Result<String> {
     })
 }
 
-fn form_query(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn form_query(pairs: &[(&str, &str)]) -> String {
     let mut out = String::from("?");
     for (i, (k, v)) in pairs.iter().enumerate() {
         if i > 0 {

@@ -3,8 +3,11 @@
 mod admin_client;
 mod busy_poll;
 mod check_cmd;
+mod control_client;
+mod control_cmd;
 mod demo;
 mod dtab_cmd;
+mod dtab_control;
 mod fleet;
 mod golden;
 mod identity_cmd;
@@ -44,7 +47,11 @@ struct Cli {
 enum Command {
     /// Run the proxy with a YAML config (or the embedded default).
     Proxy(proxy_cmd::ProxyArgs),
-    /// Inspect routing: explain how a path binds.
+    /// Run the control plane: dtabs in named namespaces (etcd, fs or memory), their HTTP
+    /// API, and its admin server.
+    Control(control_cmd::ControlArgs),
+    /// Dtabs: explain how a path binds, and list, get, create, update or delete the dtabs
+    /// of a control plane (`weft control`).
     #[command(subcommand)]
     Dtab(dtab_cmd::DtabCommand),
     /// Start a small demo mesh on loopback and watch it carry traffic.
@@ -79,6 +86,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Proxy(args) => proxy_cmd::run(args),
+        Command::Control(args) => control_cmd::run(args),
         Command::Dtab(cmd) => dtab_cmd::run(cmd),
         Command::Demo(args) => demo::run(args),
         Command::DemoApp(args) => demo::run_app(args),

@@ -2,6 +2,7 @@
 //! round trips), what is rejected and where, and garbage that must not panic.
 
 mod accepts;
+mod control;
 mod discovery;
 mod rejects;
 mod resilience;

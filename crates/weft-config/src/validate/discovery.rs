@@ -327,7 +327,7 @@ fn url(u: String, p: &KeyPath) -> Result<String> {
     }
 }
 
-fn backend_tls(
+pub(super) fn backend_tls(
     raw: Option<RawBackendTls>,
     p: &KeyPath,
     base_dir: &FsPath,
