@@ -49,8 +49,8 @@ pub use tls::{
     CertificateFiles, ClientTlsConfig, IdentitySettings, IngressTlsConfig, ServerTlsConfig,
 };
 pub use types::{
-    AdminConfig, IdentifierConfig, NamerConfig, NamerKind, Protocol, RouterConfig, ServerConfig,
-    TransformerConfig, ViaPolicy,
+    AdminConfig, ControlInterpreterConfig, IdentifierConfig, InterpreterConfig, NamerConfig,
+    NamerKind, Protocol, RouterConfig, ServerConfig, TransformerConfig, ViaPolicy,
 };
 
 use locate::locate;

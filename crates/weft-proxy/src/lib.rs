@@ -89,6 +89,8 @@ pub struct Proxy {
     identity: Option<weft_tls::Identity>,
     listeners: Vec<(Arc<Router>, server::Listener)>,
     interpreter: weft_naming::Interpreter,
+    /// The routers' own interpreters (`interpreter: {kind: control}`), for their status.
+    remote: Vec<weft_naming::Interpreter>,
 }
 
 // === impl Proxy ===
@@ -161,7 +163,12 @@ impl Proxy {
         });
         let mut routers = Vec::new();
         let mut listeners = Vec::new();
+        let mut remote = Vec::new();
         for (rc, servers) in config.routers.iter().zip(bound) {
+            let router_interpreter = namers::router_interpreter(rc, &interpreter)?;
+            if router_interpreter.is_remote() {
+                remote.push(router_interpreter.clone());
+            }
             let access_log = match &rc.access_log {
                 Some(cfg) => Some(
                     weft_telemetry::access_log::AccessLog::new(cfg, &rc.label, metrics).map_err(
@@ -191,7 +198,7 @@ impl Proxy {
             let router = Arc::new(Router::new(
                 rc.clone(),
                 router::Parts {
-                    interpreter: interpreter.clone(),
+                    interpreter: router_interpreter,
                     metrics: metrics.router(&rc.label),
                     tap: tap.clone(),
                     identity: identity.clone(),
@@ -222,6 +229,7 @@ impl Proxy {
             listeners,
             identity,
             interpreter,
+            remote,
         })
     }
 
@@ -238,10 +246,15 @@ impl Proxy {
         self.routers.clone()
     }
 
-    /// The health of every configured namer that talks to a backend, with its prefix (for
+    /// The health of every configured namer that talks to a backend, and of every router's
+    /// connection to the control plane (`/$/control/<router>`), with its prefix (for
     /// `/namers.json`, the `weft_namer_*` metrics and `weft check`).
     pub fn namer_statuses(&self) -> Vec<(weft_naming::Path, weft_naming::NamerStatus)> {
-        self.interpreter.namer_statuses()
+        let mut statuses = self.interpreter.namer_statuses();
+        for remote in &self.remote {
+            statuses.extend(remote.namer_statuses());
+        }
+        statuses
     }
 
     /// The proxy's mTLS identity, if configured (for expiry and reload metrics).

@@ -3,6 +3,7 @@
 
 mod accepts;
 mod discovery;
+mod interpreter;
 mod rejects;
 mod resilience;
 mod telemetry;
