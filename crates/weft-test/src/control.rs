@@ -2,7 +2,7 @@
 //! configured with `interpreter: {kind: control}`.
 
 use std::net::SocketAddr;
-use std::path::Path as FsPath;
+use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -16,10 +16,11 @@ use weft_resolve::{MemoryDtabs, ResolveService};
 /// [`Disco`]: crate::Disco
 pub struct ControlStub {
     addr: SocketAddr,
+    fs_root: PathBuf,
     dtabs: Arc<MemoryDtabs>,
     service: ResolveService,
     stop: CancellationToken,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 impl ControlStub {
@@ -40,10 +41,11 @@ impl ControlStub {
         let task = tokio::spawn(service.clone().serve(listener, stop.clone()));
         ControlStub {
             addr,
+            fs_root: fs_root.to_path_buf(),
             dtabs,
             service,
             stop,
-            task,
+            task: Some(task),
         }
     }
 
@@ -67,8 +69,23 @@ impl ControlStub {
     }
 
     /// Stops it as a killed process would: the listener closes and every connection drops.
-    pub async fn stop(self) {
+    pub async fn stop(&mut self) {
         self.stop.cancel();
-        let _ = self.task.await;
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+
+    /// Starts it again on the same address with the same namespaces (stopping it first if
+    /// it runs), as a control instance that comes back.
+    ///
+    /// # Panics
+    /// When the address cannot be bound again.
+    pub async fn restart(&mut self) {
+        self.stop().await;
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .unwrap_or_else(|e| panic!("bind control again on {}: {e}", self.addr));
+        *self = ControlStub::serve(listener, &self.fs_root.clone(), self.dtabs.clone());
     }
 }

@@ -228,10 +228,11 @@ async fn weighted_shift_through_control_with_traffic_flowing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn control_stopping_while_traffic_flows_fails_nothing_and_check_warns() {
+async fn control_stopping_while_traffic_flows_fails_nothing_then_a_change_after_it_returns_applies()
+{
     let Setup {
         _parts,
-        control,
+        mut control,
         weft,
         ..
     } = Setup::start("/svc/books => /#/fs/v1").await;
@@ -268,6 +269,14 @@ async fn control_stopping_while_traffic_flows_fails_nothing_and_check_warns() {
             && text.contains("unreachable"),
         "{text}"
     );
+
+    // Control comes back; a dtab change made then reaches the proxy.
+    control.restart().await;
+    control.set_dtab("default", "/svc/books => /#/fs/v2");
+    let traffic = Traffic::start(weft.http1("outbound"), 2);
+    settles(&traffic, 1.0..=1.0, "moved to v2").await;
+    traffic.finish_without_failures().await;
+    wait_state(&weft, "ok").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -275,7 +284,7 @@ async fn a_proxy_restarted_while_control_is_down_serves_from_its_cache() {
     let Setup {
         _parts,
         state,
-        control,
+        mut control,
         weft,
     } = Setup::start("/svc/books => /#/fs/v2").await;
     let cache = state.path().join("outbound.control-cache");
