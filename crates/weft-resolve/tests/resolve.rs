@@ -418,3 +418,34 @@ async fn delegate_explains_through_control() {
         "{tree}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dtab_change_that_binds_the_same_tree_sends_nothing() {
+    let (_disco, dtabs, control, interp) = single(Some("/svc => /#/fs")).await;
+    let books = interp.bind(Dtab::empty(), p("/svc/books"));
+    let other = interp.bind(Dtab::empty(), p("/svc/other"));
+    wait_for(&books, "bound", |s| port(s) == Some(8001)).await;
+    wait_for(&other, "neg", |s| *s != BindState::Pending).await;
+    let sent = control.service.stats().updates_sent_total;
+    // A new dtab under which /svc/books binds as before and /svc/other changes: the change
+    // of /svc/other shows that control has applied it.
+    dtabs.set("default", dtab("/svc => /#/fs; /svc/other => /#/fs/v1"));
+    wait_for(&other, "other bound", |s| port(s) == Some(8101)).await;
+    // Then a real change of /svc/books.
+    dtabs.set(
+        "default",
+        dtab("/svc => /#/fs; /svc/other => /#/fs/v1; /svc/books => /#/fs/v2"),
+    );
+    wait_for(&books, "re-bound to v2", |s| port(s) == Some(8102)).await;
+    let service = control.service.clone();
+    poll("both updates counted", || {
+        (service.stats().updates_sent_total >= sent + 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        control.service.stats().updates_sent_total,
+        sent + 2,
+        "/svc/other once, /svc/books once"
+    );
+    control.kill().await;
+}
