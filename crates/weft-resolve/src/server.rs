@@ -50,6 +50,9 @@ struct Shared {
     source: Arc<dyn DtabSource>,
     interpreter: Interpreter,
     watched: Mutex<HashMap<WatchKey, u64>>,
+    /// Live bindings by effective dtab (text) and path, with the number of streams on each:
+    /// every proxy watching the same name shares one.
+    bindings: Mutex<HashMap<(String, Path), (Binding, usize)>>,
     connections: AtomicU64,
     streams: AtomicU64,
     streams_total: AtomicU64,
@@ -89,6 +92,9 @@ pub struct ServiceStats {
     pub connections: u64,
     /// Resolve streams open now.
     pub streams: u64,
+    /// Live bindings now: streams of the same name and effective dtab (from any number of
+    /// proxies) share one.
+    pub bindings: u64,
     /// Resolve streams opened since start.
     pub streams_total: u64,
     /// Updates sent on all streams since start.
@@ -110,6 +116,7 @@ impl ResolveService {
                 source,
                 interpreter,
                 watched: Mutex::new(HashMap::new()),
+                bindings: Mutex::new(HashMap::new()),
                 connections: AtomicU64::new(0),
                 streams: AtomicU64::new(0),
                 streams_total: AtomicU64::new(0),
@@ -149,6 +156,7 @@ impl ResolveService {
         ServiceStats {
             connections: s.connections.load(Ordering::Relaxed),
             streams: s.streams.load(Ordering::Relaxed),
+            bindings: lock(&s.bindings).len() as u64,
             streams_total: s.streams_total.load(Ordering::Relaxed),
             updates_sent_total: s.updates_sent.load(Ordering::Relaxed),
             delegations_total: s.delegations.load(Ordering::Relaxed),
@@ -210,9 +218,13 @@ impl ResolveService {
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WatchKey, u64>> {
-        // Every critical section is one insert, update or remove: a poisoned map is consistent.
-        self.watched.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.watched)
     }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section is one insert, update or remove: a poisoned map is consistent.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Parses the path and local dtab of a request.
@@ -281,7 +293,7 @@ struct Watch {
     dtabs: watch::Receiver<Option<(Dtab, String)>>,
     dtabs_open: bool,
     dtab_changed: bool,
-    bound: Option<(Binding, watch::Receiver<BindState>, String)>,
+    bound: Option<(SharedBinding, watch::Receiver<BindState>, String)>,
     last: Option<proto::resolve_update::State>,
     _registered: Registered,
     _counted: Counted,
@@ -320,11 +332,12 @@ impl Watch {
                 self.dtab_changed = false;
                 let current = self.dtabs.borrow_and_update().clone();
                 self.bound = current.map(|(dtab, version)| {
-                    let binding = self
-                        .shared
-                        .interpreter
-                        .bind(dtab.concat(&self.local), self.path.clone());
-                    let rx = binding.state();
+                    let binding = SharedBinding::new(
+                        self.shared.clone(),
+                        dtab.concat(&self.local),
+                        self.path.clone(),
+                    );
+                    let rx = binding.binding.state();
                     (binding, rx, version)
                 });
             }
@@ -379,6 +392,43 @@ impl Watch {
                     // The store dropped the namespace's sender: no more dtab changes.
                     self.dtabs_open = false;
                 }
+            }
+        }
+    }
+}
+
+/// One stream's use of a binding shared by every stream of the same name and dtab.
+struct SharedBinding {
+    shared: Arc<Shared>,
+    key: (String, Path),
+    binding: Binding,
+}
+
+impl SharedBinding {
+    fn new(shared: Arc<Shared>, dtab: Dtab, path: Path) -> SharedBinding {
+        let key = (dtab.to_string(), path);
+        let mut bindings = lock(&shared.bindings);
+        let (binding, users) = bindings
+            .entry(key.clone())
+            .or_insert_with(|| (shared.interpreter.bind(dtab, key.1.clone()), 0));
+        *users += 1;
+        let binding = binding.clone();
+        drop(bindings);
+        SharedBinding {
+            shared,
+            key,
+            binding,
+        }
+    }
+}
+
+impl Drop for SharedBinding {
+    fn drop(&mut self) {
+        let mut bindings = lock(&self.shared.bindings);
+        if let Some((_, users)) = bindings.get_mut(&self.key) {
+            *users -= 1;
+            if *users == 0 {
+                bindings.remove(&self.key);
             }
         }
     }

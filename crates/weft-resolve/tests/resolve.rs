@@ -166,11 +166,19 @@ async fn bindings_are_shared_and_the_stream_closes_with_the_last_one() {
         1,
         "one stream for both"
     );
+    // A second proxy watching the same name shares the binding on control.
+    let proxy2 = client(&[control.addr], None).interpreter();
+    let c = proxy2.bind(Dtab::empty(), p("/svc/books"));
+    wait_for(&c, "bound", |s| port(s) == Some(8001)).await;
+    let stats = control.service.stats();
+    assert_eq!((stats.streams, stats.bindings), (2, 1), "{stats:?}");
+    drop(c);
     drop(a);
     drop(b);
     let service = control.service.clone();
-    poll("stream closed on control", || {
-        service.watched().is_empty().then_some(())
+    poll("streams and binding closed on control", || {
+        let stats = service.stats();
+        (service.watched().is_empty() && stats.bindings == 0).then_some(())
     })
     .await;
     control.kill().await;
