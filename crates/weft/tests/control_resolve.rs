@@ -301,3 +301,48 @@ async fn a_proxy_restarted_while_control_is_down_serves_from_its_cache() {
     }
     assert_eq!(control_status(&weft).await["state"], "stale");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_router_dtab_and_l5d_dtab_apply_after_the_namespace_dtab() {
+    let (v1, v2, disco) = upstreams().await;
+    let v3 = Upstream::ok("v3").await;
+    disco.write("v3", &v3.fs_line());
+    let control = ControlStub::start(&disco.path()).await;
+    control.set_dtab("default", "/svc => /#/fs; /svc/books => /#/fs/v1");
+    let state = tempfile::tempdir().unwrap();
+    let config = format!(
+        "{}    dtab: |\n      /svc/authors => /#/fs/v2;\n",
+        control_config(control.addr(), &state.path().join("c"))
+    );
+    let weft = Weft::start(bin(), &config).await;
+    let client = weft.http1("outbound");
+    assert_books_reach(&weft, "v1").await;
+    let r = client.get("authors", "/").await.expect("request");
+    assert_eq!(
+        (r.status.as_u16(), r.upstream()),
+        (200, Some("v2")),
+        "{}",
+        r.text()
+    );
+    let r = client
+        .get_with("books", "/", &[("l5d-dtab", "/svc/books => /#/fs/v3")])
+        .await
+        .expect("request");
+    assert_eq!(
+        (r.status.as_u16(), r.upstream()),
+        (200, Some("v3")),
+        "{}",
+        r.text()
+    );
+    let local: Vec<String> = control
+        .service()
+        .watched()
+        .iter()
+        .map(|w| format!("{} [{}]", w.path, w.local_dtab))
+        .collect();
+    assert!(
+        local.contains(&"/svc/books [/svc/authors => /#/fs/v2; /svc/books => /#/fs/v3]".to_owned()),
+        "{local:?}"
+    );
+    drop((v1, v2));
+}
