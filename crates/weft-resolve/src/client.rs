@@ -200,15 +200,17 @@ impl RemoteInterpreter for ControlInterpreter {
             let (_, rx) = watch::channel(BindState::Failed("binding needs a tokio runtime".into()));
             return Binding::from_watch(rx, Arc::new(()));
         };
+        // Lock order: `cache` is never locked while `streams` is held (`apply` takes
+        // `streams` inside `cache`).
+        let initial = lock(&self.shared.cache)
+            .get(&key)
+            .and_then(|u| convert::state(u).ok())
+            .unwrap_or(BindState::Pending);
         let mut streams = lock(&self.shared.streams);
         if let Some(stream) = streams.get(&key).and_then(Weak::upgrade) {
             drop(streams);
             return Binding::from_watch(stream.state.clone(), stream);
         }
-        let initial = lock(&self.shared.cache)
-            .get(&key)
-            .and_then(|u| convert::state(u).ok())
-            .unwrap_or(BindState::Pending);
         let (tx, rx) = watch::channel(initial);
         let task = runtime.spawn(follow(self.shared.clone(), key.clone(), tx));
         let stream = Arc::new(Stream {
