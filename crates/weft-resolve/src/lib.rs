@@ -13,6 +13,26 @@
 //! - A proxy binds through [`ControlInterpreter`], which fails over between control
 //!   instances, keeps the last state when none answers, and keeps a cache file for restarts.
 //!
+//! Serving it (the control plane), and listing the names proxies route right now:
+//!
+//! ```no_run
+//! # async fn run(namers: weft_naming::Interpreter) -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use weft_resolve::{MemoryDtabs, ResolveService};
+//!
+//! let store = Arc::new(MemoryDtabs::new()); // or the control plane's own DtabSource
+//! store.set("default", weft_naming::Dtab::read("/svc => /#/fs").unwrap());
+//! let service = ResolveService::new(store, namers);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:4321").await?;
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! tokio::spawn(service.clone().serve(listener, shutdown.clone()));
+//! for name in service.watched() {
+//!     println!("{} {} [{}] {} stream(s)", name.namespace, name.path, name.local_dtab, name.streams);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! This crate owns the protocol and both ends of it; it does not store dtabs, parse
 //! configuration or serve the operators' HTTP API (`weft-control`).
 
