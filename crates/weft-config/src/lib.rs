@@ -54,8 +54,8 @@ pub use tls::{
     ServerTlsConfig,
 };
 pub use types::{
-    AdminConfig, IdentifierConfig, NamerConfig, NamerKind, Protocol, RouterConfig, ServerConfig,
-    TransformerConfig, UpgradeConfig, ViaPolicy,
+    AdminConfig, ControlInterpreterConfig, IdentifierConfig, InterpreterConfig, NamerConfig,
+    NamerKind, Protocol, RouterConfig, ServerConfig, TransformerConfig, UpgradeConfig, ViaPolicy,
 };
 
 use locate::locate;

@@ -293,6 +293,33 @@ pub(crate) struct RawRouter {
     pub(crate) client: Option<RawClient>,
     pub(crate) service: Option<RawService>,
     pub(crate) access_log: Option<RawAccessLog>,
+    pub(crate) interpreter: Option<RawInterpreter>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawInterpreter {
+    pub(crate) kind: Option<InterpreterKindName>,
+    pub(crate) addresses: Option<Vec<String>>,
+    pub(crate) namespace: Option<String>,
+    pub(crate) cache_file: Option<String>,
+    /// Linkerd 1's `io.l5d.namerd` key, only read to say what to write instead.
+    pub(crate) dst: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+pub(crate) enum InterpreterKindName {
+    #[serde(rename = "default")]
+    Default,
+    #[serde(rename = "control")]
+    Control,
+    /// Linkerd 1's namerd interpreters: refused with a message (another protocol).
+    #[serde(
+        rename = "io.l5d.namerd",
+        alias = "io.l5d.namerd.http",
+        alias = "io.l5d.mesh"
+    )]
+    Namerd,
 }
 
 #[derive(Debug, Deserialize)]

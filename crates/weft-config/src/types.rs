@@ -236,6 +236,43 @@ pub struct RouterConfig {
     /// The router's access log (yaml `accessLog`); `None` (no log) by default.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub access_log: Option<AccessLogConfig>,
+    /// How names are bound (yaml `interpreter`): with this proxy's own namers (`default`),
+    /// or by the control plane (`control`).
+    pub interpreter: InterpreterConfig,
+}
+
+/// A router's interpreter (yaml `interpreter: {kind: ...}`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum InterpreterConfig {
+    /// `default`: the namers of this config file bind names under the router's `dtab`.
+    #[default]
+    Default,
+    /// `control`: `weft control` binds names under a namespace's dtab, followed by the
+    /// router's `dtab` and per-request overrides (Linkerd 1's `io.l5d.namerd`).
+    Control(ControlInterpreterConfig),
+}
+
+/// `interpreter: {kind: control, ...}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ControlInterpreterConfig {
+    /// Control instances as `host:port` (yaml `addresses`, at least one), tried in order
+    /// with failover.
+    pub addresses: Vec<String>,
+    /// The namespace whose dtab binds names (yaml `namespace`); default `default`.
+    pub namespace: String,
+    /// Where the last state of every binding is kept across restarts (yaml `cacheFile`,
+    /// relative to the config file's directory). Default:
+    /// `<temp dir>/weft-<admin port>-<router label>.control-cache`; none when the admin port
+    /// is 0 (no stable name to find it again).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache_file: Option<PathBuf>,
+}
+
+impl ControlInterpreterConfig {
+    /// Default `namespace`, `default`.
+    pub const DEFAULT_NAMESPACE: &'static str = "default";
 }
 
 impl RouterConfig {

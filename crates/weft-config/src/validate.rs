@@ -16,6 +16,7 @@ use crate::*;
 
 pub(crate) mod control;
 mod discovery;
+mod interpreter;
 mod service;
 mod telemetry;
 mod tls;
@@ -69,7 +70,7 @@ pub(crate) fn config(raw: RawConfig, base_dir: &FsPath) -> Result<Config> {
     let mut listeners = vec![(admin.addr, root.key("admin"))];
     for (i, r) in raw_routers.into_iter().enumerate() {
         let p = root.key("routers").index(i);
-        let router = router(r, &p, base_dir)?;
+        let router = router(r, &p, base_dir, admin.addr.port())?;
         if let Some(first) = labels.insert(router.label.clone(), i) {
             return invalid(
                 &p.key("label"),
@@ -157,7 +158,7 @@ fn not_for_kind<T>(p: &KeyPath, kind: &str) -> Result<T> {
     invalid(p, format!("not a setting of kind `{kind}`"))
 }
 
-fn router(raw: RawRouter, p: &KeyPath, base_dir: &FsPath) -> Result<RouterConfig> {
+fn router(raw: RawRouter, p: &KeyPath, base_dir: &FsPath, admin_port: u16) -> Result<RouterConfig> {
     let label = match raw.label {
         None => {
             return invalid(
@@ -230,7 +231,14 @@ fn router(raw: RawRouter, p: &KeyPath, base_dir: &FsPath) -> Result<RouterConfig
             "maxHeaderBytes must be at least 1",
         );
     }
+    let interpreter = match raw.interpreter {
+        None => InterpreterConfig::Default,
+        Some(i) => {
+            interpreter::interpreter(i, &p.key("interpreter"), base_dir, admin_port, &label)?
+        }
+    };
     Ok(RouterConfig {
+        interpreter,
         label,
         protocol: raw.protocol.unwrap_or_default(),
         servers: addrs,

@@ -14,6 +14,7 @@ mod api;
 mod auth;
 mod body;
 mod metrics;
+mod resolution;
 mod store;
 mod tls;
 
@@ -46,6 +47,8 @@ struct Inner {
     auth: auth::Auth,
     /// TLS for the HTTP API (`auth.tls`); `None`: plain HTTP.
     tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The resolution service for proxies, over the store and the namers.
+    resolution: weft_resolve::ResolveService,
 }
 
 /// Who sent a request: the TCP peer, and the SPIFFE id of its verified client certificate.
@@ -89,8 +92,13 @@ impl Control {
             Some(t) => Some(tokio_rustls::TlsAcceptor::from(tls::server_config(t)?)),
             None => None,
         };
+        let resolution = weft_resolve::ResolveService::new(
+            Arc::new(resolution::StoreDtabs::new(store.clone())),
+            interpreter.clone(),
+        );
         Ok(Control {
             inner: Arc::new(Inner {
+                resolution,
                 store,
                 interpreter,
                 metrics: ControlMetrics::new(),
@@ -125,6 +133,40 @@ impl Control {
             async move { api::handle(&this, peer, req).await }
         })
         .await;
+    }
+
+    /// The resolution service: what proxies are watching ([`weft_resolve::ResolveService::watched`])
+    /// and its counters.
+    pub fn resolution(&self) -> &weft_resolve::ResolveService {
+        &self.inner.resolution
+    }
+
+    /// Serves the resolution service (gRPC `weft.resolve.v1.Resolver`, h2c) to proxies on
+    /// `listener` until `stop` fires, keeping `weft_control_proxies_connected` current.
+    ///
+    /// # Errors
+    /// The listener fails.
+    pub async fn serve_resolution(
+        &self,
+        listener: TcpListener,
+        stop: CancellationToken,
+    ) -> std::io::Result<()> {
+        let service = self.inner.resolution.clone();
+        let gauge = self.inner.metrics.proxies_connected().clone();
+        let stats = service.clone();
+        let ticker = stop.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        gauge.set(i64::try_from(stats.stats().connections).unwrap_or(i64::MAX));
+                    }
+                    () = ticker.cancelled() => break,
+                }
+            }
+        });
+        service.serve(listener, stop).await
     }
 
     /// Serves the admin endpoints (`/metrics`, `/ready`, `/live`) on `listener` until

@@ -191,7 +191,7 @@ async fn watch_name(
     id: Path,
     tx: watch::Sender<Resolution>,
 ) {
-    let mut backoff = Backoff::new(inner.backoff);
+    let mut backoff = Backoff::new(inner.backoff.min, inner.backoff.max);
     loop {
         let round = tokio::time::timeout(ROUND_TIMEOUT, inner.resolve(&name));
         let result = tokio::select! {

@@ -12,7 +12,6 @@
 //! (`weft-naming`). [`interpreter`] builds the process's interpreter from the configuration.
 //! User documentation: `docs/discovery.md`.
 
-mod backoff;
 pub mod consul;
 pub mod dnssrv;
 mod http;
@@ -24,7 +23,7 @@ use std::sync::Arc;
 use weft_config::{NamerConfig, NamerKind, TransformerConfig};
 use weft_naming::{FsNamer, Interpreter, Namer, Path, Transformed, Transformer};
 
-pub use backoff::Backoff;
+pub use weft_naming::Backoff;
 
 /// A namer or transformer that cannot be built from its configuration (a TLS file that does
 /// not load, no Kubernetes configuration to be found, ...). The message names the namer's

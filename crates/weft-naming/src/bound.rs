@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::{NameTree, Path};
 
 /// One endpoint of a bound name.
-#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Address {
     /// Where to connect.
     pub addr: SocketAddr,
@@ -15,13 +15,13 @@ pub struct Address {
     pub weight: f64,
     /// What the namer knows about this endpoint beyond where it is (node, authority); `None`
     /// for most namers.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub meta: Option<Arc<AddressMeta>>,
 }
 
 /// Facts a discovery backend gives about one endpoint, carried with its address.
-#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, rename_all = "camelCase")]
 pub struct AddressMeta {
     /// The node (host machine) the endpoint runs on: Kubernetes `nodeName`, Consul `Node`,
     /// Marathon task `host`. The `k8s.daemonset` and `k8s.localnode` transformers read it.

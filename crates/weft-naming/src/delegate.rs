@@ -10,8 +10,9 @@ use crate::{Address, BoundTree, Dtab, NameTree, Path};
 /// `{"path": "/svc/books", "dtab": "...", "result": <node>, "root": <node>}`. `root` is the
 /// step-by-step tree; `result` is the final bound tree in the same node format (types
 /// `neg`, `fail`, `empty`, `pending`, `error`, `bound` and `union`). [`Display`](fmt::Display)
-/// renders an indented text tree for `weft dtab delegate`.
-#[derive(Clone, Debug, serde::Serialize)]
+/// renders an indented text tree for `weft dtab delegate`. Deserialising reads the same JSON
+/// back (a delegation explained by the control plane travels as this JSON).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DelegateTree {
     /// The path that was bound.
     pub path: Path,
@@ -29,7 +30,7 @@ pub struct DelegateTree {
 /// [`DelegateOutcome`], e.g.
 /// `{"path": "/svc/rates", "dentry": "/svc => /#/fs", "residual": "/rates", "type": "delegate",
 /// "delegate": {...}}`.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct DelegateNode {
     /// The path looked up at this step; absent for literal leaves (`~`, `!`, `$`) and for
     /// nested alternatives and unions.
@@ -53,7 +54,7 @@ pub struct DelegateNode {
 }
 
 /// What happened at one [`DelegateNode`]; serialised with a `"type"` tag.
-#[derive(Clone, Debug, serde::Serialize)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum DelegateOutcome {
     /// No such name.

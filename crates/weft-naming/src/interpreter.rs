@@ -1,5 +1,6 @@
 //! [`Interpreter`] and [`Binding`]: live bindings that follow namer updates.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::{poll_fn, Future};
 use std::pin::Pin;
@@ -13,13 +14,43 @@ use crate::bind::{bind_once, Outcome};
 use crate::delegate::{DelegateNode, DelegateTree};
 use crate::{BoundTree, Dtab, InetNamer, Namer, NamerStatus, Path, Resolution};
 
-/// Binds paths under dtabs with a fixed set of namers: the configured ones plus the built-in
-/// `/$/inet` ([`InetNamer`]); `/$/fail` and `/$/nil` are handled by the binder itself.
+/// Binds paths under dtabs: either locally, with a fixed set of namers (the configured ones
+/// plus the built-in `/$/inet` ([`InetNamer`]); `/$/fail` and `/$/nil` are handled by the
+/// binder itself), or through a [`RemoteInterpreter`] such as the control plane's
+/// resolution service (Linkerd 1's `io.l5d.namerd` interpreter).
 ///
 /// Cloning is cheap and shares the namers (and so their caches and watches).
 #[derive(Clone)]
 pub struct Interpreter {
-    namers: Arc<[(Path, Arc<dyn Namer>)]>,
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Local(Arc<[(Path, Arc<dyn Namer>)]>),
+    Remote(Arc<dyn RemoteInterpreter>),
+}
+
+/// An interpreter that binds somewhere else, e.g. `weft control`'s resolution service
+/// (`weft-resolve`): the dtab a caller passes is sent along as the *local* dtab, appended
+/// after whatever dtab the remote side applies first (a control namespace's).
+///
+/// Wrapped by [`Interpreter::remote`], so that routers use it like the local one.
+pub trait RemoteInterpreter: Send + Sync + 'static {
+    /// Starts (or joins) a live binding of `path` under `dtab`; see [`Interpreter::bind`].
+    fn bind(&self, dtab: Dtab, path: Path) -> Binding;
+
+    /// Explains how `path` binds under `dtab`, waiting at most `wait`; see
+    /// [`Interpreter::delegate`].
+    fn delegate<'a>(
+        &'a self,
+        dtab: &'a Dtab,
+        path: &'a Path,
+        wait: Duration,
+    ) -> Pin<Box<dyn Future<Output = DelegateTree> + Send + 'a>>;
+
+    /// The health of the remote side, shown like a namer's (with a prefix naming it).
+    fn statuses(&self) -> Vec<(Path, NamerStatus)>;
 }
 
 /// A live binding of one path under one dtab; see [`Interpreter::bind`].
@@ -29,7 +60,7 @@ pub struct Interpreter {
 #[derive(Clone)]
 pub struct Binding {
     state: watch::Receiver<BindState>,
-    _task: Arc<AbortOnDrop>,
+    _task: Arc<dyn Any + Send + Sync>,
 }
 
 /// The current state of a [`Binding`].
@@ -70,17 +101,33 @@ impl Interpreter {
         // Longest prefix first, so the first match is the most specific.
         namers.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         Interpreter {
-            namers: namers.into(),
+            inner: Inner::Local(namers.into()),
         }
     }
 
+    /// An interpreter that binds through `remote` (e.g. the control plane's resolution
+    /// service) instead of local namers.
+    pub fn remote(remote: Arc<dyn RemoteInterpreter>) -> Interpreter {
+        Interpreter {
+            inner: Inner::Remote(remote),
+        }
+    }
+
+    /// True when this interpreter binds through a [`RemoteInterpreter`].
+    pub fn is_remote(&self) -> bool {
+        matches!(self.inner, Inner::Remote(_))
+    }
+
     /// The configured namers (not the built-in `/$/inet`) that report backend health, with
-    /// their prefixes, longest prefix first.
+    /// their prefixes, longest prefix first; for a remote interpreter, its own status.
     pub fn namer_statuses(&self) -> Vec<(Path, NamerStatus)> {
-        self.namers
-            .iter()
-            .filter_map(|(p, n)| n.status().map(|s| (p.clone(), s)))
-            .collect()
+        match &self.inner {
+            Inner::Local(namers) => namers
+                .iter()
+                .filter_map(|(p, n)| n.status().map(|s| (p.clone(), s)))
+                .collect(),
+            Inner::Remote(remote) => remote.statuses(),
+        }
     }
 
     /// Starts a live binding of `path` under `dtab`.
@@ -90,6 +137,10 @@ impl Interpreter {
     /// called inside a tokio runtime; outside one the binding is
     /// [`BindState::Failed`].
     pub fn bind(&self, dtab: Dtab, path: Path) -> Binding {
+        let namers = match &self.inner {
+            Inner::Local(namers) => namers.clone(),
+            Inner::Remote(remote) => return remote.bind(dtab, path),
+        };
         let (tx, rx) = watch::channel(BindState::Pending);
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             tx.send_replace(BindState::Failed("binding needs a tokio runtime".into()));
@@ -98,7 +149,7 @@ impl Interpreter {
                 _task: Arc::new(AbortOnDrop(None)),
             };
         };
-        let mut session = Session::new(self.namers.clone());
+        let mut session = Session::new(namers);
         let task = runtime.spawn(async move {
             loop {
                 let (out, _) = session.bind(&dtab, &path);
@@ -133,8 +184,12 @@ impl Interpreter {
     /// namer still pending after that shows as `pending`). Must be called inside a tokio
     /// runtime.
     pub async fn delegate(&self, dtab: &Dtab, path: &Path, wait: Duration) -> DelegateTree {
+        let namers = match &self.inner {
+            Inner::Local(namers) => namers.clone(),
+            Inner::Remote(remote) => return remote.delegate(dtab, path, wait).await,
+        };
         let deadline = tokio::time::Instant::now() + wait;
-        let mut session = Session::new(self.namers.clone());
+        let mut session = Session::new(namers);
         loop {
             let (out, root) = session.bind(dtab, path);
             let pending = out == Outcome::Pending;
@@ -161,6 +216,15 @@ impl Interpreter {
 // === impl Binding ===
 
 impl Binding {
+    /// A binding whose state comes from `state`, kept alive by `keep` (dropped with the last
+    /// clone: a task's abort guard, a shared stream's handle). For [`RemoteInterpreter`]s.
+    pub fn from_watch(
+        state: watch::Receiver<BindState>,
+        keep: Arc<dyn Any + Send + Sync>,
+    ) -> Binding {
+        Binding { state, _task: keep }
+    }
+
     /// A receiver of the binding's state; the current value is the latest state.
     pub fn state(&self) -> watch::Receiver<BindState> {
         self.state.clone()

@@ -20,6 +20,7 @@
 //! );
 //! ```
 
+mod backoff;
 mod bind;
 mod bound;
 mod delegate;
@@ -34,12 +35,13 @@ mod status;
 mod transform;
 mod tree;
 
+pub use backoff::Backoff;
 pub use bound::{AddrSet, Address, AddressMeta, BoundName, BoundTree, Sampled};
 pub use delegate::{DelegateNode, DelegateOutcome, DelegateTree};
 pub use dtab::{Dentry, Dtab, Prefix, PrefixElem};
 pub use fs::FsNamer;
 pub use inet::InetNamer;
-pub use interpreter::{BindState, Binding, Interpreter};
+pub use interpreter::{BindState, Binding, Interpreter, RemoteInterpreter};
 pub use namer::{publish_if_changed, wait_or_unwatched, Namer, Resolution};
 pub use parse::DtabError;
 pub use path::{Path, PathError};

@@ -116,6 +116,16 @@ impl NamerStatus {
         s.last_error = None;
     }
 
+    /// Records that the backend is reachable without a new answer (a stream to it is open
+    /// and quiet): the state becomes ok and the last good answer is now, but no update is
+    /// counted.
+    pub fn heard(&self) {
+        let mut s = self.lock();
+        s.last_ok = Some(now_unix());
+        s.failing_since = None;
+        s.last_error = None;
+    }
+
     /// Records a failed exchange (`error` says what, e.g. `GET /v1/health/service/web:
     /// connection refused`): the state becomes stale after a good answer, error before one.
     pub fn failed(&self, error: impl fmt::Display) {
@@ -123,6 +133,17 @@ impl NamerStatus {
         let mut s = self.lock();
         s.failing_since.get_or_insert_with(now_unix);
         s.last_error = Some(error.to_string());
+    }
+
+    /// Records that names were restored from a cache of the backend's answers written at
+    /// `written_unix` (Unix seconds), e.g. the control plane's cache file at start-up: that
+    /// counts as the last good answer, and the state is stale (`why` as the error) until the
+    /// backend itself answers.
+    pub fn restored(&self, written_unix: f64, why: impl fmt::Display) {
+        let mut s = self.lock();
+        s.last_ok.get_or_insert(written_unix);
+        s.failing_since.get_or_insert_with(now_unix);
+        s.last_error = Some(why.to_string());
     }
 
     /// Counts one more watched name until the guard is dropped.
@@ -195,5 +216,18 @@ mod tests {
         drop(g1);
         drop(g2);
         assert_eq!(s.snapshot().watched, 0);
+    }
+
+    #[test]
+    fn restored_names_are_stale_until_the_backend_answers() {
+        let s = NamerStatus::new("control", "127.0.0.1:4321");
+        s.restored(1_000.0, "serving from the cache file");
+        let snap = s.snapshot();
+        assert_eq!(snap.state, NamerState::Stale);
+        assert_eq!(snap.last_ok, Some(1_000.0));
+        s.failed("connection refused");
+        assert_eq!(s.state(), NamerState::Stale);
+        s.updated();
+        assert_eq!(s.state(), NamerState::Ok);
     }
 }

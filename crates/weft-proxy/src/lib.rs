@@ -164,12 +164,19 @@ impl Proxy {
         let reaches_peers = reaches_peers(config);
         let mut routers = Vec::new();
         let mut listeners = Vec::new();
+        let mut remote = Vec::new();
         for (rc, servers) in config.routers.iter().zip(bound) {
             let access_log = access_log(rc, metrics)?;
             let origination = origination(rc)?;
+            let router_interpreter = namers::router_interpreter(rc, &interpreter)?;
+            remote.push(
+                router_interpreter
+                    .is_remote()
+                    .then(|| router_interpreter.clone()),
+            );
             let router = shared.router(
                 rc,
-                interpreter.clone(),
+                router_interpreter,
                 access_log,
                 origination,
                 reaches_peers,
@@ -190,7 +197,7 @@ impl Proxy {
             routers.push(slot);
         }
         let routers = Routers::new(routers);
-        let reloader = Reloader::new(config.clone(), routers.clone(), interpreter, shared);
+        let reloader = Reloader::new(config.clone(), routers.clone(), interpreter, remote, shared);
         Ok(Proxy {
             routers,
             tap,

@@ -1,6 +1,7 @@
 //! Namer health metrics (`weft_namer_*`), refreshed from the namers' own status records on
 //! every scrape, so they can never disagree with `/namers.json`.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -55,6 +56,7 @@ pub(crate) struct NamerMetrics {
     errors: Family<NamerLabels, Counter>,
     watched: Family<NamerLabels, Gauge>,
     last_ok: Family<NamerLabels, Gauge>,
+    since_last_ok: Family<NamerLabels, Gauge<f64, AtomicU64>>,
     failing_since: Family<NamerLabels, Gauge>,
 }
 
@@ -67,6 +69,7 @@ impl NamerMetrics {
             errors: Family::default(),
             watched: Family::default(),
             last_ok: Family::default(),
+            since_last_ok: Family::default(),
             failing_since: Family::default(),
         };
         registry.register(
@@ -93,6 +96,11 @@ impl NamerMetrics {
             "namer_last_update_timestamp_seconds",
             "Unix time of a namer's last good answer from its backend",
             m.last_ok.clone(),
+        );
+        registry.register(
+            "namer_seconds_since_last_update",
+            "Seconds since a namer's last good answer from its backend (for the control plane's interpreter: 0 while a stream to control is open, then growing while the proxy routes on the last state it received)",
+            m.since_last_ok.clone(),
         );
         registry.register(
             "namer_failing_since_timestamp_seconds",
@@ -134,6 +142,9 @@ impl NamerMetrics {
                 .set(i64::try_from(s.watched).unwrap_or(i64::MAX));
             if let Some(t) = s.last_ok_unix {
                 self.last_ok.get_or_create(&labels).set(t as i64);
+                self.since_last_ok
+                    .get_or_create(&labels)
+                    .set((now_unix() - t).max(0.0));
             }
             match s.failing_since_unix {
                 Some(t) => {
@@ -145,6 +156,12 @@ impl NamerMetrics {
             }
         }
     }
+}
+
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Moves a counter up to `total` (counters only go up).

@@ -21,13 +21,16 @@
 //!   `marathon` namer;
 //! - [`metrics`]: fetching and reading the Prometheus text of the admin server;
 //! - [`tap`]: a live tap on the admin server, its events grouped by request;
-//! - [`tunnel`]: CONNECT tunnels over raw sockets.
+//! - [`tunnel`]: CONNECT tunnels over raw sockets;
+//! - [`ControlStub`]: the control plane's resolution service in process, for proxies with
+//!   `interpreter: {kind: control}`.
 //!
 //! No fixed ports, no sleeps to wait for readiness: everything binds port 0 and polls.
 
 pub mod broken;
 mod client;
 pub mod consul;
+mod control;
 mod disco;
 mod etcd;
 pub mod fake_k8s;
@@ -45,6 +48,7 @@ mod upstream;
 mod weft;
 
 pub use client::{Client, ClientError, FixedConnector, TestBody, TestResponse};
+pub use control::ControlStub;
 pub use disco::Disco;
 pub use etcd::Etcd;
 pub use http1_app::{Http1App, APP_VERSION_HEADER};

@@ -507,6 +507,14 @@ fn namer_health_checks(admin: &str, text: &str) -> Vec<Check> {
                     target,
                     format!("{kind} backend {backend}: no answer needed yet"),
                 ),
+                Some("stale") if kind == "control" => Check::fail(
+                    "namer",
+                    target,
+                    format!("control plane ({backend}) unreachable for {since}: {error}"),
+                    "the proxy keeps routing on the last state control sent (see \
+                     weft_namer_seconds_since_last_update); are the `weft control` instances up \
+                     and reachable from the proxy?",
+                ),
                 Some("stale") => Check::fail(
                     "namer",
                     target,

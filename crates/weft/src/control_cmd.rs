@@ -70,9 +70,10 @@ async fn serve(config: ControlConfig) -> anyhow::Result<()> {
     let control = Control::start(&config).await?;
     let api = bind(config.http_api, "httpApi").await?;
     let admin = bind(config.admin, "admin").await?;
+    let grpc = bind(config.grpc, "grpc").await?;
     let stop = CancellationToken::new();
     let signals = signals(stop.clone())?;
-    announce(admin.local_addr()?, api.local_addr()?)?;
+    announce(admin.local_addr()?, api.local_addr()?, grpc.local_addr()?)?;
     tracing::info!(storage = storage_kind(&config), "control plane ready");
     let api_task = tokio::spawn({
         let control = control.clone();
@@ -84,10 +85,20 @@ async fn serve(config: ControlConfig) -> anyhow::Result<()> {
         let stop = stop.clone();
         async move { control.serve_admin(admin, stop).await }
     });
+    let grpc_task = tokio::spawn({
+        let control = control.clone();
+        let stop = stop.clone();
+        async move {
+            if let Err(error) = control.serve_resolution(grpc, stop).await {
+                tracing::error!(%error, "resolution service stopped");
+            }
+        }
+    });
     stop.cancelled().await;
     tracing::info!("stopping");
     let _ = api_task.await;
     let _ = admin_task.await;
+    let _ = grpc_task.await;
     drop(signals);
     Ok(())
 }
@@ -113,12 +124,12 @@ fn signals(stop: CancellationToken) -> anyhow::Result<tokio::task::JoinHandle<()
 }
 
 /// Prints one JSON line on stdout once the listeners are bound (configs may use port 0):
-/// `{"event":"listening","admin":"ADDR","listeners":{"httpApi":["ADDR"]}}`.
-fn announce(admin: SocketAddr, api: SocketAddr) -> anyhow::Result<()> {
+/// `{"event":"listening","admin":"ADDR","listeners":{"httpApi":["ADDR"],"grpc":["ADDR"]}}`.
+fn announce(admin: SocketAddr, api: SocketAddr, grpc: SocketAddr) -> anyhow::Result<()> {
     let line = serde_json::json!({
         "event": "listening",
         "admin": admin.to_string(),
-        "listeners": {"httpApi": [api.to_string()]},
+        "listeners": {"httpApi": [api.to_string()], "grpc": [grpc.to_string()]},
     });
     let mut out = std::io::stdout().lock();
     writeln!(out, "{line}")?;

@@ -98,7 +98,15 @@ pub(crate) fn run(args: ProxyArgs) -> ExitCode {
                 tokio::spawn(spinner.run());
             }
             let reload = args.config.map(|path| (path, !args.no_watch_config));
-            serve(config, reload, inherited, args.upgrade, log_level, log_control).await
+            serve(
+                config,
+                reload,
+                inherited,
+                args.upgrade,
+                log_level,
+                log_control,
+            )
+            .await
         }),
         Err(e) => Err(e.into()),
     };

@@ -776,3 +776,83 @@ async fn mtls_clients_of_client_ids_may_write() {
         (StatusCode::OK, "/svc => /#/v2;\n")
     );
 }
+
+// === proxies through weft control ===
+
+/// The whole path of issue 15: two `weft control` instances sharing one etcd, a proxy
+/// binding through them (`interpreter: {kind: control}`), dtab updates through the HTTP API
+/// reaching the proxy, and the proxy failing over when the instance it used is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dtab_update_through_weft_control_reaches_the_proxy_even_when_one_instance_dies() {
+    let v1 = Upstream::ok("v1").await;
+    let v2 = Upstream::ok("v2").await;
+    let disco = Disco::new();
+    disco.write("v1", &v1.fs_line());
+    disco.write("v2", &v2.fs_line());
+    let namers = format!(
+        "namers:\n  - {{kind: fs, prefix: /#/fs, rootDir: '{}'}}\n",
+        disco.path().display()
+    );
+    let etcd = Etcd::start().await;
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut a = start_control(da.path(), &etcd_storage(&etcd), &namers).await;
+    let b = start_control(db.path(), &etcd_storage(&etcd), &namers).await;
+    let r = create(a.router("httpApi"), "default", "/svc/books => /#/fs/v1;").await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Weft::start(
+        bin(),
+        &format!(
+            "admin: {{ip: 127.0.0.1, port: 0}}\n\
+             routers:\n  - label: outbound\n    servers: [{{ip: 127.0.0.1, port: 0}}]\n    \
+             interpreter: {{kind: control, addresses: ['{}', '{}'], namespace: default, cacheFile: '{}'}}\n",
+            a.router("grpc"),
+            b.router("grpc"),
+            state.path().join("cache").display()
+        ),
+    )
+    .await;
+    let client = proxy.http1("outbound");
+    let reaches = |upstream: &'static str| {
+        let client = client.clone();
+        async move {
+            eventually(Duration::from_secs(20), || {
+                let client = client.clone();
+                async move {
+                    let r = client.get("books", "/").await.ok()?;
+                    (r.status == 200 && r.upstream() == Some(upstream)).then_some(())
+                }
+            })
+            .await
+            .is_some()
+        }
+    };
+    assert!(reaches("v1").await, "{}", proxy.stderr());
+
+    let r = update(
+        b.router("httpApi"),
+        "default",
+        "/svc/books => /#/fs/v2;",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    assert!(
+        reaches("v2").await,
+        "the update through B never reached the proxy"
+    );
+
+    // The instance the proxy talks to first goes away; changes still arrive through B.
+    a.signal(weft_test::Signal::Kill);
+    let _ = a.wait_exit(Duration::from_secs(10)).await;
+    let r = update(
+        b.router("httpApi"),
+        "default",
+        "/svc/books => /#/fs/v1;",
+        None,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    assert!(reaches("v1").await, "no failover to B: {}", proxy.stderr());
+}

@@ -4,6 +4,7 @@
 mod accepts;
 mod control;
 mod discovery;
+mod interpreter;
 mod rejects;
 mod resilience;
 mod telemetry;

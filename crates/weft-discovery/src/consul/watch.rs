@@ -60,7 +60,7 @@ pub(super) async fn service(
     let _watching = inner.status.watching();
     let mut catalog = subscribe_catalog(&inner, &key.dc);
     let mut catalog_alive = true;
-    let mut backoff = Backoff::new(inner.config.backoff);
+    let mut backoff = Backoff::new(inner.config.backoff.min, inner.config.backoff.max);
     let mut index = 0;
     let mut health: Option<Health> = None;
     let mut error: Option<Arc<str>> = None;
@@ -192,7 +192,7 @@ fn subscribe_catalog(inner: &Arc<Inner>, dc: &Option<Box<str>>) -> chan::Receive
 
 /// Keeps `tx` up to date with `dc`'s catalog until no service watch needs it.
 async fn catalog(inner: Arc<Inner>, dc: Option<Box<str>>, tx: chan::Sender<Catalog>) {
-    let mut backoff = Backoff::new(inner.config.backoff);
+    let mut backoff = Backoff::new(inner.config.backoff.min, inner.config.backoff.max);
     let mut index = 0;
     let mut query = catalog_query(inner.clone(), dc.clone(), 0, Instant::now());
     loop {

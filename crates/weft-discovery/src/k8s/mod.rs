@@ -208,7 +208,7 @@ fn resolution(state: &ServiceState, id: &Path, port: &PortSel) -> Resolution {
 /// Keeps `tx` up to date with the EndpointSlices of one service until nobody watches it.
 async fn watch_service(shared: Arc<Shared>, key: ServiceKey, tx: watch::Sender<ServiceState>) {
     let _watching = shared.status.watching();
-    let mut backoff = Backoff::new(shared.backoff);
+    let mut backoff = Backoff::new(shared.backoff.min, shared.backoff.max);
     let what = format!("EndpointSlices of {}/{}", key.0, key.1);
     let client = loop {
         match shared.client().await {

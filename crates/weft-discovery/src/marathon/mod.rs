@@ -347,7 +347,7 @@ async fn refresh(shared: Arc<Shared>, generation: u64) {
 }
 
 async fn poll(shared: &Shared, generation: u64) {
-    let mut backoff = Backoff::new(shared.backoff);
+    let mut backoff = Backoff::new(shared.backoff.min, shared.backoff.max);
     loop {
         let wait = match shared.read_apps().await {
             Ok((apps, hosts)) => {
@@ -374,7 +374,7 @@ async fn poll(shared: &Shared, generation: u64) {
 /// backoff. Event stream failures are logged, not counted as backend errors: the `ttl`
 /// reads still keep the names current, and their outcome is the namer's health.
 async fn follow_events(shared: &Shared) {
-    let mut backoff = Backoff::new(shared.backoff);
+    let mut backoff = Backoff::new(shared.backoff.min, shared.backoff.max);
     loop {
         match shared.events().await {
             Ok(body) => {

@@ -66,7 +66,12 @@ pub struct ReloadError {
 struct State {
     config: Config,
     routers: Routers,
+    /// The process's namers.
     interpreter: Interpreter,
+    /// Each router's own interpreter when it binds through the control plane
+    /// (`interpreter: {kind: control}`), by router index; kept while that section is
+    /// unchanged, so its streams to control and its last state survive a reload.
+    remote: Vec<Option<Interpreter>>,
     shared: Shared,
 }
 
@@ -153,6 +158,7 @@ impl Reloader {
         config: Config,
         routers: Routers,
         interpreter: Interpreter,
+        remote: Vec<Option<Interpreter>>,
         shared: Shared,
     ) -> Reloader {
         Reloader {
@@ -160,6 +166,7 @@ impl Reloader {
                 config,
                 routers,
                 interpreter,
+                remote,
                 shared,
             })),
         }
@@ -171,9 +178,15 @@ impl Reloader {
     }
 
     /// The health records of the namers in force (they change when a reload changes the
-    /// namers), with their prefixes.
+    /// namers), then of each router's connection to the control plane
+    /// (`/$/control/<router>`), with their prefixes.
     pub fn namer_statuses(&self) -> Vec<(weft_naming::Path, weft_naming::NamerStatus)> {
-        self.lock().interpreter.namer_statuses()
+        let state = self.lock();
+        let mut statuses = state.interpreter.namer_statuses();
+        for remote in state.remote.iter().flatten() {
+            statuses.extend(remote.namer_statuses());
+        }
+        statuses
     }
 
     /// Applies `new` in place of the configuration in force. Must run inside the tokio
@@ -216,6 +229,7 @@ impl Reloader {
         let reaches_peers = crate::reaches_peers(&new);
         let shared = &state.shared;
         let mut swaps = Vec::new();
+        let mut remote = state.remote.clone();
         for (i, rebuild) in plan.routers.iter().enumerate() {
             if !rebuild {
                 continue;
@@ -233,13 +247,21 @@ impl Reloader {
             } else {
                 crate::origination(rc).map_err(built)?
             };
-            // Same client settings (TLS included) and namers: the bound clients stay, with
-            // their upstream connections, load estimates and failure accrual.
-            let keep_clients = !plan.namers && before.client == rc.client;
+            let router_interpreter = match &remote[i] {
+                Some(kept) if before.interpreter == rc.interpreter => kept.clone(),
+                _ => crate::namers::router_interpreter(rc, &interpreter).map_err(built)?,
+            };
+            remote[i] = router_interpreter
+                .is_remote()
+                .then(|| router_interpreter.clone());
+            // Same client settings (TLS included), namers and interpreter: the bound clients
+            // stay, with their upstream connections, load estimates and failure accrual.
+            let keep_clients =
+                !plan.namers && before.client == rc.client && before.interpreter == rc.interpreter;
             let router = shared
                 .router(
                     rc,
-                    interpreter.clone(),
+                    router_interpreter,
                     access_log,
                     origination,
                     reaches_peers,
@@ -256,6 +278,7 @@ impl Reloader {
             })
             .collect();
         state.interpreter = interpreter;
+        state.remote = remote;
         state.config = new;
         Ok(Reloaded::Applied {
             routers,
