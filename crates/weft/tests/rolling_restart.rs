@@ -212,7 +212,23 @@ async fn rolling_restart(transport: Transport) {
         t.await.expect("load task");
     }
     let tally = tally.lock().unwrap();
+    let text = get_metrics(outbound.admin()).await;
+    let counted = |name: &str| metrics::sum(&text, name, &[]);
+    eprintln!(
+        "rolling restart: {} ok, {} failed; requeues {}, retries {}, ejections {}, revivals {}",
+        tally.ok,
+        tally.failed.len(),
+        counted("weft_requeues_total"),
+        counted("weft_retries_total"),
+        counted("weft_ejections_total"),
+        counted("weft_revivals_total"),
+    );
     assert!(tally.ok > 0, "no request succeeded");
+    assert_eq!(
+        counted("weft_ejections_total"),
+        0.0,
+        "a draining proxy is not a failing one: failure accrual must not eject it"
+    );
     assert!(
         tally.failed.is_empty(),
         "{} of {} requests failed across the rolling restart:\n{}\noutbound:\n{}",
