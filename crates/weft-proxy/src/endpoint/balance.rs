@@ -522,6 +522,43 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn a_draining_endpoint_is_picked_only_when_no_other_will_do() {
+        let (b, endpoints) = balancer(3, Duration::from_secs(10));
+        endpoints[0].pool.mark_draining();
+        for _ in 0..200 {
+            let Pick::Endpoint(e) = b.pick(&[]) else {
+                panic!("an endpoint");
+            };
+            assert_ne!(e.addr, endpoints[0].addr, "the draining one is avoided");
+        }
+        let refused = ProxyError::new(ErrorKind::ConnectionRefused, "refused");
+        assert!(!endpoints[0].blame(&refused), "a drain is not a failure");
+        assert!(endpoints[1].blame(&refused));
+        // Every endpoint draining: they are still picked.
+        endpoints[1].pool.mark_draining();
+        endpoints[2].pool.mark_draining();
+        assert!(matches!(b.pick(&[]), Pick::Endpoint(_)));
+    }
+
+    #[tokio::test]
+    async fn every_endpoint_ejected_is_panic_mode_not_failure() {
+        let (b, endpoints) = balancer(2, Duration::from_secs(10));
+        for e in &endpoints {
+            for _ in 0..5 {
+                b.record(e, false);
+            }
+            assert!(e.accrual.is_ejected());
+        }
+        let Pick::Endpoint(e) = b.pick(&[endpoints[0].addr]) else {
+            panic!("an endpoint");
+        };
+        assert_eq!(
+            e.addr, endpoints[1].addr,
+            "avoids what it was asked to avoid"
+        );
+    }
+
     #[test]
     fn weighted_draw_follows_weights() {
         let cumulative = [1.0, 10.0]; // weights 1 and 9

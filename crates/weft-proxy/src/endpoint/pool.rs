@@ -115,6 +115,12 @@ impl Pool {
         self.shared.draining.is_set()
     }
 
+    /// Marks the endpoint draining, as a closed connection would (unit tests).
+    #[cfg(test)]
+    pub(crate) fn mark_draining(&self) {
+        self.shared.draining.set_for(DRAINING_FOR);
+    }
+
     /// Sends `req` once: HTTP/2 requests on the shared HTTP/2 connection, others on a pooled
     /// HTTP/1.1 connection. With `fresh`, on a new connection (after a stale one failed).
     ///
