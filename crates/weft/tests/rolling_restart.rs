@@ -19,6 +19,8 @@ use weft_test::Signal;
 
 /// HTTP/1.1 keep-alive clients sending through the outbound proxy at once.
 const HTTP1_CLIENTS: usize = 4;
+/// Requests answered between one restart and the next.
+const SETTLE: u64 = 300;
 /// Rounds of restarting every inbound proxy.
 const ROUNDS: usize = 2;
 
@@ -167,6 +169,7 @@ async fn rolling_restart(transport: Transport) {
     )));
 
     // Every instance serves before the first restart.
+    let started = tokio::time::Instant::now();
     let all_serving = eventually(Duration::from_secs(10), || async {
         instances.iter().all(|i| i.app.requests() > 0).then_some(())
     })
@@ -192,12 +195,16 @@ async fn rolling_restart(transport: Transport) {
                 inst.addr,
                 "restarted on its address"
             );
-            // The outbound proxy sends to the restarted instance again before the next one
-            // goes down, as an operator's rolling update waits for readiness.
+            // The outbound proxy sends to the restarted instance again, and the load runs on
+            // for a while, before the next one goes down (as an operator's rolling update
+            // waits for readiness).
             let before = inst.app.requests();
+            let ok_before = tally.lock().unwrap().ok;
             let app = &inst.app;
+            let tally_ref = &tally;
             let back = eventually(Duration::from_secs(30), || async move {
-                (app.requests() > before).then_some(())
+                let ok = tally_ref.lock().unwrap().ok;
+                (app.requests() > before && ok >= ok_before + SETTLE).then_some(())
             })
             .await;
             assert!(
@@ -207,6 +214,7 @@ async fn rolling_restart(transport: Transport) {
         }
     }
 
+    eprintln!("restarts done after {:?}", started.elapsed());
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.expect("load task");
@@ -215,7 +223,8 @@ async fn rolling_restart(transport: Transport) {
     let text = get_metrics(outbound.admin()).await;
     let counted = |name: &str| metrics::sum(&text, name, &[]);
     eprintln!(
-        "rolling restart: {} ok, {} failed; requeues {}, retries {}, ejections {}, revivals {}",
+        "rolling restart ({}): {} ok, {} failed; requeues {}, retries {}, ejections {}, revivals {}",
+        if transport == Transport::Plain { "plain" } else { "mtls" },
         tally.ok,
         tally.failed.len(),
         counted("weft_requeues_total"),
