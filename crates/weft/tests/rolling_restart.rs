@@ -180,8 +180,7 @@ async fn rolling_restart(transport: Transport) {
     );
 
     for _round in 0..ROUNDS {
-        for i in 0..instances.len() {
-            let inst = &mut instances[i];
+        for (i, inst) in instances.iter_mut().enumerate() {
             inst.weft.signal(Signal::Term);
             let status = inst.weft.wait_exit(Duration::from_secs(15)).await;
             assert!(
@@ -219,8 +218,8 @@ async fn rolling_restart(transport: Transport) {
     for t in tasks {
         t.await.expect("load task");
     }
-    let tally = tally.lock().unwrap();
     let text = get_metrics(outbound.admin()).await;
+    let tally = tally.lock().unwrap();
     let counted = |name: &str| metrics::sum(&text, name, &[]);
     eprintln!(
         "rolling restart ({}): {} ok, {} failed; requeues {}, retries {}, ejections {}, revivals {}",
