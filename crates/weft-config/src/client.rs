@@ -25,9 +25,9 @@ pub struct ClientConfig {
     pub load_balancer: LoadBalancerConfig,
     /// Ejection of failing endpoints (yaml `failureAccrual`).
     pub failure_accrual: FailureAccrualConfig,
-    /// How long a request waits, while failure accrual has ejected every endpoint of its
-    /// client, for one to come back before it fails with 503 `failfast` (yaml
-    /// `failFastTimeout`, a duration > 0); default 3s.
+    /// Accepted for compatibility and unused (yaml `failFastTimeout`, a duration > 0;
+    /// default 3s): while failure accrual has ejected every endpoint of a client, requests go
+    /// to them anyway (panic mode) instead of waiting for one and failing with 503 `failfast`.
     #[serde(serialize_with = "ser_duration")]
     pub fail_fast_timeout: Duration,
     /// Bounds the re-sends to another endpoint of requests whose connection the endpoint

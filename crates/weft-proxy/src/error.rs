@@ -94,7 +94,9 @@ pub enum ErrorKind {
     BindingTimeout,
     /// The name is bound but has no endpoints. 503.
     NoEndpoints,
-    /// Every endpoint stayed ejected by failure accrual for the failfast timeout. 503.
+    /// Every endpoint stayed ejected by failure accrual for the failfast timeout. 503. No
+    /// longer produced by the proxy: with every endpoint ejected it picks among them anyway
+    /// (panic mode); the reason stays reserved for dashboards and alerts that name it.
     FailFast,
     /// The endpoint refused the TCP connection. 502, safe to retry.
     ConnectionRefused,

@@ -110,6 +110,7 @@ struct Inner {
     endpoint_requests: Family<EndpointLabels, Counter>,
     ejections: Family<ClientLabels, Counter>,
     revivals: Family<ClientLabels, Counter>,
+    panic_picks: Family<ClientLabels, Counter>,
     retries: Family<ServiceLabels, Counter>,
     requeues: Family<ServiceLabels, Counter>,
     budget_exhausted: Family<BudgetLabels, Counter>,
@@ -213,6 +214,7 @@ impl Metrics {
         let endpoints_ejected = Family::default();
         let ejections = Family::default();
         let revivals = Family::default();
+        let panic_picks = Family::default();
         let retries = Family::default();
         let requeues = Family::default();
         let budget_exhausted = Family::default();
@@ -296,6 +298,11 @@ impl Metrics {
             revivals.clone(),
         );
         registry.register(
+            "panic_picks",
+            "Picks made while every endpoint of a bound client was ejected by failure accrual (panic mode: ejection ignored)",
+            panic_picks.clone(),
+        );
+        registry.register(
             "retries",
             "Requests sent again after a retryable failure",
             retries.clone(),
@@ -364,6 +371,7 @@ impl Metrics {
                 endpoint_requests,
                 ejections,
                 revivals,
+                panic_picks,
                 retries,
                 requeues,
                 budget_exhausted,
@@ -722,6 +730,15 @@ impl ClientMetrics {
         self.metrics
             .inner
             .revivals
+            .get_or_create(&self.client_labels())
+            .inc();
+    }
+
+    /// An endpoint was picked while every endpoint was ejected (panic mode).
+    pub fn panic_pick(&self) {
+        self.metrics
+            .inner
+            .panic_picks
             .get_or_create(&self.client_labels())
             .inc();
     }

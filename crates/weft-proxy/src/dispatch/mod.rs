@@ -1,5 +1,4 @@
-//! Sending one request upstream, attempt after attempt: failfast while every endpoint is
-//! ejected, requeues of requests that never reached the application, fresh connections for
+//! Sending one request upstream, attempt after attempt: requeues of requests that never reached the application, fresh connections for
 //! requests a stale pooled connection lost, retries of retryable failures within the
 //! service's budget, per-attempt timeouts, and a short hold of the response head so an
 //! upstream that dies right after its headers becomes a clean, retryable proxy error.
@@ -170,11 +169,7 @@ impl Dispatch<'_> {
                         balancer.requeue_budget().deposit();
                         deposited = Some(balancer.clone());
                     }
-                    // Only the first attempt waits out failfast; a later one that finds every
-                    // endpoint ejected answers with what the earlier attempts got.
-                    let picked = balancer
-                        .pick_or_failfast(tried.as_slice(), attempt == 1)
-                        .await;
+                    let picked = balancer.pick_endpoint(tried.as_slice());
                     let endpoint = match (picked, last) {
                         (Ok(e), kept) => {
                             last = kept;
@@ -205,13 +200,13 @@ impl Dispatch<'_> {
                 }
                 Err(err) => err,
             };
-            if err.blames_endpoint() {
+            if endpoint.blame(&err) {
                 balancer.record(&endpoint, false);
             }
             let next = if attempt == MAX_ATTEMPTS {
                 Next::Stop
             } else {
-                self.next(&err, &balancer)
+                self.next(&err, &balancer, endpoint.is_draining())
             };
             tracing::debug!(error = %err, ?next, "attempt failed");
             match next {
@@ -240,13 +235,20 @@ impl Dispatch<'_> {
 
     /// What follows a failed attempt: the one place where an error's fault and retry safety
     /// become a requeue, a fresh connection, a retry, or the answer.
-    fn next(&self, err: &ProxyError, balancer: &Balancer) -> Next {
+    /// `draining`: the endpoint is taken to be draining, so a request it never processed goes
+    /// to another endpoint rather than to a new connection to it.
+    fn next(&self, err: &ProxyError, balancer: &Balancer, draining: bool) -> Next {
         if !self.body.is_replayable() {
             // Too large to keep, or broken by the client: nothing to send again.
             return Next::Stop;
         }
         match err.retry() {
             Retry::Never => Next::Stop,
+            // Not processed by a draining endpoint: another endpoint, with no budget (as for a
+            // fresh connection, nothing was processed twice).
+            Retry::Unsent | Retry::Stale { written: false } if draining && balancer.len() > 1 => {
+                Next::Requeue
+            }
             // A connection the endpoint refused (or dropped at once): another endpoint, if
             // there is one, within the requeue budget.
             Retry::Unsent if err.blames_endpoint() => {

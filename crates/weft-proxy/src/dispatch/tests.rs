@@ -295,17 +295,18 @@ async fn a_retryable_5xx_is_retried_within_the_budget_and_then_passed_on() {
 }
 
 #[tokio::test]
-async fn every_endpoint_ejected_fails_fast_with_one_reason() {
+async fn every_endpoint_ejected_is_still_tried_in_panic_mode() {
     let a = App::refusing();
-    let client = "{failFastTimeout: 50ms, failureAccrual: {kind: consecutiveFailures, failures: 1, backoff: {min: 60s, max: 60s}}}";
+    let client =
+        "{failureAccrual: {kind: consecutiveFailures, failures: 1, backoff: {min: 60s, max: 60s}}}";
     let t = Test::new(&[(A, a)], client, "{}").await;
     let first = t.send(Method::GET, empty()).await.err().expect("refused");
     assert_eq!(first.kind(), ErrorKind::ConnectionRefused);
     assert!(first.blames_endpoint());
-    // Ejected now: waits out failfast, then says so.
-    let second = t.send(Method::GET, empty()).await.err().expect("failfast");
-    assert_eq!(second.kind(), ErrorKind::FailFast);
-    assert_eq!(second.kind().status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Ejected now, and the only one: it is tried anyway, not failed fast.
+    let second = t.send(Method::GET, empty()).await.err().expect("refused");
+    assert_eq!(second.kind(), ErrorKind::ConnectionRefused);
+    assert_eq!(t.counter("weft_panic_picks", &[]), 1.0);
 }
 
 #[tokio::test]

@@ -99,6 +99,7 @@ impl Accrual {
     }
 
     /// When the next ejected endpoint's backoff ends, if it is ejected.
+    #[cfg(test)]
     pub(crate) fn ejected_until(&self) -> Option<Instant> {
         match self.lock().phase {
             Phase::Ejected { until } => Some(until),

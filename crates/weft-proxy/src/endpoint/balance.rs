@@ -7,11 +7,9 @@
 //! updates, and each endpoint's peak-EWMA estimate sits behind its own short lock.
 
 use std::net::SocketAddr;
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::retry::budget::TpsBudget;
 use weft_config::{ClientConfig, FailureAccrualConfig, UpstreamProtocol};
@@ -45,11 +43,6 @@ pub(crate) enum Pick {
     Endpoint(Arc<Endpoint>),
     /// Discovery knows no endpoints.
     Empty,
-    /// Every endpoint is ejected by failure accrual; the earliest may be probed at `next`.
-    AllEjected {
-        /// When the first ejection's backoff ends.
-        next: Option<Instant>,
-    },
 }
 
 /// P2C over peak-EWMA for one bound name (its `client`), skipping endpoints that failure
@@ -58,13 +51,10 @@ pub(crate) struct Balancer {
     set: RwLock<Arc<EndpointSet>>,
     connect_timeout: Duration,
     pool_idle_timeout: Duration,
-    fail_fast: Duration,
     accrual: FailureAccrualConfig,
     requeue_budget: TpsBudget,
     metrics: ClientMetrics,
     decay: Duration,
-    /// Woken when discovery changes, so requests waiting in failfast look again.
-    changed: Notify,
     /// The endpoints are peer weft proxies: HTTP/1 requests go to them over HTTP/2.
     meshed: bool,
     /// TLS towards the endpoints, when configured.
@@ -100,7 +90,6 @@ impl Balancer {
             })),
             connect_timeout: config.connect_timeout,
             pool_idle_timeout: config.pool_idle_timeout,
-            fail_fast: config.fail_fast_timeout,
             accrual: config.failure_accrual.clone(),
             requeue_budget: TpsBudget::new(
                 budget.ttl,
@@ -109,7 +98,6 @@ impl Balancer {
             ),
             metrics,
             decay: config.load_balancer.decay,
-            changed: Notify::new(),
             meshed,
             tls,
             protocol: config.protocol,
@@ -165,7 +153,6 @@ impl Balancer {
             cumulative,
         });
         drop(guard);
-        self.changed.notify_waiters();
     }
 
     /// True when the endpoints are peer weft proxies (proxy-to-proxy HTTP/2).
@@ -188,61 +175,20 @@ impl Balancer {
         &self.requeue_budget
     }
 
-    /// Picks an endpoint (avoiding those in `avoid` while others are available); while
-    /// every endpoint is ejected by failure accrual and `wait` is set, waits for one to come
-    /// back, at most the failfast timeout. The one way every protocol picks, so one state has
-    /// one reason.
+    /// Picks an endpoint (avoiding those in `avoid` while others are available). The one way
+    /// every protocol picks, so one state has one reason.
     ///
     /// # Errors
-    /// `no-endpoints` (503) when discovery knows none; `failfast` (503) when every endpoint
-    /// stayed ejected (at once, without `wait`).
-    pub(crate) async fn pick_or_failfast(
-        &self,
-        avoid: &[SocketAddr],
-        wait: bool,
-    ) -> Result<Arc<Endpoint>, ProxyError> {
+    /// `no-endpoints` (503) when discovery knows none. While every endpoint is ejected by
+    /// failure accrual the pick ignores ejection (panic mode, see [`Balancer::pick`]) rather
+    /// than failing.
+    pub(crate) fn pick_endpoint(&self, avoid: &[SocketAddr]) -> Result<Arc<Endpoint>, ProxyError> {
         match self.pick(avoid) {
             Pick::Endpoint(e) => Ok(e),
-            // Boxed: waiting out failfast is rare, and its future (timer, notification) large.
-            _ => Box::pin(self.wait_for_endpoint(avoid, wait)).await,
-        }
-    }
-
-    /// [`Balancer::pick_or_failfast`] when the first pick found none.
-    async fn wait_for_endpoint(
-        &self,
-        avoid: &[SocketAddr],
-        wait: bool,
-    ) -> Result<Arc<Endpoint>, ProxyError> {
-        let deadline = Instant::now() + self.fail_fast;
-        loop {
-            // Registered before looking, so an update between the pick and the wait is seen.
-            let changed = self.changed.notified();
-            match self.pick(avoid) {
-                Pick::Endpoint(e) => return Ok(e),
-                Pick::Empty => {
-                    return Err(ProxyError::new(
-                        ErrorKind::NoEndpoints,
-                        "no endpoints in discovery",
-                    ))
-                }
-                Pick::AllEjected { next } => {
-                    if !wait || Instant::now() >= deadline {
-                        return Err(ProxyError::new(
-                            ErrorKind::FailFast,
-                            format!(
-                                "every endpoint ejected by failure accrual for {:?}",
-                                self.fail_fast
-                            ),
-                        ));
-                    }
-                    let wake = next.map_or(deadline, |n| n.min(deadline));
-                    tokio::select! {
-                        () = tokio::time::sleep_until(wake) => {}
-                        () = changed => {}
-                    }
-                }
-            }
+            Pick::Empty => Err(ProxyError::new(
+                ErrorKind::NoEndpoints,
+                "no endpoints in discovery",
+            )),
         }
     }
 
@@ -259,7 +205,7 @@ impl Balancer {
     ) -> Result<ClientIo, ProxyError> {
         let connected = endpoint.pool.connector().connect(alpn).await;
         if let Err(err) = &connected {
-            if err.blames_endpoint() {
+            if endpoint.blame(err) {
                 self.record(endpoint, false);
             }
         }
@@ -300,8 +246,9 @@ impl Balancer {
 
     /// Picks an endpoint: two candidates drawn at random in proportion to their weights, the
     /// one with the lower peak-EWMA cost wins (either, when the costs are within the noise
-    /// band; the loser's estimate relaxes towards the winner's: `load.rs`). Ejected endpoints, and (while others are
-    /// available) those in `avoid`, are skipped.
+    /// band; the loser's estimate relaxes towards the winner's: `load.rs`). Ejected endpoints
+    /// are skipped, and (while others are available) draining ones and those in `avoid`.
+    /// When every endpoint is ejected, one is picked at random regardless (panic mode).
     pub(crate) fn pick(&self, avoid: &[SocketAddr]) -> Pick {
         let set = self.snapshot();
         let now = Instant::now();
@@ -324,7 +271,11 @@ impl Balancer {
             return Pick::Empty;
         }
         let usable = |i: usize| set.endpoints[i].accrual.is_available(now);
-        let preferred = |i: usize| usable(i) && !avoid.contains(&set.endpoints[i].addr);
+        // A draining endpoint is picked only when no other will do.
+        let preferred = |i: usize| {
+            let e = &set.endpoints[i];
+            usable(i) && !e.is_draining() && !avoid.contains(&e.addr)
+        };
         let a = draw(n, set.cumulative.as_deref());
         let mut b = draw(n, set.cumulative.as_deref());
         if n > 1 && a == b {
@@ -351,13 +302,19 @@ impl Balancer {
                 endpoint.accrual.on_pick(now);
                 Pick::Endpoint(endpoint)
             }
-            None => Pick::AllEjected {
-                next: set
-                    .endpoints
-                    .iter()
-                    .filter_map(|e| e.accrual.ejected_until())
-                    .min(),
-            },
+            None => {
+                // Panic mode (Envoy's panic threshold, here at 0%): every endpoint is ejected
+                // or carrying its probe, so accrual no longer tells them apart. Failing every
+                // request would make a whole-service blip (a rolling restart, a shared
+                // dependency's hiccup) an outage: spread the load over all of them instead.
+                let start = fastrand::usize(..n);
+                let i = (0..n)
+                    .map(|i| (start + i) % n)
+                    .find(|i| !avoid.contains(&set.endpoints[*i].addr))
+                    .unwrap_or(start);
+                self.metrics.panic_pick();
+                Pick::Endpoint(set.endpoints[i].clone())
+            }
         }
     }
 
@@ -377,8 +334,7 @@ impl Balancer {
             load: Load::new(self.decay),
             accrual: Accrual::new(self.accrual.clone()),
             requests: self.metrics.endpoint_requests(&addr.to_string()),
-            http1_only: AtomicBool::new(false),
-            http1_only_until: std::sync::Mutex::new(None),
+            http1_only: super::Mark::default(),
             authority: super::authority_of(a),
         }
     }
@@ -563,6 +519,43 @@ mod tests {
         assert!(
             share > 0.25,
             "recovered endpoint's share in 2 x decay: {after:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_draining_endpoint_is_picked_only_when_no_other_will_do() {
+        let (b, endpoints) = balancer(3, Duration::from_secs(10));
+        endpoints[0].pool.mark_draining();
+        for _ in 0..200 {
+            let Pick::Endpoint(e) = b.pick(&[]) else {
+                panic!("an endpoint");
+            };
+            assert_ne!(e.addr, endpoints[0].addr, "the draining one is avoided");
+        }
+        let refused = ProxyError::new(ErrorKind::ConnectionRefused, "refused");
+        assert!(!endpoints[0].blame(&refused), "a drain is not a failure");
+        assert!(endpoints[1].blame(&refused));
+        // Every endpoint draining: they are still picked.
+        endpoints[1].pool.mark_draining();
+        endpoints[2].pool.mark_draining();
+        assert!(matches!(b.pick(&[]), Pick::Endpoint(_)));
+    }
+
+    #[tokio::test]
+    async fn every_endpoint_ejected_is_panic_mode_not_failure() {
+        let (b, endpoints) = balancer(2, Duration::from_secs(10));
+        for e in &endpoints {
+            for _ in 0..5 {
+                b.record(e, false);
+            }
+            assert!(e.accrual.is_ejected());
+        }
+        let Pick::Endpoint(e) = b.pick(&[endpoints[0].addr]) else {
+            panic!("an endpoint");
+        };
+        assert_eq!(
+            e.addr, endpoints[1].addr,
+            "avoids what it was asked to avoid"
         );
     }
 

@@ -43,6 +43,11 @@ impl Connector {
         }
     }
 
+    /// The address it connects to.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     /// Opens one connection offering `alpn` to servers outside the mesh.
     ///
     /// # Errors

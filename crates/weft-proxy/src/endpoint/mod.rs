@@ -7,13 +7,12 @@ mod accrual;
 mod balance;
 mod connect;
 mod load;
+mod mark;
 mod pool;
 mod preface;
 mod replay;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use http::header::{HeaderValue, HOST};
@@ -37,6 +36,7 @@ pub(crate) use replay::{ReplayError, Source};
 
 use accrual::Accrual;
 use load::Load;
+use mark::Mark;
 use pool::Pool;
 
 /// How long an endpoint that refused HTTP/2 is taken to speak HTTP/1.1 only. Short, because
@@ -61,8 +61,7 @@ pub(crate) struct Endpoint {
     requests: Counter,
     /// Learned when the endpoint refused HTTP/2: it speaks HTTP/1.1 only (`protocol: auto`),
     /// until the time inside (see [`HTTP1_ONLY_FOR`]).
-    http1_only: AtomicBool,
-    http1_only_until: Mutex<Option<Instant>>,
+    http1_only: Mark,
     /// The authority requests to this endpoint carry instead of the client's, when its namer
     /// gave one (the consul namer's `setHost`).
     authority: Option<Authority>,
@@ -141,7 +140,8 @@ impl Endpoint {
                 }
                 let sent_at = e.sent_at();
                 let err = connect::classify_send(e, self.addr);
-                if let (true, Some(at)) = (err.blames_endpoint(), sent_at) {
+                // A draining endpoint's refusals are the drain's, not a slow endpoint's.
+                if let (true, Some(at)) = (self.blame(&err), sent_at) {
                     self.failed(at.elapsed());
                 }
                 Err(err)
@@ -155,6 +155,13 @@ impl Endpoint {
         self.load.failed(elapsed, Instant::now());
     }
 
+    /// True when `err` counts against this endpoint (failure accrual, load): it is the
+    /// endpoint's own failure (`ProxyError::blames_endpoint`) and the endpoint is not
+    /// draining, whose refusals and closes are the drain's, not a failure.
+    pub(crate) fn blame(&self, err: &ProxyError) -> bool {
+        err.blames_endpoint() && !self.is_draining()
+    }
+
     /// True when the endpoint is a weft proxy (a peer, or this proxy itself).
     pub(crate) fn is_proxy(&self) -> bool {
         self.is_proxy
@@ -163,27 +170,19 @@ impl Endpoint {
     /// True while the endpoint is taken to speak HTTP/1.1 only (it refused HTTP/2 within
     /// [`HTTP1_ONLY_FOR`]). One atomic load when it is not.
     pub(crate) fn is_http1_only(&self) -> bool {
-        if !self.http1_only.load(Ordering::Relaxed) {
-            return false;
-        }
-        let until = *self
-            .http1_only_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if until.is_some_and(|t| Instant::now() < t) {
-            return true;
-        }
-        self.http1_only.store(false, Ordering::Relaxed);
-        false
+        self.http1_only.is_set()
+    }
+
+    /// True while the endpoint is taken to be draining (see [`pool::DRAINING_FOR`]): the
+    /// balancer prefers other endpoints, and its failures do not count for failure accrual.
+    /// One atomic load when it is not.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.pool.is_draining()
     }
 
     /// Remembers that the endpoint speaks HTTP/1.1 only, for [`HTTP1_ONLY_FOR`].
     fn set_http1_only(&self) {
-        *self
-            .http1_only_until
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now() + HTTP1_ONLY_FOR);
-        if !self.http1_only.swap(true, Ordering::Relaxed) {
+        if self.http1_only.set_for(HTTP1_ONLY_FOR) {
             tracing::info!(endpoint = %self.addr, "endpoint speaks HTTP/1.1 only; HTTP/2 requests go to it as HTTP/1.1");
         }
     }

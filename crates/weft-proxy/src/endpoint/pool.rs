@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use weft_tls::Alpn;
 
 use super::connect::{Connector, SendError};
+use super::mark::Mark;
 use super::preface::{Preface, Sniffed};
 use super::replay::ReplayBody;
 use crate::tls::ClientIo;
@@ -31,6 +32,17 @@ use crate::tls::ClientIo;
 /// HTTP/1 connections pooled per endpoint at most (in use or idle); connections beyond it
 /// serve their one exchange and close.
 const MAX_POOLED: usize = 256;
+
+/// How long an endpoint counts as draining after it showed it (it closed a pooled
+/// connection: `Connection: close`, an idle close, an HTTP/2 GOAWAY or refused stream), unless
+/// a connection to it succeeds first. Long enough to cover a drain (`shutdownGrace`, 10 s by
+/// default) and a restart; an endpoint that is still refusing after it is simply failing, and
+/// failure accrual counts it again.
+pub(crate) const DRAINING_FOR: Duration = Duration::from_secs(30);
+
+/// While an endpoint is draining, how often a connection to it is tried in the background, so
+/// the endpoint is back in the balancer as soon as it (or its successor) accepts again.
+const PROBE_EVERY: Duration = Duration::from_millis(100);
 
 /// Sends requests to one endpoint: HTTP/2 requests over one multiplexed connection, others
 /// over a pool of HTTP/1.1 connections.
@@ -48,6 +60,9 @@ struct Shared {
     /// Held while an HTTP/2 connection is being made, so concurrent first requests share one.
     h2_connecting: tokio::sync::Mutex<()>,
     reaper: AtomicBool,
+    /// Set when the endpoint closed a connection of the pool (it may be draining), cleared
+    /// by the next successful connect or after [`DRAINING_FOR`].
+    draining: Mark,
 }
 
 /// One HTTP/1 connection of the pool.
@@ -82,6 +97,7 @@ impl Pool {
                 h2: Mutex::new(None),
                 h2_connecting: tokio::sync::Mutex::new(()),
                 reaper: AtomicBool::new(false),
+                draining: Mark::default(),
             }),
         }
     }
@@ -90,6 +106,19 @@ impl Pool {
     /// their own).
     pub(crate) fn connector(&self) -> &Connector {
         &self.shared.connector
+    }
+
+    /// True while the endpoint is taken to be draining: it closed a pooled connection or
+    /// refused a stream, and no connection to it has succeeded since (at most
+    /// [`DRAINING_FOR`]). One atomic load when it is not.
+    pub(crate) fn is_draining(&self) -> bool {
+        self.shared.draining.is_set()
+    }
+
+    /// Marks the endpoint draining, as a closed connection would (unit tests).
+    #[cfg(test)]
+    pub(crate) fn mark_draining(&self) {
+        self.shared.draining.set_for(DRAINING_FOR);
     }
 
     /// Sends `req` once: HTTP/2 requests on the shared HTTP/2 connection, others on a pooled
@@ -149,11 +178,39 @@ impl Shared {
 
     /// A ready pooled connection, the most recently used first (its socket is warm and the
     /// least likely to have been closed by the server's idle timeout).
-    fn checkout_h1(&self) -> Option<http1::SendRequest<ReplayBody>> {
+    fn checkout_h1(self: &Arc<Self>) -> Option<http1::SendRequest<ReplayBody>> {
         let mut pool = self.h1.lock().unwrap_or_else(PoisonError::into_inner);
+        let before = pool.len();
         pool.retain(|p| !p.tx.is_closed());
+        if pool.len() < before {
+            // The endpoint closed them (this pool closes only connections it removed): it
+            // answered `Connection: close` or closed idle ones, as a draining proxy does.
+            self.closed_by_endpoint();
+        }
         let i = pool.iter().rposition(|p| p.tx.is_ready())?;
         Some(pool.swap_remove(i).tx)
+    }
+
+    /// The endpoint closed a connection or refused a stream: it may be draining. Marks it so
+    /// (the balancer prefers other endpoints meanwhile) and, if it was not marked, probes it
+    /// in the background until a connection succeeds, which clears the mark.
+    fn closed_by_endpoint(self: &Arc<Self>) {
+        if !self.draining.set_for(DRAINING_FOR) {
+            return;
+        }
+        tracing::debug!(endpoint = %self.connector.addr(), "endpoint closed a connection; preferring others while it may be draining");
+        let weak: Weak<Shared> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROBE_EVERY).await;
+                let Some(shared) = weak.upgrade() else { return };
+                if !shared.draining.is_set() {
+                    return;
+                }
+                // Success clears the mark (in `connect`); the probe's connection is dropped.
+                let _ = shared.connect(Alpn::Http1).await;
+            }
+        });
     }
 
     /// Puts a connection back right after its response head: it becomes ready (and may be
@@ -184,10 +241,15 @@ impl Shared {
     }
 
     async fn connect(&self, alpn: Alpn) -> Result<ClientIo, SendError> {
-        self.connector
+        let io = self
+            .connector
             .connect(alpn)
             .await
-            .map_err(SendError::Connect)
+            .map_err(SendError::Connect)?;
+        if self.draining.clear() {
+            tracing::debug!(endpoint = %self.connector.addr(), "endpoint accepts connections again");
+        }
+        Ok(io)
     }
 
     async fn send_h2(
@@ -209,8 +271,9 @@ impl Shared {
                 let unsent = err.take_message().is_some();
                 if unsent || tx.is_closed() {
                     // Refused before it was sent (GOAWAY, or the connection closed): the
-                    // next request makes a new connection.
+                    // next request makes a new connection, preferably to another endpoint.
                     self.forget_h2(&tx);
+                    self.closed_by_endpoint();
                 }
                 if !preface.spoke_http2() {
                     return Err(SendError::Http1Only);
@@ -225,9 +288,16 @@ impl Shared {
         }
     }
 
-    fn h2_conn(&self) -> Option<H2Conn> {
-        let slot = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
-        slot.as_ref().filter(|c| !c.tx.is_closed()).cloned()
+    fn h2_conn(self: &Arc<Self>) -> Option<H2Conn> {
+        let mut slot = self.h2.lock().unwrap_or_else(PoisonError::into_inner);
+        if slot.as_ref().is_some_and(|c| c.tx.is_closed()) {
+            // The endpoint ended it (GOAWAY, or closed): no new streams on it.
+            *slot = None;
+            drop(slot);
+            self.closed_by_endpoint();
+            return None;
+        }
+        slot.clone()
     }
 
     /// Forgets the HTTP/2 connection `tx` after it refused a request or closed; streams
@@ -244,7 +314,7 @@ impl Shared {
 
     /// The shared HTTP/2 connection, made now if there is none (or, with `fresh`, a new one
     /// replacing it). Over TLS, a server that does not pick `h2` speaks HTTP/1.1 only.
-    async fn connect_h2(&self, fresh: bool) -> Result<H2Conn, SendError> {
+    async fn connect_h2(self: &Arc<Self>, fresh: bool) -> Result<H2Conn, SendError> {
         let _one_at_a_time = self.h2_connecting.lock().await;
         if !fresh {
             if let Some(conn) = self.h2_conn() {

@@ -17,7 +17,7 @@ use crate::error::ProxyError;
 /// `/tcp/<port>`; the stream closes after `idle` without a byte either way.
 ///
 /// # Errors
-/// Binding, picking (`no-endpoints`, `failfast`) or connecting failed; the connection is
+/// Binding, picking (`no-endpoints`) or connecting failed; the connection is
 /// then closed.
 pub(crate) async fn proxy<D>(
     downstream: D,
@@ -33,7 +33,7 @@ where
     let balancer = clients
         .bind(&clients.service(&name), &Dtab::empty())
         .await?;
-    let endpoint = balancer.pick_or_failfast(&[], true).await?;
+    let endpoint = balancer.pick_endpoint(&[])?;
     crate::record_in_span("endpoint", &endpoint.addr);
     let upstream = balancer.connect(&endpoint, Alpn::None).await?;
     balancer.record(&endpoint, true);

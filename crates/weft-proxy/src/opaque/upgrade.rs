@@ -80,7 +80,7 @@ impl Upgrade<'_> {
         mut headers: HeaderMap,
     ) -> Result<Forwarded, ProxyError> {
         let balancer = self.clients.bind(self.service, self.local).await?;
-        let endpoint = balancer.pick_or_failfast(&[], true).await?;
+        let endpoint = balancer.pick_endpoint(&[])?;
         crate::record_in_span("endpoint", &endpoint.addr);
         let io = balancer.connect(&endpoint, Alpn::Http1).await?;
         let addr = endpoint.addr;
