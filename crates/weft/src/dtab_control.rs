@@ -65,6 +65,14 @@ pub(crate) struct WriteArgs {
     /// otherwise fail with "version mismatch" and change nothing.
     #[arg(long, value_name = "V")]
     if_version: Option<String>,
+    /// update only: write nothing; show, for every name proxies route in the namespace right
+    /// now, how it binds under the stored dtab and under this one.
+    #[arg(long)]
+    dry_run: bool,
+    /// update only: write even if a name proxies route would then bind to nothing (neg),
+    /// which is otherwise refused.
+    #[arg(long)]
+    force: bool,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -154,8 +162,8 @@ async fn get(args: GetArgs) -> anyhow::Result<String> {
 async fn write(args: WriteArgs, method: Method) -> anyhow::Result<String> {
     let ns = &args.namespace;
     let creating = method == Method::POST;
-    if creating && args.if_version.is_some() {
-        bail!("--if-version applies to update and delete only");
+    if creating && (args.if_version.is_some() || args.dry_run || args.force) {
+        bail!("--if-version, --dry-run and --force apply to update only");
     }
     let text = read_input(&args.file)?;
     // Checked here too, so a typo is reported with its line and column before any request.
@@ -165,8 +173,17 @@ async fn write(args: WriteArgs, method: Method) -> anyhow::Result<String> {
         headers.push(("if-match", format!("\"{v}\"")));
     }
     let body = Some(Bytes::from(text));
-    let answer = request(&args.control, method, &dtabs_path(ns), &headers, body).await?;
+    let mut path = dtabs_path(ns);
+    if args.dry_run {
+        path.push_str("?dryRun=true");
+    } else if args.force {
+        path.push_str("?force=true");
+    }
+    let answer = request(&args.control, method, &path, &headers, body).await?;
     let answer = ok(answer, Some(ns))?;
+    if args.dry_run {
+        return dry_run_report(&answer, args.output);
+    }
     let version = answer.etag().unwrap_or_default();
     let verb = if creating { "created" } else { "updated" };
     Ok(match args.output {
@@ -237,6 +254,73 @@ fn read_input(file: &str) -> anyhow::Result<String> {
 
 /// The answer if it is a success; otherwise an error that says what happened in the
 /// operator's terms.
+/// The names proxies route and how the proposed dtab would change them: one line each,
+/// changed ones marked `*`, as `old -> new`.
+fn dry_run_report(answer: &Answer, format: Output) -> anyhow::Result<String> {
+    let report: serde_json::Value =
+        serde_json::from_str(&answer.body).context("the dry run answer is not JSON")?;
+    if format == Output::Json {
+        return Ok(output::json(&report, false));
+    }
+    let names = report["names"].as_array().cloned().unwrap_or_default();
+    if names.is_empty() {
+        return Ok("no proxy routes a name in this namespace right now
+"
+        .into());
+    }
+    let mut out = String::new();
+    let mut changed = 0;
+    for n in &names {
+        let mark = if n["changed"] == true {
+            changed += 1;
+            "*"
+        } else {
+            " "
+        };
+        let local = n["localDtab"].as_str().unwrap_or("");
+        let local = if local.is_empty() {
+            String::new()
+        } else {
+            format!(" (local {local})")
+        };
+        out.push_str(&format!(
+            "{mark} {}{local} [{} proxies]: {} -> {}
+",
+            n["path"].as_str().unwrap_or("?"),
+            n["proxies"],
+            binding_summary(&n["old"]),
+            binding_summary(&n["new"]),
+        ));
+    }
+    out.push_str(&format!(
+        "{changed} of {} routed names change binding; nothing was written
+",
+        names.len()
+    ));
+    Ok(out)
+}
+
+/// `bound /#/fs/v1 (90%), /#/fs/v2 (10%)`, or the state (`neg`, `error: ...`).
+fn binding_summary(b: &serde_json::Value) -> String {
+    let state = b["state"].as_str().unwrap_or("?");
+    match state {
+        "bound" => {
+            let names: Vec<String> = b["names"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|n| {
+                    let share = n["weight"].as_f64().unwrap_or(0.0) * 100.0;
+                    format!("{} ({share:.0}%)", n["id"].as_str().unwrap_or("?"))
+                })
+                .collect();
+            names.join(", ")
+        }
+        "error" => format!("error: {}", b["error"].as_str().unwrap_or("")),
+        other => other.to_owned(),
+    }
+}
+
 fn ok(answer: Answer, ns: Option<&str>) -> anyhow::Result<Answer> {
     if answer.status.is_success() {
         return Ok(answer);
@@ -257,6 +341,7 @@ fn ok(answer: Answer, ns: Option<&str>) -> anyhow::Result<Answer> {
         StatusCode::FORBIDDEN => bail!("forbidden: {reason}"),
         StatusCode::BAD_REQUEST => bail!("refused: {reason}"),
         StatusCode::PAYLOAD_TOO_LARGE => bail!("refused: {reason}"),
+        StatusCode::UNPROCESSABLE_ENTITY => bail!("refused: {reason} (--force)"),
         StatusCode::SERVICE_UNAVAILABLE => bail!("control plane unavailable: {reason}"),
         status => bail!("control plane answered {status}: {reason}"),
     }

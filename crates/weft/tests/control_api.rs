@@ -830,6 +830,43 @@ async fn a_dtab_update_through_weft_control_reaches_the_proxy_even_when_one_inst
     };
     assert!(reaches("v1").await, "{}", proxy.stderr());
 
+    // Safe rollout, asked of the instance the proxy streams from (each instance knows the
+    // names routed through it): a dry run shows the routed name moving, and writes nothing...
+    let api_a = a.router("httpApi");
+    let dry = call(
+        api_a,
+        Method::PUT,
+        "/api/1/dtabs/default?dryRun=true",
+        &[AUTH, DTAB_TEXT],
+        "/svc/books => /#/fs/v2;",
+    )
+    .await;
+    assert_eq!(dry.status, StatusCode::OK, "{}", dry.text());
+    let report: serde_json::Value = serde_json::from_slice(&dry.body).unwrap();
+    let name = &report["names"][0];
+    assert_eq!(name["path"], "/svc/books", "{report:#}");
+    assert_eq!(name["changed"], true, "{report:#}");
+    assert_eq!(name["old"]["names"][0]["id"], "/#/fs/v1", "{report:#}");
+    assert_eq!(name["new"]["names"][0]["id"], "/#/fs/v2", "{report:#}");
+    assert_eq!(
+        get_text(api_a, "default").await.text(),
+        "/svc/books => /#/fs/v1;\n"
+    );
+    // ...and a dtab that leaves the routed name bound to nothing is refused unless forced.
+    let orphaning = "/svc/other => /#/fs/v1;";
+    let refused = update(api_a, "default", orphaning, None).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        refused.text()
+    );
+    assert!(refused.text().contains("/svc/books"), "{}", refused.text());
+    assert_eq!(
+        get_text(api_a, "default").await.text(),
+        "/svc/books => /#/fs/v1;\n"
+    );
+
     let r = update(
         b.router("httpApi"),
         "default",

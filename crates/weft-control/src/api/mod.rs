@@ -6,13 +6,15 @@
 //! | `GET /api/1/dtabs/<ns>` | the dtab, JSON `[{prefix, dst}]` or `application/dtab` text per `Accept`; `ETag: "<version>"` |
 //! | `GET /api/1/dtabs/<ns>?watch=true` | newline-delimited JSON, one object per version |
 //! | `POST /api/1/dtabs/<ns>` | create; 409 if it exists |
-//! | `PUT /api/1/dtabs/<ns>` | update; `If-Match` gives 412 on a lost update; 404 if absent |
+//! | `PUT /api/1/dtabs/<ns>` | update; `If-Match` gives 412 on a lost update; 404 if absent; 422 if a name proxies route would bind to nothing (unless `?force=true`) |
+//! | `PUT /api/1/dtabs/<ns>?dryRun=true` | nothing written: every name proxies route in `<ns>`, bound under the stored and the proposed dtab |
 //! | `DELETE /api/1/dtabs/<ns>` | delete; 404 if absent |
 //! | `GET /api/1/delegate/<ns>?path=` | the delegation tree, as the proxy admin's `/delegator.json` |
 //! | `GET /api/1/resolve/<ns>?path=` | the bound endpoints |
 
 mod codec;
 mod naming;
+mod rollout;
 mod watch;
 
 use bytes::{Buf, BufMut, Bytes};
@@ -98,10 +100,36 @@ where
         }
         (Method::PUT, "dtabs", Some(ns)) => {
             let expected = if_match(req.headers());
-            let result = match read_dtab(req).await {
-                Ok(dtab) => control.store().update(ns, &dtab, expected.as_deref()).await,
+            let dtab = match read_dtab(req).await {
+                Ok(dtab) => dtab,
                 Err(refused) => return written(control, refused.response()),
             };
+            let dry_run = param(&query, "dryRun").as_deref() == Some("true");
+            let force = param(&query, "force").as_deref() == Some("true");
+            // The check costs a read and a binding per routed name: only when proxies route
+            // names of this namespace.
+            let routed = || {
+                control
+                    .resolution()
+                    .watched()
+                    .iter()
+                    .any(|w| w.namespace == ns)
+            };
+            if dry_run || (!force && routed()) {
+                let current = match control.store().get(ns).await {
+                    Ok(Some(v)) => v.dtab,
+                    Ok(None) => return store_error(control, "get", &StoreError::not_found(ns)),
+                    Err(e) => return store_error(control, "get", &e),
+                };
+                let changes = rollout::changes(control, ns, &current, &dtab).await;
+                if dry_run {
+                    return rollout::dry_run(ns, &changes);
+                }
+                if let Some(refused) = rollout::refuse_lost(&changes) {
+                    return written(control, refused);
+                }
+            }
+            let result = control.store().update(ns, &dtab, expected.as_deref()).await;
             written(control, stored(control, "update", result))
         }
         (Method::DELETE, "dtabs", Some(ns)) => {

@@ -62,23 +62,34 @@ pub(crate) async fn resolve(control: &Control, ns: &str, query: &str) -> Rsp {
         Ok(i) => i,
         Err(rsp) => return rsp,
     };
-    let binding = control.interpreter().bind(dtab, path.clone());
+    let current = bind_settled(control, dtab, path.clone()).await;
+    json(StatusCode::OK, &state_json(&path, &current))
+}
+
+/// Binds `path` under `dtab` with the control plane's namers, waiting up to 5 s for namers
+/// still loading (then `Pending`).
+pub(crate) async fn bind_settled(control: &Control, dtab: Dtab, path: Path) -> BindState {
+    let binding = control.interpreter().bind(dtab, path);
     let mut state = binding.state();
     let settled = state.wait_for(|s| !matches!(s, BindState::Pending));
     let _ = tokio::time::timeout(BIND_WAIT, settled).await;
     let current = state.borrow().clone();
-    let body = match current {
+    current
+}
+
+/// A binding as JSON: `{"path", "state", "names"}` (see [`resolve`]).
+pub(crate) fn state_json(path: &Path, state: &BindState) -> serde_json::Value {
+    match state {
         BindState::Pending => serde_json::json!({"path": path.to_string(), "state": "pending"}),
         BindState::Failed(e) => {
-            serde_json::json!({"path": path.to_string(), "state": "error", "error": &*e})
+            serde_json::json!({"path": path.to_string(), "state": "error", "error": &**e})
         }
         BindState::Bound(tree) => serde_json::json!({
             "path": path.to_string(),
-            "state": outcome(&tree),
-            "names": names(&tree, 1.0),
+            "state": outcome(tree),
+            "names": names(tree, 1.0),
         }),
-    };
-    json(StatusCode::OK, &body)
+    }
 }
 
 fn outcome(tree: &BoundTree) -> &'static str {
