@@ -5,7 +5,9 @@
 //!
 //! `cargo run --release -p weft-resolve --example control_load -- ADDR PROXIES NAMES SECS`
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use weft_naming::{BindState, Dtab, Path};
 use weft_resolve::{ControlInterpreter, ControlSettings};
