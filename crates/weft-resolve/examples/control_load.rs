@@ -38,7 +38,10 @@ async fn main() {
     for b in &bindings {
         let mut state = b.state();
         let done = state.wait_for(|s| !matches!(s, BindState::Pending));
-        if tokio::time::timeout(Duration::from_secs(60), done).await.is_ok() {
+        if tokio::time::timeout(Duration::from_secs(60), done)
+            .await
+            .is_ok()
+        {
             settled += 1;
         }
     }
