@@ -19,6 +19,9 @@ use crate::convert;
 use crate::proto;
 use crate::proto::resolver_server::{Resolver, ResolverServer};
 
+/// The most names one proxy connection may watch at once (HTTP/2 concurrent streams).
+pub const MAX_STREAMS_PER_PROXY: u32 = 100_000;
+
 /// How long a `Delegate` call waits for namers that are still loading.
 pub const DELEGATE_WAIT: Duration = Duration::from_secs(5);
 
@@ -211,7 +214,11 @@ impl ResolveService {
                             tower::ServiceExt::oneshot(server.clone(), req)
                         });
                         let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                        h2.keep_alive_interval(Some(Duration::from_secs(20)))
+                        // A proxy opens one stream per name it routes, all on one
+                        // connection: hyper's default of 200 concurrent streams would leave
+                        // the 201st name waiting forever.
+                        h2.max_concurrent_streams(MAX_STREAMS_PER_PROXY)
+                            .keep_alive_interval(Some(Duration::from_secs(20)))
                             .keep_alive_timeout(Duration::from_secs(10))
                             .timer(hyper_util::rt::TokioTimer::new());
                         if let Err(e) = h2.serve_connection(TokioIo::new(io), svc).await {

@@ -457,3 +457,22 @@ async fn a_dtab_change_that_binds_the_same_tree_sends_nothing() {
     );
     control.kill().await;
 }
+
+#[tokio::test]
+async fn a_proxy_routing_more_names_than_hyper_allows_streams_by_default_gets_them_all() {
+    let dtabs = Arc::new(MemoryDtabs::default());
+    dtabs.set("default", dtab("/svc => /#/fs/books"));
+    let dir = disco();
+    let control = Control::start(dtabs, dir.path()).await;
+    let c = client(&[control.addr], None);
+    let interpreter = c.interpreter();
+    // One connection, one stream per name: past hyper's default of 200 concurrent streams.
+    let bindings: Vec<Binding> = (0..300)
+        .map(|n| interpreter.bind(Dtab::empty(), p(&format!("/svc/name{n}"))))
+        .collect();
+    for (n, b) in bindings.iter().enumerate() {
+        let state = wait_for(b, &format!("name {n}"), |s| port(s).is_some()).await;
+        assert_eq!(port(&state), Some(8001));
+    }
+    control.kill().await;
+}
