@@ -20,7 +20,7 @@ use crate::proto;
 use crate::proto::resolver_server::{Resolver, ResolverServer};
 
 /// The most names one proxy connection may watch at once (HTTP/2 concurrent streams).
-pub const MAX_STREAMS_PER_PROXY: u32 = 100_000;
+pub(crate) const MAX_STREAMS_PER_PROXY: u32 = 100_000;
 
 /// How long a `Delegate` call waits for namers that are still loading.
 pub const DELEGATE_WAIT: Duration = Duration::from_secs(5);
