@@ -8,9 +8,9 @@ mod upgrade;
 
 pub(crate) use tcp::proxy;
 
-/// The server's connection tracker, put into an upgrade request's extensions: the spliced
+/// The server's connection tracker, carried with the downstream connection: a spliced
 /// tunnel outlives the HTTP/1 connection it came from, and a drain must wait for it (up to
 /// the shutdown grace) like for any connection.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub(crate) struct Tunnels(pub(crate) tokio_util::task::TaskTracker);
 pub(crate) use upgrade::{is_upgrade, switches_protocols, Upgrade};

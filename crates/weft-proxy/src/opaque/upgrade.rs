@@ -32,6 +32,8 @@ pub(crate) struct Upgrade<'a> {
     pub(crate) classifier: Classifier,
     /// Weft proxies the request passed through before this one (`l5d-hop-count`).
     pub(crate) hops: u32,
+    /// Where the spliced tunnel runs (the server's connection tracker).
+    pub(crate) tunnels: &'a super::Tunnels,
     /// The tunnel closes after this long without a byte either way (`tcpIdleTimeout`).
     pub(crate) idle: Duration,
     /// Bytes to the upstream and to the downstream.
@@ -140,10 +142,7 @@ impl Upgrade<'_> {
                     Err(error) => tracing::debug!(%error, "upgrade failed"),
                 }
             };
-            match downstream.extensions().get::<super::Tunnels>() {
-                Some(tunnels) => drop(tunnels.0.spawn(tunnel)),
-                None => drop(tokio::spawn(tunnel)),
-            }
+            self.tunnels.0.spawn(tunnel);
         }
         Ok(Forwarded::upgraded(
             rsp,

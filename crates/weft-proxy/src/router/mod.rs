@@ -54,6 +54,8 @@ pub(crate) struct Downstream {
     pub(crate) addr: SocketAddr,
     pub(crate) id: Option<Arc<str>>,
     pub(crate) clear_context: bool,
+    /// Where upgraded tunnels of this connection run, so a drain waits for them.
+    pub(crate) tunnels: opaque::Tunnels,
 }
 
 /// What a router is built from besides its configuration.
@@ -273,6 +275,7 @@ impl Router {
                 service: &service,
                 classifier: route.classifier,
                 hops,
+                tunnels: &from.tunnels,
                 idle: self.config.tcp_idle_timeout,
                 counters: [
                     self.metrics.tcp_bytes("to_upstream"),

@@ -374,6 +374,7 @@ impl Connection {
             addr: peer,
             id: client,
             clear_context,
+            tunnels,
         });
         let result = if h2 {
             let svc = service_fn(move |req: Request<Incoming>| {
@@ -397,9 +398,6 @@ impl Connection {
                     req.extensions_mut().insert(RawHead(head));
                 }
                 let connect = req.method() == Method::CONNECT;
-                if connect || req.headers().contains_key(http::header::UPGRADE) {
-                    req.extensions_mut().insert(tunnels.clone());
-                }
                 let span = request_span(&req);
                 async move {
                     let mut rsp = router.handle(req, &from).await;
