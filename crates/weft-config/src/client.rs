@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::naming;
 use crate::values::ser_duration;
 use crate::RetryBudget;
 
@@ -41,6 +42,35 @@ pub struct ClientConfig {
     /// server outside the mesh (`{serverName, trustRoots}`); `None`: plaintext.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<crate::ClientTlsConfig>,
+    /// Settings for the bound names under a prefix (yaml `configs`, Linkerd 1's `static`
+    /// client configs): each entry is these settings with the keys it sets replaced; the
+    /// first entry in file order whose prefix matches a bound name applies to it (see
+    /// [`ClientConfig::for_bound`]). Empty in the entries themselves.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub configs: Vec<PrefixedClientConfig>,
+}
+
+/// The client settings of the bound names under `prefix` (one entry of yaml
+/// `client.configs`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrefixedClientConfig {
+    /// Matched against bound names (`/#/fs/books`, `/%/port/4143/#/gateways/b`) by whole
+    /// segments.
+    pub prefix: naming::Path,
+    /// The settings (its own `configs` is empty).
+    #[serde(flatten)]
+    pub config: ClientConfig,
+}
+
+impl ClientConfig {
+    /// The settings for the bound name `id`: those of the first `configs` entry whose prefix
+    /// matches it, else these.
+    pub fn for_bound(&self, id: &naming::Path) -> &ClientConfig {
+        self.configs
+            .iter()
+            .find(|c| id.starts_with(&c.prefix))
+            .map_or(self, |c| &c.config)
+    }
 }
 
 impl ClientConfig {
@@ -55,6 +85,7 @@ impl ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
+            configs: Vec::new(),
             protocol: UpstreamProtocol::default(),
             connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
             pool_idle_timeout: Self::DEFAULT_POOL_IDLE_TIMEOUT,

@@ -34,7 +34,8 @@ use std::path::Path as FsPath;
 use serde::Serialize;
 
 pub use client::{
-    Backoff, ClientConfig, FailureAccrualConfig, LoadBalancerConfig, UpstreamProtocol,
+    Backoff, ClientConfig, FailureAccrualConfig, LoadBalancerConfig, PrefixedClientConfig,
+    UpstreamProtocol,
 };
 pub use control::{
     ControlAuth, ControlConfig, ControlTls, EtcdConfig, EtcdPassword, ReadAccess, StorageConfig,
@@ -50,8 +51,8 @@ pub use telemetry::{
     AccessLogConfig, AccessLogFormat, AccessLogTarget, ExporterConfig, StatsdConfig, TracingConfig,
 };
 pub use tls::{
-    CertificateFiles, ClientTlsConfig, IdentitySettings, IngressTlsConfig, IssuerSettings,
-    ServerTlsConfig,
+    CertificateFiles, ClientTlsConfig, FederationSettings, IdentitySettings, IngressTlsConfig,
+    IssuerSettings, ServerTlsConfig,
 };
 pub use types::{
     AdminConfig, ControlInterpreterConfig, IdentifierConfig, InterpreterConfig, NamerConfig,

@@ -38,6 +38,14 @@ pub(crate) struct RawIdentity {
     pub(crate) key: Option<String>,
     pub(crate) trust_bundle: Option<String>,
     pub(crate) issuer: Option<RawIssuer>,
+    pub(crate) federation: Option<Vec<RawFederation>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawFederation {
+    pub(crate) trust_domain: Option<String>,
+    pub(crate) trust_bundle: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -55,7 +63,7 @@ pub(crate) struct RawServerTls {
     pub(crate) authorized_clients: Option<Vec<String>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawClientTls {
     pub(crate) server_identity: Option<String>,
@@ -355,7 +363,7 @@ pub(crate) enum IdentifierKindName {
     Static,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawClient {
     pub(crate) protocol: Option<UpstreamProtocol>,
@@ -366,9 +374,33 @@ pub(crate) struct RawClient {
     pub(crate) fail_fast_timeout: Option<Dur>,
     pub(crate) requeue_budget: Option<RawBudget>,
     pub(crate) tls: Option<RawClientTls>,
+    /// Only in an entry of `configs`: the bound names it applies to.
+    pub(crate) prefix: Option<NamePath>,
+    /// Only at the top of `client`: per-prefix settings.
+    pub(crate) configs: Option<Vec<RawClient>>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+impl RawClient {
+    /// `self`'s keys over `base`'s: each key `self` sets replaces `base`'s whole value.
+    pub(crate) fn over(self, base: &RawClient) -> RawClient {
+        RawClient {
+            protocol: self.protocol.or(base.protocol),
+            load_balancer: self.load_balancer.or_else(|| base.load_balancer.clone()),
+            failure_accrual: self
+                .failure_accrual
+                .or_else(|| base.failure_accrual.clone()),
+            connect_timeout: self.connect_timeout.or(base.connect_timeout),
+            pool_idle_timeout: self.pool_idle_timeout.or(base.pool_idle_timeout),
+            fail_fast_timeout: self.fail_fast_timeout.or(base.fail_fast_timeout),
+            requeue_budget: self.requeue_budget.or_else(|| base.requeue_budget.clone()),
+            tls: self.tls.or_else(|| base.tls.clone()),
+            prefix: self.prefix,
+            configs: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawLoadBalancer {
     pub(crate) kind: Option<LoadBalancerKindName>,
@@ -381,7 +413,7 @@ pub(crate) enum LoadBalancerKindName {
     Ewma,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawFailureAccrual {
     pub(crate) kind: Option<FailureAccrualKindName>,
@@ -401,7 +433,7 @@ pub(crate) enum FailureAccrualKindName {
     None,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawBackoff {
     pub(crate) min: Option<Dur>,
@@ -426,7 +458,7 @@ pub(crate) struct RawRetries {
     pub(crate) buffer_bytes: Option<usize>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct RawBudget {
     pub(crate) percent_can_retry: Option<f64>,

@@ -23,6 +23,22 @@ pub struct IdentitySettings {
     /// `key`. `None`: the files are put there by someone else (and watched).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub issuer: Option<IssuerSettings>,
+    /// Other trust domains whose proxies are accepted as peers (yaml `federation`), each with
+    /// its own anchors; a gateway between clusters trusts both (see `docs/gateway.md`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub federation: Vec<FederationSettings>,
+}
+
+/// One federated trust domain (yaml `identity.federation[]`): a peer whose SPIFFE ID is in
+/// `trust_domain` must chain to the anchors in `trust_bundle` (SPIFFE federation; the SPIFFE
+/// Trust Domain and Bundle specification, section 5).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FederationSettings {
+    /// The trust domain (yaml `trustDomain`), a DNS-like name such as `cluster-b.example`.
+    pub trust_domain: String,
+    /// PEM file of its trust anchors (yaml `trustBundle`), watched with the identity files.
+    pub trust_bundle: PathBuf,
 }
 
 /// The CA a proxy gets its certificate from (yaml `identity.issuer`); see

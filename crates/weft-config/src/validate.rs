@@ -379,7 +379,45 @@ fn identifier(raw: Option<RawIdentifier>, p: &KeyPath) -> Result<IdentifierConfi
     })
 }
 
-fn client(raw: RawClient, p: &KeyPath, base_dir: &FsPath) -> Result<ClientConfig> {
+/// The router's `client`, and each `configs` entry as the top-level keys with its own
+/// replacing them.
+fn client(mut raw: RawClient, p: &KeyPath, base_dir: &FsPath) -> Result<ClientConfig> {
+    if raw.prefix.is_some() {
+        return invalid(
+            &p.key("prefix"),
+            "`prefix` belongs in an entry of `client.configs`",
+        );
+    }
+    let entries = raw.configs.take().unwrap_or_default();
+    let mut top = client_settings(raw.clone(), p, base_dir)?;
+    for (i, entry) in entries.into_iter().enumerate() {
+        let ep = p.key("configs").index(i);
+        if entry.configs.is_some() {
+            return invalid(&ep.key("configs"), "`configs` entries cannot nest");
+        }
+        let Some(prefix) = entry.prefix.clone() else {
+            return invalid(
+                &ep.key("prefix"),
+                "missing `prefix`: the bound names these settings apply to, like /#/gateways",
+            );
+        };
+        let config = client_settings(entry.over(&raw), &ep, base_dir)?;
+        // Origination trust roots are loaded once per router, from the top-level `tls`.
+        if let (Some(ClientTlsConfig::Origin { .. }), true) = (&config.tls, config.tls != top.tls) {
+            return invalid(
+                &ep.key("tls"),
+                "an entry's `tls` can only be mesh TLS (`serverIdentity`); TLS to servers outside the mesh is set in the top-level `client.tls`",
+            );
+        }
+        top.configs.push(PrefixedClientConfig {
+            prefix: prefix.0,
+            config,
+        });
+    }
+    Ok(top)
+}
+
+fn client_settings(raw: RawClient, p: &KeyPath, base_dir: &FsPath) -> Result<ClientConfig> {
     let d = ClientConfig::default();
     let lb = raw.load_balancer.unwrap_or_default();
     let lbp = p.key("loadBalancer");
@@ -418,6 +456,7 @@ fn client(raw: RawClient, p: &KeyPath, base_dir: &FsPath) -> Result<ClientConfig
             .tls
             .map(|t| tls::client_tls(t, &p.key("tls"), base_dir))
             .transpose()?,
+        configs: Vec::new(),
     })
 }
 

@@ -39,16 +39,29 @@ pub(crate) async fn load(settings: &IdentitySettings) -> io::Result<Identity> {
         }
         None => None,
     };
-    let identity = Identity::load(&weft_tls::IdentityConfig {
-        cert: settings.cert.clone(),
-        key: settings.key.clone(),
-        trust_bundle: settings.trust_bundle.clone(),
-    })
-    .map_err(invalid)?;
+    let identity = Identity::load(&identity_config(settings)).map_err(invalid)?;
     identity.watch();
     tracing::info!(id = %identity.spiffe_id(), "identity loaded");
     if let Some((cfg, validity)) = renewal {
         tokio::spawn(weft_tls::ca::keep_renewed(cfg, Some(validity)));
     }
     Ok(identity)
+}
+
+/// The files `weft-tls` loads for the configured identity: certificate, key, our trust
+/// bundle and one bundle per federated trust domain.
+pub fn identity_config(settings: &IdentitySettings) -> weft_tls::IdentityConfig {
+    weft_tls::IdentityConfig {
+        cert: settings.cert.clone(),
+        key: settings.key.clone(),
+        trust_bundle: settings.trust_bundle.clone(),
+        federation: settings
+            .federation
+            .iter()
+            .map(|f| weft_tls::FederatedBundle {
+                trust_domain: f.trust_domain.clone(),
+                trust_bundle: f.trust_bundle.clone(),
+            })
+            .collect(),
+    }
 }

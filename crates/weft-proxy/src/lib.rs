@@ -83,6 +83,7 @@ use weft_telemetry::Metrics;
 
 pub use dispatch::ProxyBody;
 pub use error::{ErrorKind, Fault, ProxyError, Retry};
+pub use identity::identity_config;
 pub use namers::interpreter;
 pub use reload::{ReloadError, Reloaded, Reloader, Routers};
 pub use router::Router;

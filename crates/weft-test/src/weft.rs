@@ -35,7 +35,7 @@ pub struct Weft {
     routers: BTreeMap<String, Vec<SocketAddr>>,
     output: Output,
     config_path: PathBuf,
-    _dir: TempDir,
+    _dir: Option<TempDir>,
 }
 
 /// A signal to send to weft.
@@ -104,13 +104,7 @@ impl Weft {
         flags: &[&str],
         config: &str,
     ) -> Result<Weft, String> {
-        let args: Vec<&str> = ["proxy"]
-            .iter()
-            .chain(flags)
-            .chain(&["-c"])
-            .copied()
-            .collect();
-        Weft::launch(bin.as_ref(), &args, config).await
+        Weft::launch(bin.as_ref(), &proxy_args(flags), config).await
     }
 
     /// Starts `bin control -c <tempdir>/weft.yaml` (the control plane) and waits until it is
@@ -129,9 +123,39 @@ impl Weft {
         Weft::launch(bin.as_ref(), &["control", "-c"], config).await
     }
 
+    /// Starts `bin proxy <flags> -c <config_path>` with a config file that already exists
+    /// (relative paths in it are taken from its directory, e.g. a directory of
+    /// `examples/`), and waits until it is listening and ready.
+    ///
+    /// # Errors
+    /// A description including weft's stderr when it does not start.
+    pub async fn try_start_file(
+        bin: impl AsRef<Path>,
+        flags: &[&str],
+        config_path: &Path,
+    ) -> Result<Weft, String> {
+        Weft::launch_at(
+            bin.as_ref(),
+            &proxy_args(flags),
+            config_path.to_path_buf(),
+            None,
+        )
+        .await
+    }
+
     /// Runs `bin <args> <config file>`, waits for the `listening` line and for `/ready`.
     async fn launch(bin: &Path, args: &[&str], config: &str) -> Result<Weft, String> {
         let (dir, config_path) = write_config(config);
+        Weft::launch_at(bin, args, config_path, Some(dir)).await
+    }
+
+    /// [`Weft::launch`] with the config file at `config_path`, kept in `dir` if given.
+    async fn launch_at(
+        bin: &Path,
+        args: &[&str],
+        config_path: PathBuf,
+        dir: Option<TempDir>,
+    ) -> Result<Weft, String> {
         let mut child = spawn(bin, args, &config_path)?;
         let (listening_tx, listening_rx) = oneshot::channel();
         let output = Output::capture(&mut child, Some(listening_tx));
@@ -330,6 +354,15 @@ impl Weft {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+}
+
+/// `proxy <flags> -c`: the arguments before the config file.
+fn proxy_args<'a>(flags: &[&'a str]) -> Vec<&'a str> {
+    ["proxy"]
+        .into_iter()
+        .chain(flags.iter().copied())
+        .chain(["-c"])
+        .collect()
 }
 
 fn write_config(config: &str) -> (TempDir, PathBuf) {

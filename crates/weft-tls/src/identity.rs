@@ -30,6 +30,19 @@ pub struct IdentityConfig {
     pub key: PathBuf,
     /// The trust anchors (one or more self-signed roots) that peers' chains must lead to.
     pub trust_bundle: PathBuf,
+    /// Other trust domains whose peers are accepted, each with its own anchors (SPIFFE
+    /// federation: a peer's chain must lead to the bundle of the trust domain its SPIFFE ID
+    /// names). Empty: only peers of our own trust domain.
+    pub federation: Vec<FederatedBundle>,
+}
+
+/// A federated trust domain and the file holding its trust anchors (PEM).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FederatedBundle {
+    /// The trust domain, e.g. `cluster-b.example` (the host part of its SPIFFE IDs).
+    pub trust_domain: String,
+    /// PEM file of the trust domain's anchors, watched and reloaded with the identity.
+    pub trust_bundle: PathBuf,
 }
 
 /// A proxy's identity: SPIFFE ID, certificate chain and key, and trust bundle, reloaded live.
@@ -54,7 +67,8 @@ pub(crate) type State = Reloading<IdentityFiles>;
 /// The three files of an identity and the provider that validates them.
 pub(crate) struct IdentityFiles {
     cfg: IdentityConfig,
-    paths: [PathBuf; 3],
+    /// cert, key, bundle, then one bundle per federated trust domain.
+    paths: Vec<PathBuf>,
     pub(crate) provider: Arc<CryptoProvider>,
 }
 
@@ -67,10 +81,16 @@ impl Source for IdentityFiles {
     }
 
     fn build(&self, files: &[Vec<u8>], now: UnixTime) -> Result<Material, TlsError> {
-        let [cert, key, bundle] = files else {
+        let [cert, key, bundle, federated @ ..] = files else {
             return Err(TlsError::new("identity: expected three files"));
         };
-        Material::build(&self.cfg, [cert, key, bundle], &self.provider, now)
+        Material::build(
+            &self.cfg,
+            [cert, key, bundle],
+            federated,
+            &self.provider,
+            now,
+        )
     }
 
     fn applied(&self, m: &Material) {
@@ -104,7 +124,11 @@ impl Identity {
     pub fn load(cfg: &IdentityConfig) -> Result<Identity, TlsError> {
         let state = Reloading::load(IdentityFiles {
             cfg: cfg.clone(),
-            paths: [cfg.cert.clone(), cfg.key.clone(), cfg.trust_bundle.clone()],
+            paths: [&cfg.cert, &cfg.key, &cfg.trust_bundle]
+                .into_iter()
+                .chain(cfg.federation.iter().map(|f| &f.trust_bundle))
+                .cloned()
+                .collect(),
             provider: verify::provider(),
         })?;
         Ok(Identity {
@@ -139,8 +163,9 @@ impl Identity {
         crate::server_name_for(&self.spiffe_id()).ok()
     }
 
-    /// The inbound rustls config: TLS 1.3 only, requires a client certificate chained to the
-    /// current bundle with a SPIFFE ID in our trust domain, ALPN `h2` and `http/1.1`, and no
+    /// The inbound rustls config: TLS 1.3 only, requires a client certificate with a SPIFFE
+    /// ID in our trust domain chained to the current bundle (or in a federated trust domain,
+    /// chained to that domain's bundle), ALPN `h2` and `http/1.1`, and no
     /// session resumption (every connection sees the current material).
     pub fn server_config(&self) -> Arc<ServerConfig> {
         self.inner
@@ -162,8 +187,9 @@ impl Identity {
     }
 
     /// The outbound rustls config for a server expected to be `expected_server_id`: presents
-    /// our certificate, requires the server's chain to lead to the current bundle and its
-    /// certificate to carry exactly that SPIFFE ID (URI SAN). TLS 1.3, ALPN `h2` and
+    /// our certificate, requires the server's certificate to carry exactly that SPIFFE ID
+    /// (URI SAN) and its chain to lead to the current bundle (the federated bundle when the
+    /// ID's trust domain is a federated one). TLS 1.3, ALPN `h2` and
     /// `http/1.1`, no resumption. Cached per expected ID. Connect with the SNI from
     /// [`crate::server_name_for`].
     pub fn client_config(&self, expected_server_id: &str) -> Arc<ClientConfig> {

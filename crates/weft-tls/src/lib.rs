@@ -22,7 +22,7 @@ mod verify;
 
 pub use error::TlsError;
 pub use explain::{cert_problem, explain, CertProblem};
-pub use identity::{Identity, IdentityConfig};
+pub use identity::{FederatedBundle, Identity, IdentityConfig};
 pub use ingress::ServerCertificates;
 pub use origin::{Alpn, Origination};
 pub use spiffe::server_name_for;

@@ -1,5 +1,6 @@
 //! Loading and validating one set of identity files: pure over the files' bytes and a time.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -19,35 +20,55 @@ pub(crate) struct Material {
     pub(crate) certified: Arc<CertifiedKey>,
     pub(crate) roots: Arc<RootCertStore>,
     pub(crate) client_verifier: Arc<dyn ClientCertVerifier>,
+    /// The anchors of each federated trust domain, by trust domain name.
+    pub(crate) federated: HashMap<String, Anchors>,
     pub(crate) spiffe_id: String,
     pub(crate) trust_domain: String,
     pub(crate) not_after: i64,
     pub(crate) serial_hex: String,
 }
 
+/// The trust anchors of one federated trust domain, and a verifier of client chains to them.
+pub(crate) struct Anchors {
+    pub(crate) roots: Arc<RootCertStore>,
+    pub(crate) client_verifier: Arc<dyn ClientCertVerifier>,
+}
+
 impl Material {
-    /// Validates the bytes of the `[cert, key, bundle]` files: the key matches the leaf
+    /// Validates the bytes of the `[cert, key, bundle]` files (and one bundle per
+    /// `cfg.federation` entry, in order, in `federated`): the key matches the leaf
     /// certificate, the leaf carries a SPIFFE ID, and the chain leads to the bundle and is
     /// valid at `now` for server and client use.
     pub(crate) fn build(
         cfg: &IdentityConfig,
         [cert, key, bundle]: [&[u8]; 3],
+        federated: &[Vec<u8>],
         provider: &Arc<CryptoProvider>,
         now: UnixTime,
     ) -> Result<Material, TlsError> {
         let chain = certs(cert, &cfg.cert)?;
         let key = PrivateKeyDer::from_pem_slice(key)
             .map_err(|e| TlsError::file(&cfg.key, format!("no usable PEM private key: {e:?}")))?;
-        let roots = {
-            let bundle_path = &cfg.trust_bundle;
-            let mut roots = RootCertStore::empty();
-            for c in certs(bundle, bundle_path)? {
-                roots.add(c).map_err(|e| {
-                    TlsError::file(bundle_path, format!("bad trust anchor: {e}")).with_source(e)
-                })?;
-            }
-            Arc::new(roots)
-        };
+        let roots = root_store(bundle, &cfg.trust_bundle)?;
+        let federated = cfg
+            .federation
+            .iter()
+            .zip(federated)
+            .map(|(f, bytes)| {
+                let roots = root_store(bytes, &f.trust_bundle)?;
+                let client_verifier =
+                    WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
+                        .build()
+                        .map_err(|e| {
+                            TlsError::file(&f.trust_bundle, format!("unusable trust bundle: {e}"))
+                        })?;
+                let anchors = Anchors {
+                    roots,
+                    client_verifier,
+                };
+                Ok((f.trust_domain.clone(), anchors))
+            })
+            .collect::<Result<HashMap<_, _>, TlsError>>()?;
         let signing = provider.key_provider.load_private_key(key).map_err(|e| {
             TlsError::file(&cfg.key, format!("unsupported private key: {e}")).with_source(e)
         })?;
@@ -75,6 +96,16 @@ impl Material {
             .map_err(|e| TlsError::file(&cfg.cert, e.problem()))?
             .to_string();
 
+        if let Some(f) = cfg
+            .federation
+            .iter()
+            .find(|f| f.trust_domain == trust_domain)
+        {
+            return Err(TlsError::file(
+                &f.trust_bundle,
+                format!("federates with {trust_domain:?}, the proxy's own trust domain"),
+            ));
+        }
         let leaf = ParsedCertificate::try_from(&chain[0])
             .map_err(|e| TlsError::file(&cfg.cert, format!("bad certificate: {e}")))?;
         verify_server_cert_signed_by_trust_anchor(
@@ -99,12 +130,37 @@ impl Material {
             certified: Arc::new(certified),
             roots,
             client_verifier,
+            federated,
             spiffe_id,
             trust_domain,
             not_after: info.not_after,
             serial_hex: info.serial_hex,
         })
     }
+
+    /// The anchors a peer whose SPIFFE ID is in `trust_domain` must chain to: ours for our
+    /// own trust domain, the federated bundle for a federated one, none otherwise.
+    pub(crate) fn anchors_for(
+        &self,
+        trust_domain: &str,
+    ) -> Option<(&Arc<RootCertStore>, &Arc<dyn ClientCertVerifier>)> {
+        if trust_domain == self.trust_domain {
+            return Some((&self.roots, &self.client_verifier));
+        }
+        let a = self.federated.get(trust_domain)?;
+        Some((&a.roots, &a.client_verifier))
+    }
+}
+
+/// The trust anchors in a bundle file's `bytes` (at least one certificate).
+fn root_store(bytes: &[u8], path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in certs(bytes, path)? {
+        roots
+            .add(c)
+            .map_err(|e| TlsError::file(path, format!("bad trust anchor: {e}")).with_source(e))?;
+    }
+    Ok(Arc::new(roots))
 }
 
 /// All PEM certificates in `bytes`, at least one.

@@ -43,8 +43,8 @@ impl ResolvesClientCert for CurrentCert {
 
 // === impl MeshClientVerifier ===
 
-/// Inbound: requires a client certificate that chains to the current bundle and carries a
-/// SPIFFE ID in our trust domain.
+/// Inbound: requires a client certificate with a SPIFFE ID in our trust domain that chains to
+/// the current bundle, or one in a federated trust domain that chains to that domain's bundle.
 #[derive(Debug)]
 pub(crate) struct MeshClientVerifier(pub(crate) Arc<State>);
 
@@ -62,13 +62,16 @@ impl ClientCertVerifier for MeshClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let current = self.0.current();
-        current
-            .client_verifier
-            .verify_client_cert(end_entity, intermediates, now)?;
         let id = spiffe::id_of(end_entity).ok_or_else(|| not_for_name("no SPIFFE ID"))?;
-        if spiffe::trust_domain(&id).ok() != Some(current.trust_domain.as_str()) {
-            return Err(not_for_name("client identity is in another trust domain"));
-        }
+        let td = spiffe::trust_domain(&id).map_err(|_| not_for_name("bad SPIFFE ID"))?;
+        // The chain must lead to the anchors of the trust domain the ID claims: a federated
+        // CA cannot vouch for our own domain's identities, nor ours for theirs.
+        let Some((_, verifier)) = current.anchors_for(td) else {
+            return Err(not_for_name(
+                "client identity is in a trust domain this proxy does not federate with",
+            ));
+        };
+        verifier.verify_client_cert(end_entity, intermediates, now)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -110,8 +113,8 @@ impl ClientCertVerifier for MeshClientVerifier {
 
 // === impl SpiffeServerVerifier ===
 
-/// Outbound: the server's certificate must chain to the current bundle and carry exactly the
-/// expected SPIFFE ID. The SNI is not compared: it is derived from the expected ID anyway.
+/// Outbound: the server's certificate must carry exactly the expected SPIFFE ID and chain to
+/// the current bundle (a federated domain's bundle when the expected ID is in that domain). The SNI is not compared: it is derived from the expected ID anyway.
 #[derive(Debug)]
 pub(crate) struct SpiffeServerVerifier {
     pub(crate) state: Arc<State>,
@@ -129,9 +132,15 @@ impl ServerCertVerifier for SpiffeServerVerifier {
     ) -> Result<ServerCertVerified, rustls::Error> {
         let current = self.state.current();
         let parsed = ParsedCertificate::try_from(end_entity)?;
+        // A federated trust domain's server must chain to that domain's anchors; any other
+        // expected ID (our own domain) to ours.
+        let roots = spiffe::trust_domain(&self.expected)
+            .ok()
+            .and_then(|td| current.federated.get(td))
+            .map_or(&current.roots, |a| &a.roots);
         verify_server_cert_signed_by_trust_anchor(
             &parsed,
-            &current.roots,
+            roots,
             intermediates,
             now,
             self.state.provider().signature_verification_algorithms.all,

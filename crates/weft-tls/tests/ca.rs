@@ -35,6 +35,7 @@ fn init_csr_issue_load_round_trip() {
         cert: tmp.path().join("tls.crt"),
         key: tmp.path().join("tls.key"),
         trust_bundle: dir.join(ca::ANCHOR_CERT),
+        federation: Vec::new(),
     })
     .unwrap();
     assert_eq!(id.spiffe_id(), WEB);
@@ -50,6 +51,7 @@ fn init_csr_issue_load_round_trip() {
         cert: tmp.path().join("tls.crt"),
         key: tmp.path().join("tls.key"),
         trust_bundle: dir.join(ca::ANCHOR_CERT),
+        federation: Vec::new(),
     });
     assert!(reloaded.is_ok(), "a leaf of the old issuer stays valid");
     let (_, csr) = ca::csr(WEB).unwrap();
@@ -134,6 +136,7 @@ async fn requested_files_load_and_a_watcher_picks_up_renewals() {
         cert: renew.cert.clone(),
         key: renew.key.clone(),
         trust_bundle: renew.ca_bundle.clone(),
+        federation: Vec::new(),
     })
     .unwrap();
     id.watch();

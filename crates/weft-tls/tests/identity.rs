@@ -28,6 +28,7 @@ fn issue_files(ca_dir: &Path, out: &Path, name: &str, id: &str) -> IdentityConfi
         cert: out.join(format!("{name}.crt")),
         key: out.join(format!("{name}.key")),
         trust_bundle: out.join(format!("{name}-bundle.crt")),
+        federation: Vec::new(),
     };
     ca::write_file(&cfg.cert, chain.as_bytes(), false).unwrap();
     ca::write_file(&cfg.key, key.as_bytes(), true).unwrap();
@@ -344,4 +345,57 @@ async fn client_from_another_trust_domain_is_refused() {
     std::fs::write(&client_cfg.trust_bundle, &both).unwrap();
     let client = Identity::load(&client_cfg).unwrap();
     assert!(connect(&client, addr, API).await.is_err());
+}
+
+/// Two clusters, each with its own CA and trust domain; a gateway in each federates with the
+/// other (`identity.federation`), as in docs/gateway.md.
+#[tokio::test]
+async fn federated_trust_domains_admit_each_other_and_nothing_more() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_a = new_ca(tmp.path(), "a"); // weft.local
+    let ca_b = tmp.path().join("b");
+    ca::init(&ca_b, "b.example").unwrap();
+    const GW_B: &str = "spiffe://b.example/gateway";
+    let fed = |domain: &str, ca: &Path| weft_tls::FederatedBundle {
+        trust_domain: domain.to_string(),
+        trust_bundle: ca.join(ca::ANCHOR_CERT),
+    };
+
+    // Gateway B federates with weft.local; a client of weft.local federating with
+    // b.example reaches it, both sides checking the chain against the other's anchors.
+    let mut gw_b = issue_files(&ca_b, tmp.path(), "gw-b", GW_B);
+    gw_b.federation = vec![fed("weft.local", &ca_a)];
+    let addr = start_server(Identity::load(&gw_b).unwrap()).await;
+    let mut gw_a = issue_files(&ca_a, tmp.path(), "gw-a", WEB);
+    gw_a.federation = vec![fed("b.example", &ca_b)];
+    let gw_a = Identity::load(&gw_a).unwrap();
+    let mut conn = connect(&gw_a, addr, GW_B).await.unwrap();
+    assert_eq!(conn.seen_by_server, WEB);
+    assert_eq!(conn.echo("across").await, "across");
+
+    // Without federation, the same client cannot even verify the server.
+    let plain_a = Identity::load(&issue_files(&ca_a, tmp.path(), "plain-a", WEB)).unwrap();
+    assert!(connect(&plain_a, addr, GW_B).await.is_err());
+
+    // An anchor in B's own bundle cannot vouch for an identity in weft.local: the chain must
+    // lead to the anchors of the trust domain the ID names (here, A's).
+    let rogue = new_ca(tmp.path(), "rogue"); // a second CA naming itself weft.local
+    let b_bundle = [
+        std::fs::read(ca_b.join(ca::ANCHOR_CERT)).unwrap(),
+        std::fs::read(rogue.join(ca::ANCHOR_CERT)).unwrap(),
+    ]
+    .concat();
+    std::fs::write(&gw_b.trust_bundle, b_bundle).unwrap();
+    let addr = start_server(Identity::load(&gw_b).unwrap()).await;
+    assert!(connect(&gw_a, addr, GW_B).await.is_ok());
+    let mut forged = issue_files(&rogue, tmp.path(), "forged", API);
+    forged.federation = vec![fed("b.example", &ca_b)];
+    let forged = Identity::load(&forged).unwrap();
+    assert!(connect(&forged, addr, GW_B).await.is_err());
+
+    // A proxy may not federate with its own trust domain.
+    let mut own = issue_files(&ca_a, tmp.path(), "own", WEB);
+    own.federation = vec![fed("weft.local", &ca_b)];
+    let err = Identity::load(&own).unwrap_err();
+    assert!(err.to_string().contains("own trust domain"), "{err}");
 }

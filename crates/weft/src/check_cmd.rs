@@ -183,11 +183,7 @@ fn identity_check(config: &Config, threshold: std::time::Duration) -> Vec<Check>
         return Vec::new();
     };
     let target = settings.cert.display().to_string();
-    let loaded = weft_tls::Identity::load(&weft_tls::IdentityConfig {
-        cert: settings.cert.clone(),
-        key: settings.key.clone(),
-        trust_bundle: settings.trust_bundle.clone(),
-    });
+    let loaded = weft_tls::Identity::load(&weft_proxy::identity_config(settings));
     match loaded {
         Ok(identity) => vec![
             Check::pass(

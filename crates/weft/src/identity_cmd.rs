@@ -197,6 +197,7 @@ fn show(a: ShowArgs) -> ExitCode {
         cert: a.cert,
         key: a.key,
         trust_bundle: a.trust_bundle,
+        federation: Vec::new(),
     };
     let id = match Identity::load(&cfg) {
         Ok(id) => id,

@@ -2,71 +2,22 @@
 //! `tests/grpc/`) through two weft proxies, outbound then inbound, as between two sidecars.
 //!
 //! Needs `python3` with `grpcio` (`pip install grpcio`); the test fails, naming what is
-//! missing, rather than skip.
+//! missing, rather than skip (see `support/grpc.rs`).
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
 
+use support::grpc::{start_echo_server, ChatClient};
 use support::*;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 /// How long the stream must stay open and flowing.
 const STREAM_SECS: u64 = 120;
 /// One message each way every this many seconds.
 const INTERVAL_SECS: f64 = 0.5;
 
-fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/grpc")
-        .join(name)
-}
-
-/// Fails the test with the install line unless `python3 -c 'import grpc'` works.
-fn require_grpcio() {
-    let out = std::process::Command::new("python3")
-        .args(["-c", "import grpc; print(grpc.__version__)"])
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {}
-        Ok(o) => panic!(
-            "this test needs the python package grpcio: run `python3 -m pip install grpcio`\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        ),
-        Err(e) => panic!("this test needs python3 with grpcio (`pip install grpcio`): {e}"),
-    }
-}
-
-/// Starts the echo server and reads its `listening PORT` line (20 s at most).
-async fn start_echo_server() -> (Child, u16) {
-    let mut child = Command::new("python3")
-        .arg(script("echo_server.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn python3 echo_server.py");
-    let stdout = child.stdout.take().expect("server stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .expect("the gRPC server printed no `listening` line within 20s")
-        .expect("read server stdout")
-        .expect("the gRPC server exited before listening");
-    let port = line
-        .strip_prefix("listening ")
-        .and_then(|p| p.trim().parse().ok())
-        .unwrap_or_else(|| panic!("unexpected server line {line:?}"));
-    (child, port)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_bidi_stream_through_two_proxies_stays_open_and_flowing() {
-    require_grpcio();
     let (_server, port) = start_echo_server().await;
 
     // Inbound weft in front of the app; outbound weft sends `echo` to the inbound one. Both
@@ -95,37 +46,9 @@ async fn grpc_bidi_stream_through_two_proxies_stays_open_and_flowing() {
     .await;
     let entry = outbound.router("outbound");
 
-    let client = Command::new("python3")
-        .arg(script("chat_client.py"))
-        .arg(entry.to_string())
-        .arg("echo")
-        .arg(STREAM_SECS.to_string())
-        .arg(INTERVAL_SECS.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn python3 chat_client.py");
-    let out = tokio::time::timeout(
-        Duration::from_secs(STREAM_SECS + 90),
-        client.wait_with_output(),
-    )
-    .await
-    .expect("the gRPC client did not finish")
-    .expect("gRPC client output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: serde_json::Value = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| {
-            panic!(
-                "no report from the gRPC client (exit {:?})\nstdout: {stdout}\nstderr: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
+    let report = ChatClient::spawn(entry, "echo", STREAM_SECS, INTERVAL_SECS)
+        .report()
+        .await;
     let context = format!(
         "client report: {report}\n--- outbound weft stderr ---\n{}\n--- inbound weft stderr ---\n{}",
         outbound.stderr(),

@@ -314,6 +314,7 @@ async fn oversized_and_malformed_csrs_are_refused_and_the_ca_keeps_serving() {
         cert: cert_path,
         key: key_path,
         trust_bundle: anchor,
+        federation: Vec::new(),
     })
     .expect("the issued chain loads");
     assert_eq!(id.spiffe_id(), WEB);

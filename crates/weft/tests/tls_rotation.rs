@@ -29,6 +29,7 @@ fn not_after(pki: &Pki, cert: &Path, key: &Path) -> i64 {
         cert: cert.to_path_buf(),
         key: key.to_path_buf(),
         trust_bundle: pki.bundle(),
+        federation: Vec::new(),
     })
     .expect("valid identity")
     .not_after_unix()

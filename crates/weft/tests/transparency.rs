@@ -11,44 +11,7 @@ use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use weft_test::Nginx;
-
-/// An HTTP/1.1 application that records each request head as the bytes it received, and
-/// answers with a mixed-case response header.
-async fn recording_app() -> (SocketAddr, mpsc::UnboundedReceiver<String>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let addr = serve_each(move |mut s| {
-        let tx = tx.clone();
-        async move {
-            while let Some(head) = read_head(&mut s).await {
-                let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
-                let rsp = "HTTP/1.1 200 OK\r\nX-Resp-Token: r\r\ncontent-type: text/plain\r\nContent-Length: 2\r\n\r\nok";
-                if s.write_all(rsp.as_bytes()).await.is_err() {
-                    return;
-                }
-            }
-        }
-    })
-    .await;
-    (addr, rx)
-}
-
-/// A GET for `books` with mixed-case and lowercase headers, as a case-sensitive client
-/// sends it; returns the response head as received.
-async fn get_mixed_case(proxy: SocketAddr) -> String {
-    let req = b"GET /spelled HTTP/1.1\r\nHost: books\r\nX-Blah-Token: abc\r\nx-lower: 1\r\nX-Blah-Token: def\r\n\r\n";
-    let got = weft_test::raw::exchange(proxy, req, Duration::from_secs(10)).await;
-    String::from_utf8_lossy(&got).into_owned()
-}
-
-/// Asserts that `head` (as the app received it) has the client's spellings.
-fn assert_spelled_as_sent(head: &str) {
-    assert!(head.contains("\r\nHost: books\r\n"), "{head}");
-    assert!(head.contains("\r\nX-Blah-Token: abc\r\n"), "{head}");
-    assert!(head.contains("\r\nX-Blah-Token: def\r\n"), "{head}");
-    assert!(head.contains("\r\nx-lower: 1\r\n"), "{head}");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn header_names_keep_their_spelling_over_one_hop_both_ways() {

@@ -1,13 +1,16 @@
 //! End to end: `weft proxy --upgrade` replaces a running proxy by taking over its listening
-//! sockets (docs/upgrades.md), under load, with no failed request and no refused connection.
+//! sockets (docs/upgrades.md), under load, with no failed request and no refused connection:
+//! HTTP/1.1 keep-alive and fresh connections, HTTP/2, a request in flight, a gRPC stream and a
+//! WebSocket all finish on the process they started on.
 
 mod support;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
+use support::grpc::{start_echo_server, ChatClient};
 use support::*;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -64,9 +67,11 @@ async fn failed_upgrade(config: &str, why: &str) {
 async fn five_upgrades_under_load_fail_no_request_and_refuse_no_connection() {
     let books = Upstream::ok("books").await;
     let slow = Upstream::start("slow", Behaviour::new().delay(Duration::from_millis(1500))).await;
+    let (_grpc_server, grpc_port) = start_echo_server().await;
     let disco = Disco::new();
     disco.write("books", &books.fs_line());
     disco.write("slow", &slow.fs_line());
+    disco.write("echo", &format!("127.0.0.1 {grpc_port}\n"));
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("upgrade.sock");
     let config = upgrade_config(&disco, &socket);
@@ -102,6 +107,12 @@ async fn five_upgrades_under_load_fail_no_request_and_refuse_no_connection() {
             failures.clone(),
         ),
     ];
+
+    // A gRPC bidirectional stream open across the first upgrade: it stays on the first
+    // process, which exits once the stream has ended (within its shutdownGrace, 10 s).
+    const STREAM_SECS: u64 = 6;
+    let stream = ChatClient::spawn(router, "echo", STREAM_SECS, 0.25);
+    tokio::time::sleep(Duration::from_millis(500)).await;
 
     for round in 1..=5 {
         // A request in flight on the old process when it hands over: it must complete there.
@@ -141,12 +152,15 @@ async fn five_upgrades_under_load_fail_no_request_and_refuse_no_connection() {
         current = next;
     }
 
-    stop.store(true, Ordering::SeqCst);
-    let mut served = 0;
-    for l in loads {
-        served += l.await.unwrap();
-    }
-    let failures = failures.lock().unwrap().clone();
+    let (served, failures) = stop_loads(&stop, loads, &failures).await;
+    let report = stream.report().await;
+    assert_eq!(report["status"], "OK", "gRPC stream: {report}");
+    assert_eq!(report["received"], report["sent"], "gRPC stream: {report}");
+    assert_eq!(report["out_of_order"], 0, "gRPC stream: {report}");
+    assert!(
+        report["elapsed"].as_f64().unwrap_or(0.0) >= STREAM_SECS as f64,
+        "{report}"
+    );
     assert!(
         failures.is_empty(),
         "{} of {} requests failed across 5 upgrades, e.g. {:?}",

@@ -224,3 +224,117 @@ fn ingress_on_a_router_that_requires_mesh_identities_is_rejected() {
     let c = parse(&text);
     assert!(c.routers[0].servers[1].tls.is_some());
 }
+
+// === federation ===
+
+fn federated(list: &str) -> String {
+    format!(
+        "{MINIMAL}identity: {{cert: c.pem, key: k.pem, trustBundle: b.pem, federation: {list}}}\n"
+    )
+}
+
+#[test]
+fn federation_lists_trust_domains_with_their_bundles() {
+    let c = Config::parse(
+        &federated("[{trustDomain: cluster-b.example, trustBundle: b/anchors.pem}]"),
+        "/etc/weft/weft.yaml",
+    )
+    .unwrap();
+    let id = c.identity.as_ref().unwrap();
+    assert_eq!(
+        id.federation,
+        vec![FederationSettings {
+            trust_domain: "cluster-b.example".into(),
+            trust_bundle: PathBuf::from("/etc/weft/b/anchors.pem"),
+        }]
+    );
+    assert_round_trips(&c);
+}
+
+#[test]
+fn bad_federation_entries_name_their_key() {
+    let e = err(&federated("[{trustBundle: b.pem}]"));
+    assert_eq!(
+        e.key_path(),
+        Some("identity.federation[0].trustDomain"),
+        "{e}"
+    );
+    let e = err(&federated(
+        "[{trustDomain: spiffe://b, trustBundle: b.pem}]",
+    ));
+    assert!(e.message().contains("is not a trust domain"), "{e}");
+    let e = err(&federated("[{trustDomain: b}]"));
+    assert_eq!(
+        e.key_path(),
+        Some("identity.federation[0].trustBundle"),
+        "{e}"
+    );
+    let e = err(&federated(
+        "[{trustDomain: b, trustBundle: 1.pem}, {trustDomain: b, trustBundle: 2.pem}]",
+    ));
+    assert_eq!(
+        e.key_path(),
+        Some("identity.federation[1].trustDomain"),
+        "{e}"
+    );
+    assert!(e.message().contains("listed twice"), "{e}");
+}
+
+// === per-prefix client settings ===
+
+#[test]
+fn client_configs_override_the_top_level_keys_per_prefix() {
+    let c = Config::parse(
+        &format!(
+            "{MINIMAL}    client:\n      connectTimeout: 2s\n      tls: {{serverIdentity: spiffe://a/internal}}\n      configs:\n        - prefix: /%/port/4143/#/gateways\n          tls: {{serverIdentity: spiffe://a/gateway}}\n        - prefix: /#/fs/slow\n          connectTimeout: 5s\n{IDENTITY}"
+        ),
+        "/etc/weft/weft.yaml",
+    )
+    .unwrap();
+    let client = &c.routers[0].client;
+    let mesh = |id: &str| {
+        Some(ClientTlsConfig::Mesh {
+            server_identity: id.into(),
+        })
+    };
+    let path = |s: &str| weft_naming::Path::read(s).unwrap();
+    let gw = client.for_bound(&path("/%/port/4143/#/gateways/gw-a"));
+    assert_eq!(gw.tls, mesh("spiffe://a/gateway"));
+    assert_eq!(gw.connect_timeout, std::time::Duration::from_secs(2));
+    let slow = client.for_bound(&path("/#/fs/slow"));
+    assert_eq!(slow.connect_timeout, std::time::Duration::from_secs(5));
+    assert_eq!(slow.tls, mesh("spiffe://a/internal"));
+    let other = client.for_bound(&path("/%/port/4143/#/fs/books"));
+    assert_eq!(other.tls, mesh("spiffe://a/internal"));
+    assert!(std::ptr::eq(other, client));
+    assert_round_trips(&c);
+}
+
+#[test]
+fn bad_client_configs_name_their_key() {
+    let with = |configs: &str| format!("{MINIMAL}    client:\n      configs: {configs}\n");
+    let e = err(&with("[{connectTimeout: 2s}]"));
+    assert_eq!(
+        e.key_path(),
+        Some("routers[0].client.configs[0].prefix"),
+        "{e}"
+    );
+    let e = err(&with("[{prefix: /#/x, connectTimeout: 0s}]"));
+    assert_eq!(
+        e.key_path(),
+        Some("routers[0].client.configs[0].connectTimeout"),
+        "{e}"
+    );
+    let e = err(&with("[{prefix: /#/x, configs: []}]"));
+    assert!(e.message().contains("cannot nest"), "{e}");
+    let e = err(&with("[{prefix: /#/x, tls: {serverName: a.example}}]"));
+    assert!(e.message().contains("only be mesh TLS"), "{e}");
+    let e = err(&with(
+        "[{prefix: /#/x, tls: {serverIdentity: spiffe://a/b}}]",
+    ));
+    assert_eq!(
+        e.key_path(),
+        Some("routers[0].client.configs[0].tls.serverIdentity"),
+        "{e}"
+    );
+}

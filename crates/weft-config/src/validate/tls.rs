@@ -22,7 +22,57 @@ pub(super) fn identity(
             .issuer
             .map(|i| issuer(i, &p.key("issuer"), base_dir))
             .transpose()?,
+        federation: raw
+            .federation
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| federation(f, &p.key("federation").index(i), base_dir))
+            .collect::<Result<Vec<_>>>()
+            .and_then(|list| unique_domains(list, &p.key("federation")))?,
     })
+}
+
+fn unique_domains(list: Vec<FederationSettings>, p: &KeyPath) -> Result<Vec<FederationSettings>> {
+    for (i, f) in list.iter().enumerate() {
+        if list[..i].iter().any(|g| g.trust_domain == f.trust_domain) {
+            return invalid(
+                &p.index(i).key("trustDomain"),
+                format!("trust domain {:?} is listed twice", f.trust_domain),
+            );
+        }
+    }
+    Ok(list)
+}
+
+/// One `identity.federation` entry: a trust domain (a DNS-like name, as in a SPIFFE ID)
+/// and its bundle file.
+fn federation(raw: RawFederation, p: &KeyPath, base_dir: &FsPath) -> Result<FederationSettings> {
+    let trust_domain = match raw.trust_domain.filter(|t| !t.is_empty()) {
+        Some(td) if is_trust_domain(&td) => td,
+        Some(td) => {
+            return invalid(
+                &p.key("trustDomain"),
+                format!("{td:?} is not a trust domain (lowercase letters, digits, '.', '-', '_'; no scheme)"),
+            )
+        }
+        None => {
+            return invalid(
+                &p.key("trustDomain"),
+                "missing `trustDomain`: the federated trust domain, e.g. cluster-b.example",
+            )
+        }
+    };
+    Ok(FederationSettings {
+        trust_domain,
+        trust_bundle: file(raw.trust_bundle, p, "trustBundle", base_dir)?,
+    })
+}
+
+/// The characters the SPIFFE ID specification (section 2.1) allows in a trust domain name.
+fn is_trust_domain(td: &str) -> bool {
+    td.bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b".-_".contains(&b))
 }
 
 fn issuer(raw: RawIssuer, p: &KeyPath, base_dir: &FsPath) -> Result<IssuerSettings> {
@@ -210,11 +260,21 @@ pub(super) fn check_router(router: &RouterConfig, p: &KeyPath, has_identity: boo
                 "router `tls` needs a top-level `identity` (cert, key, trustBundle)",
             );
         }
-        if let Some(ClientTlsConfig::Mesh { .. }) = router.client.tls {
-            return invalid(
-                &p.key("client").key("tls").key("serverIdentity"),
-                "`client.tls.serverIdentity` (mesh TLS) needs a top-level `identity` (cert, key, trustBundle)",
-            );
+        let clients = std::iter::once((p.key("client"), &router.client)).chain(
+            router
+                .client
+                .configs
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (p.key("client").key("configs").index(i), &c.config)),
+        );
+        for (cp, client) in clients {
+            if let Some(ClientTlsConfig::Mesh { .. }) = client.tls {
+                return invalid(
+                    &cp.key("tls").key("serverIdentity"),
+                    "`client.tls.serverIdentity` (mesh TLS) needs a top-level `identity` (cert, key, trustBundle)",
+                );
+            }
         }
     }
     let refuses_anonymous = router.tls.as_ref().is_some_and(|t| !t.authorizes(None));

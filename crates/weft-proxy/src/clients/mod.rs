@@ -266,7 +266,7 @@ impl Clients {
         };
         let balancer = self.balancers.get_or_insert_with(&bound.id, || {
             let balancer = Balancer::new(
-                &self.client,
+                self.client.for_bound(&bound.id),
                 self.metrics.client(&bound.id.to_string()),
                 is_meshed(&bound.id),
                 self.client_tls(&bound.id),
@@ -293,10 +293,11 @@ impl Clients {
     }
 
     /// TLS for a bound client: mesh TLS when its endpoints are peer proxies and `client.tls`
-    /// names the identity they must present; TLS to servers outside the mesh for every bound
+    /// (of the `client.configs` entry that matches the bound name, if any) names the
+    /// identity they must present; TLS to servers outside the mesh for every bound
     /// client when `client.tls` has no `serverIdentity`.
     fn client_tls(&self, id: &Path) -> Option<ClientTls> {
-        match self.client.tls.as_ref()? {
+        match self.client.for_bound(id).tls.as_ref()? {
             ClientTlsConfig::Mesh {
                 server_identity: expected,
             } => {

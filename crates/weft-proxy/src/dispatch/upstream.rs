@@ -18,7 +18,7 @@ use super::classify::is_grpc;
 use super::Head;
 use crate::endpoint::{Balancer, Endpoint, ReplayBody};
 use crate::error::{ErrorKind, Fault, ProxyError, Retry};
-use crate::headers::case::{self, RawHead};
+use crate::headers::case;
 use crate::headers::{absolute_form, HOP_COUNT, ORIG_PROTO};
 
 /// Sets the version `req` (whose head is `head`) goes upstream with and adapts the head to
@@ -63,7 +63,7 @@ pub(crate) fn prepare(
             // its application, and the header names' spelling with it.
             req.headers_mut()
                 .insert(ORIG_PROTO, HeaderValue::from_static("HTTP/1.1"));
-            if let Some(spelled) = req.extensions().get::<RawHead>().and_then(case::spellings) {
+            if let Some(spelled) = case::spellings_of(req.extensions()) {
                 req.headers_mut().insert(case::ORIG_HEADER_CASE, spelled);
             }
         }

@@ -40,6 +40,21 @@ const MAX_CASE_MAPS: usize = 256;
 #[derive(Clone, Debug)]
 pub(crate) struct RawHead(pub(crate) Bytes);
 
+/// The `l5d-orig-header-case` value a request arrived with from a peer proxy, in its
+/// extensions, so that a proxy in the middle of a chain (a gateway) sends it on to the next
+/// peer: such a request has no [`RawHead`] to read the spellings from.
+#[derive(Clone, Debug)]
+pub(crate) struct Spelled(pub(crate) HeaderValue);
+
+/// The `l5d-orig-header-case` value to send on with `ext`'s request: from the head its client
+/// sent, or as it came from a previous peer proxy.
+pub(crate) fn spellings_of(ext: &Extensions) -> Option<HeaderValue> {
+    match ext.get::<RawHead>() {
+        Some(raw) => spellings(raw),
+        None => ext.get::<Spelled>().map(|s| s.0.clone()),
+    }
+}
+
 /// The `l5d-orig-header-case` value for a request whose head was `raw`: the spelling of
 /// every header whose name is not all lowercase, each occurrence in order (all occurrences
 /// of such a name, so the inbound can match them by position). `None` when every name is

@@ -147,20 +147,28 @@ impl Carried {
     }
 }
 
+/// The `l5d-*` headers `clearContext` keeps: how the request was carried, not where it goes.
+fn is_transport(name: &HeaderName) -> bool {
+    *name == HOP_COUNT || *name == ORIG_PROTO || *name == case::ORIG_HEADER_CASE
+}
+
 /// Removes every `l5d-*` header a client sent (`clearContext`, Linkerd 1's server option):
 /// per-request dtabs (`l5d-dtab`, `l5d-ctx-*`), `l5d-dst-override` and the rest, so a client
 /// from outside the mesh cannot steer its request. Returns what is left to act on.
 ///
 /// The hop count stays: a client can only make its own request fail with it, and without it
 /// a loop through a `clearContext` listener (an edge router that routes to itself) would
-/// never end.
+/// never end. So do the two headers that say how the client's own request was carried
+/// (`l5d-orig-proto`, `l5d-orig-header-case`): with them a client can only change the HTTP
+/// version and header spelling of its own request, and without them a request from another
+/// cluster's gateway would reach the application as HTTP/2 with lowercased header names.
 pub(crate) fn clear_context(headers: &mut HeaderMap, carried: Carried) -> Carried {
     if !carried.context {
         return carried;
     }
     let names: Vec<HeaderName> = headers
         .keys()
-        .filter(|n| n.as_str().starts_with("l5d-") && **n != HOP_COUNT)
+        .filter(|n| n.as_str().starts_with("l5d-") && !is_transport(n))
         .cloned()
         .collect();
     for name in names {
@@ -169,9 +177,7 @@ pub(crate) fn clear_context(headers: &mut HeaderMap, carried: Carried) -> Carrie
     Carried {
         dtab: false,
         ctx_dtab: false,
-        orig_proto: false,
-        orig_case: false,
-        context: carried.hops,
+        context: carried.hops || carried.orig_proto || carried.orig_case,
         ..carried
     }
 }
@@ -415,20 +421,26 @@ mod tests {
     }
 
     #[test]
-    fn clear_context_removes_every_l5d_header_but_the_hop_count() {
+    fn clear_context_removes_every_l5d_header_but_how_the_request_was_carried() {
         let mut h = map(&[
             ("l5d-dtab", "/svc/pay => /$/inet/attacker/80"),
             ("l5d-ctx-dtab", "/a=>/b"),
             ("l5d-dst-override", "payments"),
             ("l5d-hop-count", "3"),
+            ("l5d-orig-proto", "HTTP/1.1"),
+            ("l5d-orig-header-case", "Host"),
             ("host", "books"),
             ("x-l5d-not-ours", "kept"),
         ]);
         let scanned = Carried::scan(&h);
         let carried = clear_context(&mut h, scanned);
-        assert_eq!(h.len(), 3, "{h:?}");
+        assert_eq!(h.len(), 5, "{h:?}");
         assert!(h.contains_key("host") && h.contains_key("x-l5d-not-ours"));
-        assert!(!(carried.dtab || carried.ctx_dtab || carried.orig_proto));
+        assert!(!(carried.dtab || carried.ctx_dtab));
+        assert!(
+            carried.orig_proto && carried.orig_case,
+            "the request's own transport stays"
+        );
         assert_eq!(hop_count(&h, carried), 3, "the hop count stays: loops end");
     }
 

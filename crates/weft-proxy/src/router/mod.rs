@@ -24,7 +24,7 @@ use crate::clients::DEFAULT_ROUTE;
 use crate::dispatch::{Dispatch, Exchange, Forwarded, Head, ProxyBody};
 use crate::endpoint::ReplayBody;
 use crate::error::{ErrorKind, ProxyError};
-use crate::headers::case::{CaseMaps, ORIG_HEADER_CASE};
+use crate::headers::case::{CaseMaps, Spelled, ORIG_HEADER_CASE};
 use crate::headers::{
     clear_context, hop_count, local_dtab, rewrite_request, via_hops, Carried, ORIG_PROTO,
 };
@@ -294,6 +294,7 @@ impl Router {
             if let Some(spellings) = parts.headers.remove(&ORIG_HEADER_CASE) {
                 if let Some(ext) = self.case_maps.extensions(&spellings).await {
                     parts.extensions.extend(ext);
+                    parts.extensions.insert(Spelled(spellings));
                 }
             }
         }

@@ -3,6 +3,7 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub(crate) mod grpc;
 pub(crate) mod pki;
 
 use std::future::Future;
@@ -243,4 +244,59 @@ pub(crate) fn get_loop(
         }
         ok
     })
+}
+
+/// Stops the `get_loop`s (and the like) behind `stop` and returns how many requests they
+/// served and the failures recorded.
+pub(crate) async fn stop_loads(
+    stop: &std::sync::atomic::AtomicBool,
+    loads: impl IntoIterator<Item = tokio::task::JoinHandle<usize>>,
+    failures: &Failures,
+) -> (usize, Vec<String>) {
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut served = 0;
+    for l in loads {
+        served += l.await.expect("load task");
+    }
+    let failures = failures.lock().expect("failures").clone();
+    (served, failures)
+}
+
+/// An HTTP/1.1 application that records each request head as the bytes it received, and
+/// answers with a mixed-case response header.
+pub(crate) async fn recording_app() -> (
+    std::net::SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let addr = serve_each(move |mut s| {
+        let tx = tx.clone();
+        async move {
+            while let Some(head) = read_head(&mut s).await {
+                let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+                let rsp = "HTTP/1.1 200 OK\r\nX-Resp-Token: r\r\ncontent-type: text/plain\r\nContent-Length: 2\r\n\r\nok";
+                if tokio::io::AsyncWriteExt::write_all(&mut s, rsp.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    (addr, rx)
+}
+
+/// A GET for `books` with mixed-case and lowercase headers, as a case-sensitive client
+/// sends it; returns the response head as received.
+pub(crate) async fn get_mixed_case(proxy: std::net::SocketAddr) -> String {
+    let req = b"GET /spelled HTTP/1.1\r\nHost: books\r\nX-Blah-Token: abc\r\nx-lower: 1\r\nX-Blah-Token: def\r\n\r\n";
+    let got = raw::exchange(proxy, req, Duration::from_secs(10)).await;
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Asserts that `head` (as the app received it) has the client's spellings.
+pub(crate) fn assert_spelled_as_sent(head: &str) {
+    assert!(head.contains("\r\nHost: books\r\n"), "{head}");
+    assert!(head.contains("\r\nX-Blah-Token: abc\r\n"), "{head}");
+    assert!(head.contains("\r\nX-Blah-Token: def\r\n"), "{head}");
+    assert!(head.contains("\r\nx-lower: 1\r\n"), "{head}");
 }

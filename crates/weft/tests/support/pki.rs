@@ -336,15 +336,26 @@ impl CaProcess {
     /// `dir/tokens` and `extra` flags (e.g. `["--lifetime", "6s"]`); waits (20 s at most)
     /// for its `listening on https://ADDR` line.
     pub(crate) async fn start(pki: &Pki, dir: &Path, listen: &str, extra: &[&str]) -> CaProcess {
-        use tokio::io::AsyncBufReadExt;
         let tokens = dir.join("tokens");
         std::fs::write(&tokens, "s3cret\n").expect("write tokens");
+        CaProcess::start_at(pki.ca_dir(), &tokens, listen, extra).await
+    }
+
+    /// Starts `weft identity serve` for the CA in `ca_dir` on `listen` with the bootstrap
+    /// tokens in `tokens` and `extra` flags; waits (20 s at most) until it listens.
+    pub(crate) async fn start_at(
+        ca_dir: &Path,
+        tokens: &Path,
+        listen: &str,
+        extra: &[&str],
+    ) -> CaProcess {
+        use tokio::io::AsyncBufReadExt;
         let mut child = tokio::process::Command::new(bin())
             .args(["identity", "serve", "--listen", listen])
             .arg("--dir")
-            .arg(pki.ca_dir())
+            .arg(ca_dir)
             .arg("--token-file")
-            .arg(&tokens)
+            .arg(tokens)
             .args(extra)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
