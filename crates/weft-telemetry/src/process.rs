@@ -15,11 +15,19 @@ const TICKS_PER_SECOND: f64 = 100.0;
 const PAGE_BYTES: i64 = 4096;
 
 pub(crate) fn register(registry: &mut Registry) {
-    registry.register_collector(Box::new(ProcessCollector));
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    registry.register_collector(Box::new(ProcessCollector { started }));
 }
 
 #[derive(Debug)]
-struct ProcessCollector;
+struct ProcessCollector {
+    /// When the metrics registry was made, seconds since the Unix epoch: the process's start
+    /// as far as a scraper can tell (after `weft proxy --upgrade` the same admin address
+    /// answers with a later value).
+    started: f64,
+}
 
 struct Sample {
     cpu_seconds: f64,
@@ -77,6 +85,13 @@ impl Collector for ProcessCollector {
             ),
             ("process_threads", "OS threads", None, s.threads),
         ];
+        let started = ConstGauge::new(self.started);
+        started.encode(encoder.encode_descriptor(
+            "process_start_time",
+            "When the process started, since the Unix epoch",
+            Some(&Unit::Seconds),
+            started.metric_type(),
+        )?)?;
         for (name, help, unit, value) in gauges {
             let gauge = ConstGauge::new(value);
             gauge.encode(encoder.encode_descriptor(

@@ -49,6 +49,15 @@ impl Upgradable {
     }
 }
 
+/// `weft_process_start_time_seconds` of whichever process answers on `admin`.
+async fn start_time(admin: std::net::SocketAddr) -> f64 {
+    metrics::sum(
+        &get_metrics(admin).await,
+        "weft_process_start_time_seconds",
+        &[],
+    )
+}
+
 /// Runs `weft proxy --upgrade` with `config`, which must fail; asserts it exits non-zero
 /// saying `why`.
 async fn failed_upgrade(config: &str, why: &str) {
@@ -131,6 +140,7 @@ async fn five_upgrades_under_load_fail_no_request_and_refuse_no_connection() {
         );
 
         let old_pid = current.pid();
+        let started = start_time(admin).await;
         let next = Weft::start_with_args(bin(), &["--upgrade"], &config).await;
         assert_eq!(
             next.router("outbound"),
@@ -144,6 +154,8 @@ async fn five_upgrades_under_load_fail_no_request_and_refuse_no_connection() {
             "round {round}: the old process (pid {old_pid}) exited with {status:?}\n{}",
             current.stderr()
         );
+        // The admin socket, handed over too, now answers for the new process only.
+        assert!(start_time(admin).await > started, "round {round}");
         let r = in_flight
             .await
             .unwrap()
