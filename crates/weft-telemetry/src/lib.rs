@@ -20,6 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub mod access_log;
+mod conn_errors;
 mod export_metrics;
 mod namers;
 mod process;
@@ -116,6 +117,7 @@ struct Inner {
     budget_exhausted: Family<BudgetLabels, Counter>,
     detections: Family<DetectLabels, Counter>,
     connection_timeouts: Family<TimeoutLabels, Counter>,
+    connection_errors: conn_errors::ConnectionErrors,
     tcp_bytes: Family<TcpLabels, Counter>,
     exporters: export_metrics::ExportMetrics,
     tls_handshakes: Family<HandshakeLabels, Counter>,
@@ -220,6 +222,7 @@ impl Metrics {
         let budget_exhausted = Family::default();
         let detections = Family::default();
         let connection_timeouts = Family::default();
+        let connection_errors = conn_errors::ConnectionErrors::register(&mut registry);
         let tcp_bytes = Family::default();
         let tls_handshakes = Family::default();
         let namers = namers::NamerMetrics::register(&mut registry);
@@ -377,6 +380,7 @@ impl Metrics {
                 budget_exhausted,
                 detections,
                 connection_timeouts,
+                connection_errors,
                 tcp_bytes,
                 exporters,
                 tls_handshakes,
@@ -514,6 +518,15 @@ impl RouterMetrics {
             .connection_timeouts
             .get_or_create(&labels)
             .inc();
+    }
+
+    /// Counts one client connection of `protocol` (`http1`, `http2`) that ended in an error,
+    /// for `reason`, from a small fixed set (see `docs/metrics.md`), as it is a label.
+    pub fn connection_error(&self, protocol: &'static str, reason: &'static str) {
+        self.metrics
+            .inner
+            .connection_errors
+            .inc(&self.router, protocol, reason);
     }
 
     /// Counts one TLS handshake the proxy terminated (mesh TLS or an ingress server):

@@ -36,6 +36,7 @@ use crate::RouterSlot;
 use detect::{detect, Detected, Rewind};
 use keep_alive::{Guarded, Limits, Phase, Timed};
 
+mod conn_error;
 mod detect;
 mod inherited;
 mod keep_alive;
@@ -369,6 +370,7 @@ impl Connection {
             ..
         } = self;
         let metrics = router.metrics().clone();
+        let errors = metrics.clone();
         drop(router);
         let from = Arc::new(Downstream {
             addr: peer,
@@ -422,7 +424,10 @@ impl Connection {
             drain_on(&shutdown, linger, conn, |c| c.graceful_shutdown()).await
         };
         if let Err(error) = result {
-            tracing::debug!(%error, "connection ended with an error");
+            let reason = conn_error::reason(h2, &error);
+            errors.connection_error(if h2 { "http2" } else { "http1" }, reason);
+            let cause = std::error::Error::source(&error).map(ToString::to_string);
+            tracing::debug!(%error, ?cause, reason, "connection ended with an error");
         }
     }
 }
