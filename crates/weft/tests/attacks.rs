@@ -358,3 +358,106 @@ async fn ten_thousand_idle_connections_cost_little_and_block_no_one() {
     assert!(grown < 10_000.0 * 10_240.0, "memory grew by {grown} bytes");
     drop(idle);
 }
+
+/// CPU seconds (user and system) process `pid` has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read stat");
+    let rest = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_its_descriptor_limit_weft_backs_off_without_spinning_and_recovers() {
+    let weft = proxy_with(&["detectTimeout: 60s"]).await;
+    let pid = weft.pid();
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    // Room for 20 more descriptors (util-linux `prlimit` on the running process).
+    let limit = format!("--nofile={0}:{0}", open + 20);
+    let set = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &limit])
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(set.success());
+
+    // 100 connections: 20 are accepted, the rest wait in the accept queue while every
+    // accept fails with EMFILE.
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        idle.push(TcpStream::connect(weft.router("outbound")).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let spent = cpu_seconds(pid) - before;
+    // A loop retrying accept at once would burn a whole core (2 s of CPU in 2 s).
+    assert!(
+        spent < 1.0,
+        "{spent} s of CPU in 2 s at the descriptor limit"
+    );
+
+    // Descriptors free up: weft accepts again, serves, and counted the failures.
+    drop(idle);
+    let weft_ref = &weft;
+    let served = eventually(Duration::from_secs(20), || async move {
+        let r = weft_ref.http1("outbound").get("books", "/").await.ok()?;
+        (r.status == 200).then_some(())
+    })
+    .await;
+    assert!(served.is_some(), "no recovery\n{}", weft.stderr());
+    let text = get_metrics(weft.admin()).await;
+    assert!(connection_errors(&text, "accept-failed") >= 1.0, "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recursive_dtabs_huge_dtab_headers_and_backtracking_regexes_are_bounded() {
+    let books = Upstream::start("books", Behaviour::new().echo()).await;
+    let disco = Disco::new();
+    disco.write("books", &books.fs_line());
+    let config = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\n\
+         namers:\n  - {{kind: fs, prefix: /#/fs, rootDir: '{}'}}\n\
+         routers:\n{}",
+        disco.path().display(),
+        router(
+            "outbound",
+            // /svc/loop rewrites to itself forever; /svc/books is ordinary.
+            "/svc => /#/fs;\n/svc/loop => /x/loop;\n/x => /svc;",
+            &[
+                "service:",
+                "  profiles:",
+                "    - prefix: /svc/books",
+                "      routes:",
+                // Exponential for a backtracking engine on "aaaa...!"; the regex crate
+                // matches in linear time.
+                "        - {name: evil, match: {pathRegex: '/(a+)+$'}}",
+            ]
+        )
+    );
+    let weft = Weft::start(bin(), &config).await;
+    let client = weft.http1("outbound");
+
+    // A binding that recurses ends at the depth limit: 502 binding-failed, at once.
+    let r = client.get("loop", "/").await.unwrap();
+    assert_proxy_error(&r, 502, "binding-failed");
+
+    // An l5d-dtab header of 1 MiB: refused with the head (431), nothing parsed.
+    let huge = format!("/svc/books => /#/fs/books;{}", " ".repeat(1 << 20));
+    let r = client.get_with("books", "/", &[("l5d-dtab", &huge)]).await;
+    match r {
+        Ok(r) => assert_eq!(r.status, 431, "{}", r.text()),
+        Err(e) => assert!(
+            e.to_string().contains("closed") || e.to_string().contains("reset"),
+            "{e}"
+        ),
+    }
+
+    // 30,000 'a's and a '!' against /(a+)+$: no match, found in linear time.
+    let path = format!("/{}!", "a".repeat(30_000));
+    let r = weft.http1("outbound").get("books", &path).await.unwrap();
+    assert_eq!((r.status.as_u16(), r.upstream()), (200, Some("books")));
+    assert_serves_others(&weft, "the resource attacks").await;
+}

@@ -119,7 +119,10 @@ pub(crate) async fn serve(
                     connections.spawn(conn.run(stream).instrument(span));
                 }
                 Err(error) => {
+                    // Out of descriptors (EMFILE, ENFILE) or memory: the connection stays in
+                    // the accept queue; wait instead of spinning on the same error.
                     tracing::warn!(%error, "accept failed");
+                    slot.load().metrics().connection_error("none", "accept-failed");
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
