@@ -301,6 +301,17 @@ impl Mesh {
     /// The mesh's outbound proxy (identity `client_id`, files `client` of `pki`, issued
     /// here) in front of `inbound`.
     pub(crate) async fn around(pki: Pki, inbound: Weft, client_id: &str) -> Mesh {
+        Mesh::around_with_dtab(pki, inbound, client_id, "/svc => /#/fs;").await
+    }
+
+    /// Like [`Mesh::around`], with `dtab` on the outbound router (the inbound proxy is the
+    /// fs namer's `books`).
+    pub(crate) async fn around_with_dtab(
+        pki: Pki,
+        inbound: Weft,
+        client_id: &str,
+        dtab: &str,
+    ) -> Mesh {
         pki.issue("client", client_id);
         let disco = Disco::new();
         disco.write(
@@ -310,7 +321,7 @@ impl Mesh {
         let cfg = format!(
             "{}admin: {{ip: 127.0.0.1, port: 0}}\n\
              namers:\n  - {{kind: fs, prefix: /#/fs, rootDir: '{}', transformers: [{{kind: port, port: {INBOUND_PORT}}}]}}\n\
-             routers:\n  - label: outbound\n    servers: [{{ip: 127.0.0.1, port: 0}}]\n    client: {{tls: {{serverIdentity: '{BOOKS}'}}}}\n    dtab: |\n      /svc => /#/fs;\n",
+             routers:\n  - label: outbound\n    servers: [{{ip: 127.0.0.1, port: 0}}]\n    client: {{tls: {{serverIdentity: '{BOOKS}'}}}}\n    dtab: |\n      {dtab}\n",
             pki.identity_yaml("client"),
             disco.path().display()
         );
