@@ -124,3 +124,69 @@ async fn nginx_compresses_through_weft_as_it_does_without_it() {
         "nginx compresses nothing for requests with Via"
     );
 }
+
+/// What REDbot (PyPI `redbot`, the HTTP linter by Mark Nottingham) says about `url`: the
+/// response header names it saw and its notes, minus the ones that depend on the moment
+/// (the clock, how long ago the file changed).
+async fn redbot(url: &str) -> (Vec<String>, Vec<String>) {
+    let out = tokio::process::Command::new("redbot")
+        .args(["-o", "text", url])
+        .output()
+        .await
+        .expect("run redbot (python3 -m pip install redbot)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success() && text.contains("* "),
+        "redbot {url}: {text}"
+    );
+    let mut lines = text.lines();
+    let mut names: Vec<String> = lines
+        .by_ref()
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .filter_map(|l| l.split_once(':').map(|(n, _)| n.to_owned()))
+        // Hop-by-hop: each connection has its own (RFC 9110 section 7.6.1).
+        .filter(|n| !n.eq_ignore_ascii_case("connection") && !n.eq_ignore_ascii_case("keep-alive"))
+        .collect();
+    names.sort();
+    let notes = lines
+        .filter(|l| l.trim_start().starts_with("* ") && l.starts_with("  "))
+        .map(|l| l.trim().to_owned())
+        .filter(|n| !n.contains("clock") && !n.contains(" ago") && !n.contains("last changed"))
+        .collect();
+    (names, notes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redbot_finds_nothing_that_weft_added_or_broke() {
+    // A static file from nginx: conditional requests, ranges, compression, caching headers.
+    let root = tempfile::tempdir().expect("temp dir");
+    std::fs::write(root.path().join("page.txt"), "lint me ".repeat(4000)).expect("page");
+    let nginx = Nginx::start(&format!(
+        "root {}; default_type text/plain; gzip on; gzip_types text/plain; gzip_vary on; etag on;",
+        root.path().display()
+    ))
+    .await;
+    // REDbot's Host is 127.0.0.1:<weft port>: the name /svc/127.0.0.1.
+    let config = format!(
+        "admin: {{ip: 127.0.0.1, port: 0}}\nrouters:\n{}",
+        router(
+            "outbound",
+            &format!("/svc => /$/inet/127.0.0.1/{};", nginx.addr().port()),
+            &[]
+        )
+    );
+    let weft = Weft::start(bin(), &config).await;
+    let (direct_names, direct) = redbot(&format!("http://{}/page.txt", nginx.addr())).await;
+    let (proxied_names, proxied) =
+        redbot(&format!("http://{}/page.txt", weft.router("outbound"))).await;
+    assert_eq!(proxied_names, direct_names, "response headers differ");
+    assert_eq!(proxied, direct, "REDbot's notes differ");
+    // The comparison has teeth: these are checks REDbot ran on both.
+    for expected in ["If-None-Match", "ranged request", "Content-Length", "gzip"] {
+        assert!(
+            direct.iter().any(|n| n.contains(expected)),
+            "REDbot did not check {expected}: {direct:#?}"
+        );
+    }
+}
