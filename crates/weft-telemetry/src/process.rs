@@ -85,6 +85,17 @@ impl Collector for ProcessCollector {
             ),
             ("process_threads", "OS threads", None, s.threads),
         ];
+        // Tasks alive in the runtime that serves the scrape (the proxy's own): a leak of
+        // connections, streams or timers shows as a count that only grows.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let tasks = ConstGauge::new(runtime.metrics().num_alive_tasks() as i64);
+            tasks.encode(encoder.encode_descriptor(
+                "runtime_alive_tasks",
+                "Tokio tasks alive in the proxy's runtime",
+                None,
+                tasks.metric_type(),
+            )?)?;
+        }
         let started = ConstGauge::new(self.started);
         started.encode(encoder.encode_descriptor(
             "process_start_time",
