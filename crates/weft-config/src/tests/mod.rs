@@ -5,6 +5,7 @@ mod accepts;
 mod control;
 mod discovery;
 mod interpreter;
+mod objectives;
 mod rejects;
 mod resilience;
 mod telemetry;
