@@ -56,14 +56,15 @@ impl Objective {
     /// Default `window`: 28 days.
     pub const DEFAULT_WINDOW: Duration = Duration::from_secs(28 * 24 * 3600);
 
-    /// The target as a fraction, e.g. 0.999 for `99.9%`.
+    /// The target as a fraction, e.g. 0.999 for `99.9%` (rounded to 12 decimals, so it
+    /// prints as written rather than as 0.9990000000000001).
     pub fn target(&self) -> f64 {
-        self.target_percent / 100.0
+        round12(self.target_percent / 100.0)
     }
 
     /// The error budget: the fraction of requests that may be bad, `1 - target`.
     pub fn budget(&self) -> f64 {
-        1.0 - self.target()
+        round12(1.0 - self.target())
     }
 
     /// The objective's name, unique per service: `success-rate`, or `latency-<threshold>`
@@ -87,6 +88,10 @@ impl fmt::Display for Objective {
             }
         }
     }
+}
+
+fn round12(x: f64) -> f64 {
+    (x * 1e12).round() / 1e12
 }
 
 fn ser_percent<S: Serializer>(pct: &f64, s: S) -> Result<S::Ok, S::Error> {

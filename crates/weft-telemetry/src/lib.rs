@@ -368,6 +368,9 @@ impl Metrics {
         let mut sampled = Registry::with_prefix("weft");
         sampled.register("responses", "", responses.clone());
         sampled.register("response_latency_seconds", "", latency.clone());
+        sampled.register("endpoints", "", endpoints.clone());
+        sampled.register("endpoints_ejected", "", endpoints_ejected.clone());
+        sampled.register("endpoint_requests", "", endpoint_requests.clone());
         let history = history::History::new(sampled);
         Metrics {
             inner: Arc::new(Inner {

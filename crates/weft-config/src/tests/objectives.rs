@@ -17,8 +17,8 @@ fn accepts_success_rate_and_latency_objectives() {
     let o = &c.routers[0].service.objectives;
     assert_eq!(o.len(), 2);
     assert_eq!(o[0].kind, ObjectiveKind::SuccessRate);
-    assert!((o[0].target() - 0.999).abs() < 1e-12);
-    assert!((o[0].budget() - 0.001).abs() < 1e-9);
+    assert_eq!(o[0].target(), 0.999);
+    assert_eq!(o[0].budget(), 0.001);
     assert_eq!(o[0].window, Duration::from_secs(28 * 86400));
     assert_eq!(o[0].name(), "success-rate");
     assert!(o[0].applies_to(&path("/svc/anything")));

@@ -14,9 +14,11 @@ use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 use weft_config::Objective;
 
+mod clients;
 mod parse;
 mod view;
 
+pub use clients::{ClientRow, EndpointRow};
 pub(crate) use parse::{Counts, RouteKey};
 pub use view::{Overview, RouteRow, ServiceRow, SparkPoint};
 
@@ -83,12 +85,10 @@ impl History {
         }
     }
 
-    /// Replaces the objectives of router `router` (from its `service.objectives`); at start
-    /// and after every reload.
-    pub fn set_objectives(&self, router: &str, objectives: &[Objective]) {
-        let mut all = lock(&self.inner.objectives);
-        all.retain(|(r, _)| r != router);
-        all.extend(objectives.iter().map(|o| (router.to_string(), o.clone())));
+    /// Replaces the objectives in force: (router label, objective) pairs from each router's
+    /// `service.objectives`; at start and after every reload.
+    pub fn set_objectives(&self, objectives: Vec<(String, Objective)>) {
+        *lock(&self.inner.objectives) = objectives;
     }
 
     /// The objectives in force, with their routers.

@@ -159,7 +159,7 @@ pub(crate) fn parse(text: &str) -> HashMap<RouteKey, Counts> {
 type Labels = Vec<(String, String)>;
 
 /// Splits `name{k="v",...} value` into its parts, unescaping label values (`\\`, `\"`, `\n`).
-fn split(line: &str) -> Option<(&str, Labels, f64)> {
+pub(super) fn split(line: &str) -> Option<(&str, Labels, f64)> {
     let (name, mut rest) = line.split_once('{')?;
     let mut labels = Vec::new();
     loop {

@@ -69,7 +69,10 @@ async fn overview_rows_match_the_counters() {
 async fn five_percent_failures_exhaust_a_99_9_percent_budget() {
     let m = Metrics::new("test");
     let h = m.history();
-    h.set_objectives("out", &[objective(ObjectiveKind::SuccessRate, 99.9)]);
+    h.set_objectives(vec![(
+        "out".into(),
+        objective(ObjectiveKind::SuccessRate, 99.9),
+    )]);
     traffic(&m, "/svc/a", 950, 50, 0.001);
     let s = h.slo();
     assert_eq!(s.len(), 1);
@@ -103,7 +106,10 @@ fn earlier_successes(m: &Metrics, service: &str, n: u64) {
 async fn a_recent_burst_is_burning_before_the_budget_is_gone() {
     let m = Metrics::new("test");
     let h = m.history();
-    h.set_objectives("out", &[objective(ObjectiveKind::SuccessRate, 99.9)]);
+    h.set_objectives(vec![(
+        "out".into(),
+        objective(ObjectiveKind::SuccessRate, 99.9),
+    )]);
     earlier_successes(&m, "/svc/a", 2_000_000);
     for _ in 0..30 {
         traffic(&m, "/svc/a", 100, 0, 0.001);
@@ -142,14 +148,14 @@ async fn latency_objective_counts_requests_within_the_rounded_down_threshold() {
         90.0,
     );
     assert_eq!(crate::slo::bucket_bound(&slow), Some(0.25));
-    h.set_objectives("out", &[slow]);
+    h.set_objectives(vec![("out".into(), slow)]);
     traffic(&m, "/svc/a", 8, 0, 0.1);
     traffic(&m, "/svc/a", 2, 0, 0.28);
     let s = &h.slo()[0];
     assert_eq!(s.objective, "latency-300ms");
     assert_eq!((s.requests, s.bad), (10, 2));
     assert_eq!(s.verdict, Verdict::Exhausted);
-    h.set_objectives("out", &[]);
+    h.set_objectives(Vec::new());
     assert!(h.slo().is_empty());
 }
 

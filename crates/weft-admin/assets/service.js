@@ -1,0 +1,44 @@
+// Service: the routes of one service (per-route metrics), how its name binds now, and the
+// clients it binds to with each endpoint's share of requests, from /service.json.
+"use strict";
+
+weft.pages.service = function (main, params) {
+  const el = weft.el;
+  const router = params.get("router") || "";
+  const service = params.get("service") || "";
+  const body = el("div", {});
+  main.append(el("h2", {}, `${service} `, el("span", { class: "muted" }, `on router ${router}`)), body);
+
+  async function refresh() {
+    const v = await weft.getJSON(`/service.json?${new URLSearchParams({ router, service })}`);
+    const routes = v.routes.map((r) => el("tr", { "data-route": r.service },
+      el("td", { class: "name" }, r.service),
+      el("td", {}, r.requests),
+      el("td", {}, weft.pct(r.successRate)),
+      el("td", {}, weft.ms(r.p50)), el("td", {}, weft.ms(r.p95)), el("td", {}, weft.ms(r.p99)),
+      el("td", { class: "name" }, r.errors.map(([k, n]) => `${k}: ${n}`).join(", "))));
+    const clients = [];
+    for (const c of v.clients) {
+      clients.push(el("tr", { class: "router" },
+        el("td", { class: "name" }, c.client), el("td", {}, `${c.endpoints} endpoints`),
+        el("td", {}, `${c.ejected} ejected`), el("td", {}, "")));
+      for (const e of c.endpointRequests) {
+        const bar = el("span", { class: "bar" }, el("span", { style: null }));
+        bar.firstChild.style.width = (e.share * 100).toFixed(1) + "%";
+        clients.push(el("tr", { "data-endpoint": e.endpoint },
+          el("td", { class: "name" }, e.endpoint), el("td", {}, e.requests),
+          el("td", {}, weft.pct(e.share, 1)), el("td", { class: "name" }, bar)));
+      }
+    }
+    body.replaceChildren(
+      el("h2", {}, "Routes"),
+      routes.length ? weft.table([["Route", "name"], ["Requests"], ["Success"], ["p50"], ["p95"], ["p99"], ["Errors", "name"]], routes)
+        : el("p", { class: "muted" }, "No requests yet."),
+      el("h2", {}, "Binding"),
+      v.binding ? weft.tree(v.binding) : el("p", { class: "muted" }, "The router is gone."),
+      el("h2", {}, "Clients and endpoints"),
+      clients.length ? weft.table([["Client / endpoint", "name"], ["Attempts"], ["Share"], ["", "name"]], clients)
+        : el("p", { class: "muted" }, "No bound client has sent a request yet."));
+  }
+  return weft.poll(refresh, 5000);
+};
