@@ -152,10 +152,6 @@ fn weft_lines(text: &str) -> String {
 
 /// A free TCP port on 127.0.0.1 for a program that cannot be told to use port 0 and report
 /// it back (Prometheus' own web listener).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_prometheus_scrapes_weft_and_queries_a_value_back() {
@@ -204,13 +200,4 @@ async fn real_prometheus_scrapes_weft_and_queries_a_value_back() {
         Some(N as f64),
         "Prometheus scraped weft and returned the request count"
     );
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
