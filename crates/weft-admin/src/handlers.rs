@@ -56,7 +56,7 @@ pub(crate) async fn handle<B>(state: &AdminState, peer: SocketAddr, req: Request
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /metrics, /ready, /live, /config.json, /delegator.json, /tap, /logging\n",
+            "not found; try / (the dashboard), /metrics, /ready, /live, /config.json, /delegator.json, /objectives.json, /tap, /logging\n",
         ),
     }
 }
