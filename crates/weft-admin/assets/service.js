@@ -21,13 +21,19 @@ weft.pages.service = function (main, params) {
     for (const c of v.clients) {
       clients.push(el("tr", { class: "router" },
         el("td", { class: "name" }, c.client), el("td", {}, `${c.endpoints} endpoints`),
-        el("td", {}, `${c.ejected} ejected`), el("td", {}, "")));
+        el("td", {}, `${c.ejected} ejected`), el("td", { class: "name", colspan: 5 }, "TLS: " + (c.tls ?? "none (plaintext)"))));
       for (const e of c.endpointRequests) {
         const bar = el("span", { class: "bar" }, el("span", { style: null }));
         bar.firstChild.style.width = (e.share * 100).toFixed(1) + "%";
+        let accrual = e.accrual ?? "gone";
+        if (e.accrual === "ejected") {
+          accrual += ` ${weft.num(e.ejectedForSecs, 0)} s ago, probe in ${weft.num(e.nextProbeInSecs, 0)} s`;
+        }
         clients.push(el("tr", { "data-endpoint": e.endpoint },
           el("td", { class: "name" }, e.endpoint), el("td", {}, e.requests),
-          el("td", {}, weft.pct(e.share, 1)), el("td", { class: "name" }, bar)));
+          el("td", {}, weft.pct(e.share, 1)), el("td", { class: "name" }, bar),
+          el("td", { class: "ewma" }, weft.ms(e.latencyEwmaSecs)), el("td", { class: "pending" }, e.pending ?? "–"),
+          el("td", { class: "name accrual " + (e.accrual === "alive" ? "ok" : "bad") }, accrual)));
       }
     }
     body.replaceChildren(
@@ -37,7 +43,8 @@ weft.pages.service = function (main, params) {
       el("h2", {}, "Binding"),
       v.binding ? weft.tree(v.binding) : el("p", { class: "muted" }, "The router is gone."),
       el("h2", {}, "Clients and endpoints"),
-      clients.length ? weft.table([["Client / endpoint", "name"], ["Attempts"], ["Share"], ["", "name"]], clients)
+      clients.length ? weft.table([["Client / endpoint", "name"], ["Attempts"], ["Share"], ["", "name"],
+          ["Peak EWMA"], ["Pending"], ["Failure accrual", "name"]], clients)
         : el("p", { class: "muted" }, "No bound client has sent a request yet."));
   }
   return weft.poll(refresh, 5000);

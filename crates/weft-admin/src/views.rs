@@ -21,7 +21,36 @@ struct ServiceView {
     /// How the name binds now (`/delegator.json`'s `result`).
     binding: Option<DelegateNode>,
     /// The clients it binds to, with their endpoints.
-    clients: Vec<ClientRow>,
+    clients: Vec<ClientView>,
+}
+
+/// A bound client: attempts per endpoint (from its metrics) and what its balancer knows.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClientView {
+    client: String,
+    endpoints: u64,
+    ejected: u64,
+    /// TLS towards the endpoints (`mesh: <name>`, `origin: <name>`), `None` for plaintext.
+    tls: Option<String>,
+    endpoint_requests: Vec<EndpointView>,
+}
+
+/// One endpoint: its share of attempts and its balancer state.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EndpointView {
+    endpoint: String,
+    requests: u64,
+    share: f64,
+    weight: Option<f64>,
+    /// Peak-EWMA latency estimate, seconds (when recent).
+    latency_ewma_secs: Option<f64>,
+    pending: Option<u32>,
+    /// `alive`, `ejected`, `probing`; `None` when the balancer no longer has it.
+    accrual: Option<&'static str>,
+    ejected_for_secs: Option<f64>,
+    next_probe_in_secs: Option<f64>,
 }
 
 /// `GET /overview.json`: every router and service (`weft_telemetry::history::Overview`).
@@ -60,6 +89,12 @@ pub(crate) async fn service(state: &AdminState, query: &str) -> Rsp {
             .clients(&label)
             .into_iter()
             .filter(|c| ids.contains(&c.client))
+            .map(|c| {
+                let state = Path::read(&c.client)
+                    .ok()
+                    .and_then(|id| router.client_state(&id));
+                client_view(c, state)
+            })
             .collect();
         binding = Some(tree.result);
     }
@@ -76,6 +111,35 @@ pub(crate) async fn service(state: &AdminState, query: &str) -> Rsp {
         binding,
         clients,
     })
+}
+
+fn client_view(c: ClientRow, state: Option<weft_proxy::ClientState>) -> ClientView {
+    let endpoints = state.as_ref().map(|s| &s.endpoints[..]).unwrap_or_default();
+    let endpoint_requests = c
+        .endpoint_requests
+        .into_iter()
+        .map(|e| {
+            let s = endpoints.iter().find(|s| s.addr.to_string() == e.endpoint);
+            EndpointView {
+                weight: s.map(|s| s.weight),
+                latency_ewma_secs: s.and_then(|s| s.latency_ewma_secs),
+                pending: s.map(|s| s.pending),
+                accrual: s.map(|s| s.accrual),
+                ejected_for_secs: s.and_then(|s| s.ejected_for_secs),
+                next_probe_in_secs: s.and_then(|s| s.next_probe_in_secs),
+                endpoint: e.endpoint,
+                requests: e.requests,
+                share: e.share,
+            }
+        })
+        .collect();
+    ClientView {
+        client: c.client,
+        endpoints: c.endpoints,
+        ejected: c.ejected,
+        tls: state.and_then(|s| s.tls),
+        endpoint_requests,
+    }
 }
 
 /// The bound ids of every leaf of `node`.

@@ -235,7 +235,18 @@ async fn dashboard_is_embedded_with_a_strict_policy_and_the_playground_never_app
         service["clients"][0]["client"], "/#/fs/books",
         "{service:#}"
     );
-    assert_eq!(service["clients"][0]["endpointRequests"][0]["share"], 1.0);
+    let books = &service["clients"][0]["endpointRequests"][0];
+    assert_eq!(books["share"], 1.0, "{service:#}");
+    assert_eq!(books["accrual"], "alive", "{service:#}");
+    assert_eq!(books["pending"], 0, "{service:#}");
+    assert!(books["latencyEwmaSecs"].as_f64().is_some(), "{service:#}");
+    assert!(service["clients"][0]["tls"].is_null());
+    // Five failures in a row ejected pay's one endpoint (consecutiveFailures: 5).
+    let pay = get_json(weft, "/service.json?router=outbound&service=/svc/pay").await;
+    let endpoint = &pay["clients"][0]["endpointRequests"][0];
+    assert_eq!(endpoint["accrual"], "ejected", "{pay:#}");
+    assert!(endpoint["ejectedForSecs"].as_f64().is_some(), "{pay:#}");
+    assert!(endpoint["nextProbeInSecs"].as_f64().is_some(), "{pay:#}");
 }
 
 /// Every page in headless Chromium (Debian `chromium`), driven by Python Playwright (PyPI

@@ -289,6 +289,11 @@ impl Clients {
         self.delegate_under(&self.dtab.concat(local), path).await
     }
 
+    /// The balancer state of the bound client `id`, if this router has built it.
+    pub(crate) fn client_state(&self, id: &Path) -> Option<crate::endpoint::ClientState> {
+        self.balancers.get(id).map(|b| b.state())
+    }
+
     /// Explains how `path` would bind under `dtab` in place of the router's (the dtab
     /// playground); the router keeps its dtab and no client is built.
     pub(crate) async fn delegate_under(&self, dtab: &Dtab, path: &Path) -> DelegateTree {

@@ -70,6 +70,9 @@ def main():
         expect(page.locator('tr[data-route="[default]"]')).to_be_visible()
         expect(page.locator(".node[data-type=bound]").first).to_contain_text("/#/fs/books")
         expect(page.locator("tr[data-endpoint]").first).to_contain_text("100.0%")
+        expect(page.locator("tr[data-endpoint] td.accrual").first).to_have_text("alive")
+        page.goto(BASE + "/#/service?router=outbound&service=/svc/pay")
+        expect(page.locator("tr[data-endpoint] td.accrual").first).to_contain_text("ejected")
         page.screenshot(path=f"{SHOTS}/service.png", full_page=True)
 
         # Playground: the weighted split as a tree; a bad dtab at its line; neg explained.
