@@ -1,6 +1,7 @@
 //! The in-process history behind the dashboard and the objectives: cumulative request counts
 //! per service, sampled from the existing metrics every [`FINE_STEP`] and kept for 15 minutes
-//! (sparklines), and every [`COARSE_STEP`] for 6 hours (burn rates).
+//! (sparklines), and every [`COARSE_STEP`] for 6 hours for the services with an objective
+//! (burn rates).
 //!
 //! Sampling reads the response and latency families back from their Prometheus text, so the
 //! request path records nothing more and pays nothing when no one looks. The current values
@@ -120,7 +121,18 @@ impl History {
             .back()
             .is_none_or(|last| now.at.duration_since(last.at) + FINE_STEP / 2 >= COARSE_STEP);
         if due {
-            ring.coarse.push_back(now.clone());
+            // Only services with an objective need the long history (burn rates).
+            let objectives = self.objectives();
+            let mut coarse = now.clone();
+            coarse.services.retain(|(router, service), _| {
+                let Ok(path) = weft_naming::Path::read(service) else {
+                    return false;
+                };
+                objectives
+                    .iter()
+                    .any(|(r, o)| r == router && o.applies_to(&path))
+            });
+            ring.coarse.push_back(coarse);
         }
         ring.fine.push_back(now);
         prune(&mut ring.fine, FINE_SPAN);

@@ -163,11 +163,19 @@ async fn latency_objective_counts_requests_within_the_rounded_down_threshold() {
 async fn rings_keep_their_span() {
     let m = Metrics::new("test");
     let h = m.history();
+    traffic(&m, "/svc/a", 1, 0, 0.001);
     for _ in 0..(7 * 360) {
         tokio::time::advance(Duration::from_secs(10)).await;
         h.sample();
     }
     assert_eq!(h.fine().len(), 91);
+    assert_eq!(h.fine()[0].services.len(), 1);
+    assert!(
+        h.baseline(tokio::time::Instant::now(), Duration::from_secs(60))
+            .services
+            .is_empty(),
+        "no objective, no long history"
+    );
     let now = tokio::time::Instant::now();
     let back = now.duration_since(h.baseline(now, Duration::from_secs(6 * 3600)).at);
     assert!(back >= Duration::from_secs(6 * 3600), "{back:?}");
