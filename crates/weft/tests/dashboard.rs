@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use support::metrics::sum;
 use support::*;
+use weft_test::Signal;
 
 /// The upstream of `/svc/pay` fails this many of every 100 requests.
 const PAY_FAILURES: usize = 5;
@@ -277,4 +278,42 @@ async fn browser_drives_every_page() {
         String::from_utf8_lossy(&out.stderr),
         mesh.weft.stderr()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_replaces_the_objectives() {
+    let books = Upstream::ok("books").await;
+    let disco = Disco::new();
+    disco.write("books", &books.fs_line());
+    let with = |target: &str| {
+        let objective = format!("  objectives: [{{kind: successRate, target: {target}}}]");
+        config(
+            &disco,
+            &[router(
+                "outbound",
+                "/svc => /#/fs;",
+                &["service:", &objective],
+            )],
+        )
+    };
+    let weft = Weft::start(bin(), &with("99.9%")).await;
+    let r = weft
+        .http1("outbound")
+        .get("books", "/")
+        .await
+        .expect("books");
+    assert_eq!(r.status, 200);
+    let slo = get_json(&weft, "/objectives.json").await;
+    assert_eq!(slo[0]["config"]["target"], "99.9%", "{slo:#}");
+    let path = weft.config_path();
+    let tmp = path.with_extension("yaml.tmp");
+    std::fs::write(&tmp, with("95%")).expect("write the new config");
+    std::fs::rename(&tmp, path).expect("rename it into place");
+    weft.signal(Signal::Hup);
+    let reloaded = eventually(Duration::from_secs(20), || async {
+        let slo = get_json(&weft, "/objectives.json").await;
+        (slo[0]["config"]["target"] == "95%").then_some(slo)
+    })
+    .await;
+    assert!(reloaded.is_some(), "{}", weft.stderr());
 }
