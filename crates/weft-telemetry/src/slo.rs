@@ -7,6 +7,8 @@
 //! error budget `1 - target`; a budget lasting exactly the objective's window burns at 1.
 //! `docs/objectives.md` explains it.
 
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -221,12 +223,23 @@ struct BurnLabels {
 
 type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
 
+fn burn_labels(l: &SloLabels, window: &str) -> BurnLabels {
+    BurnLabels {
+        router: l.router.clone(),
+        service: l.service.clone(),
+        objective: l.objective.clone(),
+        window: window.to_string(),
+    }
+}
+
 /// The `weft_slo_*` gauges.
 pub(crate) struct SloGauges {
     target: Family<SloLabels, FloatGauge>,
     attainment: Family<SloLabels, FloatGauge>,
     budget_left: Family<SloLabels, FloatGauge>,
     burn_rate: Family<BurnLabels, FloatGauge>,
+    /// The objectives with series now.
+    shown: Mutex<HashSet<SloLabels>>,
 }
 
 impl SloGauges {
@@ -236,6 +249,7 @@ impl SloGauges {
             attainment: Family::default(),
             budget_left: Family::default(),
             burn_rate: Family::default(),
+            shown: Mutex::default(),
         };
         registry.register(
             "slo_target_ratio",
@@ -260,12 +274,12 @@ impl SloGauges {
         g
     }
 
-    /// Sets every gauge from `statuses`, dropping series of objectives no longer in force.
+    /// Sets every gauge from `statuses`, then drops the series of objectives no longer in
+    /// force. Series are overwritten, never cleared first, so a concurrent scrape never sees
+    /// a gap.
     pub(crate) fn refresh(&self, statuses: &[SloStatus]) {
-        self.target.clear();
-        self.attainment.clear();
-        self.budget_left.clear();
-        self.burn_rate.clear();
+        let mut shown = self.shown.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut now = HashSet::new();
         for s in statuses {
             let labels = SloLabels {
                 router: s.router.clone(),
@@ -275,17 +289,25 @@ impl SloGauges {
             self.target.get_or_create(&labels).set(s.config.target());
             if let Some(a) = s.attainment {
                 self.attainment.get_or_create(&labels).set(a);
+            } else {
+                self.attainment.remove(&labels);
             }
             self.budget_left.get_or_create(&labels).set(s.budget_left);
             for (window, burn) in &s.burn_rates {
-                let labels = BurnLabels {
-                    router: s.router.clone(),
-                    service: s.service.clone(),
-                    objective: s.objective.clone(),
-                    window: window.clone(),
-                };
-                self.burn_rate.get_or_create(&labels).set(*burn);
+                self.burn_rate
+                    .get_or_create(&burn_labels(&labels, window))
+                    .set(*burn);
+            }
+            now.insert(labels);
+        }
+        for gone in shown.difference(&now) {
+            self.target.remove(gone);
+            self.attainment.remove(gone);
+            self.budget_left.remove(gone);
+            for (window, _) in WINDOWS {
+                self.burn_rate.remove(&burn_labels(gone, window));
             }
         }
+        *shown = now;
     }
 }

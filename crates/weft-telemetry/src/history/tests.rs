@@ -155,8 +155,13 @@ async fn latency_objective_counts_requests_within_the_rounded_down_threshold() {
     assert_eq!(s.objective, "latency-300ms");
     assert_eq!((s.requests, s.bad), (10, 2));
     assert_eq!(s.verdict, Verdict::Exhausted);
+    assert!(m.encode().contains("objective=\"latency-300ms\""));
     h.set_objectives(Vec::new());
     assert!(h.slo().is_empty());
+    assert!(
+        !m.encode().contains("weft_slo_target_ratio{"),
+        "series of a removed objective go"
+    );
 }
 
 #[tokio::test(start_paused = true)]
