@@ -107,6 +107,9 @@ routers:
         backoff: {kind: constant, delay: 20ms}
         bufferBytes: 1024
       responseClassifier: retryableRead5XX
+      objectives:
+        - {kind: successRate, target: 99.95%, window: 30d}
+        - {kind: latency, threshold: 250ms, target: 99%, window: 7d, prefix: /http/books}
       profiles:
         - prefix: /http/books
           routes:
