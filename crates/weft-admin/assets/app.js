@@ -102,6 +102,7 @@ function show() {
   cleanup = null;
   const main = document.getElementById("main");
   main.replaceChildren();
+  weft.status("");
   for (const a of document.querySelectorAll("#nav a")) {
     a.classList.toggle("active", a.dataset.page === page);
   }

@@ -23,7 +23,7 @@ weft.pages.service = function (main, params) {
         el("td", { class: "name" }, c.client), el("td", {}, `${c.endpoints} endpoints`),
         el("td", {}, `${c.ejected} ejected`), el("td", { class: "name", colspan: 5 }, "TLS: " + (c.tls ?? "none (plaintext)"))));
       for (const e of c.endpointRequests) {
-        const bar = el("span", { class: "bar" }, el("span", { style: null }));
+        const bar = el("span", { class: "bar" }, el("span", {}));
         bar.firstChild.style.width = (e.share * 100).toFixed(1) + "%";
         let accrual = e.accrual ?? "gone";
         if (e.accrual === "ejected") {
