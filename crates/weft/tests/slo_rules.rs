@@ -147,3 +147,32 @@ async fn rules_pass_promtool_and_a_real_prometheus_alerts_on_the_failing_service
     traffic.abort();
     let _ = prometheus.kill().await;
 }
+
+#[tokio::test]
+async fn a_bad_objective_is_refused_with_its_file_line_and_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("weft.yaml");
+    std::fs::write(
+        &config,
+        "routers:\n  - label: r\n    servers: [{port: 4140}]\n    service:\n      objectives: [{kind: latency, target: 99}]\n",
+    )
+    .expect("write config");
+    let out = tokio::process::Command::new(bin())
+        .arg("dashboards")
+        .arg("-c")
+        .arg(&config)
+        .arg("--out")
+        .arg(dir.path())
+        .output()
+        .await
+        .expect("weft dashboards");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(
+            "weft.yaml:5:44: routers[0].service.objectives[0].target: invalid percentage"
+        ),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("weft-rules.yml").exists());
+}
