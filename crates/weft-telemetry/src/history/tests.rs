@@ -40,6 +40,7 @@ async fn overview_rows_match_the_counters() {
     let m = Metrics::new("test");
     traffic(&m, "/svc/a", 90, 10, 0.002);
     traffic(&m, "/svc/b", 5, 0, 0.0002);
+    let _idle = m.router("out").service("[unidentified]", "[default]");
     let h = m.history();
     h.sample();
     tokio::time::advance(Duration::from_secs(10)).await;

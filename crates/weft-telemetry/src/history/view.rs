@@ -116,9 +116,13 @@ impl History {
             for (reason, n) in &counts.errors {
                 *errors.entry(reason.clone()).or_default() += n;
             }
-            services.push(row(
-                router, service, counts, &earlier, window, &fine, &series,
-            ));
+            // A service with no finished exchange yet (the `[unidentified]` series exist
+            // from start) has nothing to show; its router still gets a row.
+            if counts.total > 0 || counts.latency_count() > 0 {
+                services.push(row(
+                    router, service, counts, &earlier, window, &fine, &series,
+                ));
+            }
         }
         let routers = routers
             .iter()
