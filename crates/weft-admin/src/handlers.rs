@@ -12,9 +12,9 @@ use http_body_util::{BodyExt, Full};
 use weft_naming::{Dtab, Path};
 
 use crate::tap::{parse_query, TapBody};
-use crate::AdminState;
+use crate::{dashboard, views, AdminState};
 
-type Rsp = Response<BoxBody<Bytes, Infallible>>;
+pub(crate) type Rsp = Response<BoxBody<Bytes, Infallible>>;
 
 /// Prometheus text exposition format 0.0.4.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -30,6 +30,10 @@ pub(crate) async fn handle<B>(state: &AdminState, peer: SocketAddr, req: Request
         (&Method::GET, "/live") => text(StatusCode::OK, "live\n"),
         (&Method::GET, "/config.json") => json(StatusCode::OK, &state.config_json()),
         (&Method::GET, "/delegator.json") => delegator(state, query).await,
+        (&Method::GET, "/overview.json") => views::overview(state),
+        (&Method::GET, "/objectives.json") => views::objectives(state),
+        (&Method::GET, "/service.json") => views::service(state, query).await,
+        (&Method::GET, path) if dashboard::is_asset(path) => dashboard::asset(path),
         (&Method::GET, "/namers.json") => namers(state),
         (&Method::POST, "/shutdown") => shutdown(state, peer),
         (&Method::GET, "/tap") => tap(state, query),
@@ -46,13 +50,13 @@ pub(crate) async fn handle<B>(state: &AdminState, peer: SocketAddr, req: Request
             _,
             "/metrics" | "/ready" | "/live" | "/config.json" | "/delegator.json" | "/namers.json"
             | "/shutdown"
-            | "/tap" | "/logging",
+            | "/tap" | "/logging" | "/overview.json" | "/objectives.json" | "/service.json",
         ) => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /metrics, /ready, /live, /config.json, /delegator.json, /tap, /logging\n",
+            "not found; try / (the dashboard), /metrics, /ready, /live, /config.json, /delegator.json, /objectives.json, /tap, /logging\n",
         ),
     }
 }
@@ -80,19 +84,23 @@ fn namers(state: &AdminState) -> Rsp {
     json(StatusCode::OK, &serde_json::Value::Array(list))
 }
 
-/// `GET /delegator.json?router=R&path=/svc/x[&dtab=...][&format=text]`: the binding of
-/// `path` under the router's dtab (plus `dtab`, as an `l5d-dtab` header would add) explained
-/// as a tree; JSON by default, the indented text of `weft dtab delegate` with `format=text`.
+/// `GET /delegator.json?router=R&path=/svc/x[&dtab=...][&base=...][&format=text]`: the
+/// binding of `path` under the router's dtab (or `base` in its place, for the dtab
+/// playground; never applied) plus `dtab`, as an `l5d-dtab` header would add, explained as a
+/// tree; JSON by default, the indented text of `weft dtab delegate` with `format=text`. A
+/// dtab that does not parse is a 400 naming it and the line and column.
 async fn delegator(state: &AdminState, query: &str) -> Rsp {
     let mut router = None;
     let mut path = None;
     let mut dtab = String::new();
+    let mut base = None;
     let mut as_text = false;
     for (k, v) in form_urlencoded::parse(query.as_bytes()) {
         match &*k {
             "router" => router = Some(v.into_owned()),
             "path" => path = Some(v.into_owned()),
             "dtab" => dtab = v.into_owned(),
+            "base" => base = Some(v.into_owned()),
             "format" => as_text = v == "text",
             _ => {}
         }
@@ -108,6 +116,11 @@ async fn delegator(state: &AdminState, query: &str) -> Rsp {
         Ok(d) => d,
         Err(e) => return bad_request(&format!("dtab: {e}")),
     };
+    let base = match base.as_deref().map(Dtab::read) {
+        None => None,
+        Some(Ok(d)) => Some(d),
+        Some(Err(e)) => return bad_request(&format!("base: {e}")),
+    };
     let found = match router.as_deref() {
         Some(label) => state.routers.get(label),
         None if state.routers.len() == 1 => state.routers.current().pop(),
@@ -120,7 +133,10 @@ async fn delegator(state: &AdminState, query: &str) -> Rsp {
             "no such router\n".to_string(),
         );
     };
-    let tree = router.delegate(&path, &local).await;
+    let tree = match &base {
+        Some(base) => router.delegate_under(base, &path, &local).await,
+        None => router.delegate(&path, &local).await,
+    };
     if as_text {
         return text_owned(StatusCode::OK, format!("{tree}\n"));
     }
@@ -186,7 +202,7 @@ fn shutdown(state: &AdminState, peer: SocketAddr) -> Rsp {
     text(StatusCode::ACCEPTED, "shutting down\n")
 }
 
-fn bad_request(msg: &str) -> Rsp {
+pub(crate) fn bad_request(msg: &str) -> Rsp {
     text_owned(StatusCode::BAD_REQUEST, format!("{msg}\n"))
 }
 
@@ -198,12 +214,12 @@ fn text_owned(status: StatusCode, body: String) -> Rsp {
     respond(status, "text/plain; charset=utf-8", body)
 }
 
-fn json(status: StatusCode, value: &serde_json::Value) -> Rsp {
+pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Rsp {
     let body = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("\"{e}\""));
     respond(status, "application/json", body + "\n")
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: String) -> Rsp {
+pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: String) -> Rsp {
     let mut rsp = Response::new(Full::new(Bytes::from(body)).boxed());
     *rsp.status_mut() = status;
     rsp.headers_mut()

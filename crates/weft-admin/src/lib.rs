@@ -1,12 +1,14 @@
-//! weft's admin server: Prometheus metrics, readiness and liveness, the delegation explainer,
-//! the running configuration, and a loopback-only shutdown endpoint.
+//! weft's admin server: the dashboard, Prometheus metrics, readiness and liveness, the
+//! delegation explainer, the running configuration, and a loopback-only shutdown endpoint.
 //!
 //! This crate owns the admin HTTP API (`docs/admin.md`). It does not own what is measured
 //! (`weft-telemetry`) or the routers it explains (`weft-proxy`). It listens on 127.0.0.1:9990
 //! by default and is never put on a public address unless configured.
 
+mod dashboard;
 mod handlers;
 mod tap;
+mod views;
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, Ordering};

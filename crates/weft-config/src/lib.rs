@@ -18,6 +18,7 @@ mod control;
 mod discovery;
 mod error;
 mod locate;
+mod objective;
 mod profile;
 mod raw;
 mod service;
@@ -45,6 +46,7 @@ pub use discovery::{
     DnsSrvConfig, K8sApi, K8sConfig, LocalnodeConfig, MarathonConfig, TagWeight,
 };
 pub use error::ConfigError;
+pub use objective::{Objective, ObjectiveKind};
 pub use profile::{GrpcMatch, PathMatch, RouteConfig, RouteMatch, RouteRegex, ServiceProfile};
 pub use service::{ResponseClassifier, RetriesConfig, RetryBackoff, RetryBudget, ServiceConfig};
 pub use telemetry::{

@@ -10,7 +10,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use crate::values::{Dur, Header, Ip, NamePath, Port, PortOrName};
+use crate::values::{Dur, Header, Ip, NamePath, Percent, Port, PortOrName};
 use crate::{AccessLogFormat, Protocol, ResponseClassifier, UpstreamProtocol, ViaPolicy};
 
 #[derive(Debug, Default, Deserialize)]
@@ -448,6 +448,24 @@ pub(crate) struct RawService {
     pub(crate) retries: Option<RawRetries>,
     pub(crate) response_classifier: Option<RawClassifier>,
     pub(crate) profiles: Option<Vec<RawProfile>>,
+    pub(crate) objectives: Option<Vec<RawObjective>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RawObjective {
+    pub(crate) kind: Option<ObjectiveKindName>,
+    pub(crate) target: Option<Percent>,
+    pub(crate) window: Option<Dur>,
+    pub(crate) threshold: Option<Dur>,
+    pub(crate) prefix: Option<NamePath>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) enum ObjectiveKindName {
+    SuccessRate,
+    Latency,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 
 use crate::naming;
 use crate::values::{ser_duration, ser_opt_duration};
-use crate::ServiceProfile;
+use crate::{Objective, ServiceProfile};
 
 /// Settings of each logical service (one per logical name, yaml `service`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -40,6 +40,10 @@ pub struct ServiceConfig {
     /// prefix (yaml `profiles`); default none. Prefixes are unique; see
     /// [`ServiceConfig::profile_for`].
     pub profiles: Vec<ServiceProfile>,
+    /// Service-level objectives of the router's services (yaml `objectives`); default none.
+    /// Each applies to every service under its `prefix`; names are unique per prefix.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub objectives: Vec<Objective>,
 }
 
 impl ServiceConfig {

@@ -17,6 +17,7 @@ use crate::*;
 pub(crate) mod control;
 mod discovery;
 mod interpreter;
+mod objective;
 mod service;
 mod telemetry;
 mod tls;

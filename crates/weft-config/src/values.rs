@@ -237,3 +237,46 @@ impl<'de> Deserialize<'de> for NamePath {
 pub(crate) fn ser_display<T: fmt::Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(v)
 }
+
+// === impl Percent ===
+
+/// A percentage written as a string with a `%` sign (`99.9%`), kept as the number before the
+/// sign (99.9). A bare number is refused: `0.999` and `99.9` would both be plausible.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Percent(pub(crate) f64);
+
+impl<'de> Deserialize<'de> for Percent {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Percent;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a percentage like 99.9%")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Percent, E> {
+                let n = s
+                    .trim()
+                    .strip_suffix('%')
+                    .and_then(|n| n.trim().parse::<f64>().ok());
+                match n {
+                    Some(n) if n.is_finite() => Ok(Percent(n)),
+                    _ => Err(E::custom(format!(
+                        "invalid percentage \"{s}\": expected a number and a % sign, like 99.9%"
+                    ))),
+                }
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Percent, E> {
+                Err(E::custom(format!(
+                    "invalid percentage `{n}`: write it with a % sign, like 99.9%"
+                )))
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Percent, E> {
+                self.visit_f64(n as f64)
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Percent, E> {
+                self.visit_f64(n as f64)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

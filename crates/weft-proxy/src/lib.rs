@@ -82,6 +82,7 @@ use weft_telemetry::tap::Tap;
 use weft_telemetry::Metrics;
 
 pub use dispatch::ProxyBody;
+pub use endpoint::{ClientState, EndpointState};
 pub use error::{ErrorKind, Fault, ProxyError, Retry};
 pub use identity::identity_config;
 pub use namers::interpreter;

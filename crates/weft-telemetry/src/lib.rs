@@ -22,8 +22,10 @@ use prometheus_client::registry::Registry;
 pub mod access_log;
 mod conn_errors;
 mod export_metrics;
+pub mod history;
 mod namers;
 mod process;
+pub mod slo;
 pub mod statsd;
 pub mod tap;
 mod text;
@@ -33,7 +35,7 @@ pub use namers::{NamerSample, NamerSource};
 
 /// Latency buckets in seconds: 100µs to 60s, fine enough for sub-millisecond p50 on loopback
 /// and for multi-second tails.
-const LATENCY_BUCKETS: &[f64] = &[
+pub(crate) const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015,
     0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 ];
@@ -61,7 +63,7 @@ struct ServiceLabels {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, EncodeLabelSet)]
-struct ResponseLabels {
+pub(crate) struct ResponseLabels {
     router: Arc<str>,
     service: Arc<str>,
     route: Arc<str>,
@@ -127,6 +129,8 @@ struct Inner {
     namers: Arc<namers::NamerMetrics>,
     config_reloads: Family<ReloadLabels, Counter>,
     config_reload_success: Gauge,
+    history: history::History,
+    slo: slo::SloGauges,
 }
 
 /// `result` of a config reload: `ok` (applied, or nothing changed) or `error`.
@@ -361,6 +365,16 @@ impl Metrics {
             .set(1);
         registry.register("build_info", "weft build information", build);
         process::register(&mut registry);
+        let slo = slo::SloGauges::register(&mut registry);
+        // The history reads these two families back; a registry of their own keeps that
+        // cheap (the same families, not copies).
+        let mut sampled = Registry::with_prefix("weft");
+        sampled.register("responses", "", responses.clone());
+        sampled.register("response_latency_seconds", "", latency.clone());
+        sampled.register("endpoints", "", endpoints.clone());
+        sampled.register("endpoints_ejected", "", endpoints_ejected.clone());
+        sampled.register("endpoint_requests", "", endpoint_requests.clone());
+        let history = history::History::new(sampled);
         Metrics {
             inner: Arc::new(Inner {
                 registry,
@@ -390,6 +404,8 @@ impl Metrics {
                 namers,
                 config_reloads,
                 config_reload_success,
+                history,
+                slo,
             }),
         }
     }
@@ -399,12 +415,19 @@ impl Metrics {
     /// reads.
     pub fn encode(&self) -> String {
         self.inner.namers.refresh();
+        self.inner.slo.refresh(&self.inner.history.slo());
         let mut out = String::with_capacity(16 * 1024);
         // Writing into a String cannot fail; an error here would be a bug in the encoder.
         if prometheus_client::encoding::text::encode(&mut out, &self.inner.registry).is_err() {
             out.push_str("# encoding error\n");
         }
         text::openmetrics_to_prometheus(&out)
+    }
+
+    /// The request history of every service and the state of their objectives, as the
+    /// dashboard and `weft slo` show them.
+    pub fn history(&self) -> &history::History {
+        &self.inner.history
     }
 
     /// The counters of the trace exporters and the access logs.
@@ -461,6 +484,13 @@ impl Metrics {
 }
 
 /// Seconds since the Unix epoch, now (0 if the clock is before it).
+/// Now in Unix seconds, with a fraction.
+fn unix_now_f64() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -5,6 +5,7 @@ mod busy_poll;
 mod check_cmd;
 mod control_client;
 mod control_cmd;
+mod dashboards_cmd;
 mod demo;
 mod dtab_cmd;
 mod dtab_control;
@@ -17,6 +18,7 @@ mod prom;
 mod proxy_cmd;
 mod reload;
 mod routes_cmd;
+mod slo_cmd;
 mod stat_cmd;
 mod table;
 mod tap_cmd;
@@ -75,6 +77,12 @@ enum Command {
     /// shows services and the routes of their service profiles rather than paths. On a terminal
     /// the table is redrawn every window; otherwise one table is printed per window.
     Top(top_cmd::TopArgs),
+    /// Service-level objectives of a running proxy: attainment, error budget left, burn
+    /// rates over 5m/30m/1h/6h and a verdict (ok, burning, exhausted).
+    Slo(slo_cmd::SloArgs),
+    /// Write Prometheus recording and alerting rules (multi-window, multi-burn-rate alerts
+    /// for the config's objectives) and a Grafana dashboard.
+    Dashboards(dashboards_cmd::DashboardsArgs),
     /// Run every check (config, dtabs, namers, admin, readiness, versions) and list every
     /// failure with a hint; exit non-zero if any failed.
     Check(check_cmd::CheckArgs),
@@ -95,6 +103,8 @@ fn main() -> ExitCode {
         Command::Stat(args) => stat_cmd::run(args),
         Command::Routes(args) => routes_cmd::run(args),
         Command::Top(args) => top_cmd::run(args),
+        Command::Slo(args) => slo_cmd::run(args),
+        Command::Dashboards(args) => dashboards_cmd::run(args),
         Command::Check(args) => check_cmd::run(args),
         Command::Version(args) => version_cmd::run(args),
     }

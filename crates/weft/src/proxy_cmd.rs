@@ -142,6 +142,8 @@ async fn serve(
     };
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let metrics_for_identity = metrics.clone();
+    metrics.history().set_objectives(objectives(&config));
+    metrics.history().spawn();
     let proxy = Proxy::bind_inherited(&config, &metrics, &mut inherited).await?;
     let admin = match inherited.take("admin", config.admin.addr) {
         Some(socket) => weft_proxy::Inherited::into_tokio(socket)
@@ -233,6 +235,20 @@ async fn serve(
     let _ = admin_task.await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every router's service objectives, with the router's label.
+pub(crate) fn objectives(config: &Config) -> Vec<(String, weft_config::Objective)> {
+    config
+        .routers
+        .iter()
+        .flat_map(|r| {
+            r.service
+                .objectives
+                .iter()
+                .map(|o| (r.label.clone(), o.clone()))
+        })
+        .collect()
 }
 
 /// Serves the upgrade socket until a successor takes over (returned) or `shutdown` fires

@@ -165,6 +165,7 @@ impl Reload {
             }
         };
         let json = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
+        let objectives = crate::proxy_cmd::objectives(&config);
         match self.reloader.apply(config) {
             Ok(done) => {
                 self.version = version;
@@ -173,6 +174,7 @@ impl Reload {
                 if let Reloaded::Applied { namers, .. } = &done {
                     self.status.loaded_at = unix_now();
                     self.state.set_config(json);
+                    self.metrics.history().set_objectives(objectives);
                     if *namers {
                         let statuses = self.reloader.namer_statuses();
                         self.metrics

@@ -16,7 +16,13 @@ async fn weft_after_traffic(n: usize) -> (Weft, Upstream, Disco) {
     let disco = Disco::new();
     disco.write("books", &books.fs_line());
     disco.write("broken", &format!("127.0.0.1 {}\n", closed_port()));
-    let weft = start_fs_weft(&disco).await;
+    // An objective, so the `weft_slo_*` series are in the page promtool checks.
+    let objectives = [
+        "service:",
+        "  objectives: [{kind: successRate, target: 99.9%}, {kind: latency, threshold: 1s, target: 99%}]",
+    ];
+    let config = config(&disco, &[router("outbound", "/svc => /#/fs;", &objectives)]);
+    let weft = Weft::start(bin(), &config).await;
     let client = weft.http1("outbound");
     for _ in 0..n {
         let r = client.get("books", "/").await.expect("request");
@@ -96,6 +102,16 @@ async fn request_and_response_counters_count_successes_and_errors() {
         weft_lines(&text)
     );
     assert!(sum(&text, "weft_connections_total", &[("router", "outbound")]) >= 1.0);
+    let broken = [("service", "/svc/broken"), ("objective", "success-rate")];
+    assert_eq!(sum(&text, "weft_slo_attainment_ratio", &broken), 0.0);
+    assert_eq!(
+        sum(
+            &text,
+            "weft_slo_burn_rate",
+            &[broken[0], broken[1], ("window", "5m")]
+        ),
+        1000.0
+    );
     assert!(
         !support::metrics::matching(&text, "weft_build_info", &[]).is_empty(),
         "no weft_build_info"
@@ -152,10 +168,6 @@ fn weft_lines(text: &str) -> String {
 
 /// A free TCP port on 127.0.0.1 for a program that cannot be told to use port 0 and report
 /// it back (Prometheus' own web listener).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_prometheus_scrapes_weft_and_queries_a_value_back() {
@@ -204,13 +216,4 @@ async fn real_prometheus_scrapes_weft_and_queries_a_value_back() {
         Some(N as f64),
         "Prometheus scraped weft and returned the request count"
     );
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

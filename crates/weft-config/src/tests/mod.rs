@@ -5,6 +5,7 @@ mod accepts;
 mod control;
 mod discovery;
 mod interpreter;
+mod objectives;
 mod rejects;
 mod resilience;
 mod telemetry;
@@ -106,6 +107,9 @@ routers:
         backoff: {kind: constant, delay: 20ms}
         bufferBytes: 1024
       responseClassifier: retryableRead5XX
+      objectives:
+        - {kind: successRate, target: 99.95%, window: 30d}
+        - {kind: latency, threshold: 250ms, target: 99%, window: 7d, prefix: /http/books}
       profiles:
         - prefix: /http/books
           routes:

@@ -44,6 +44,7 @@ pub(super) fn service(raw: RawService, p: &KeyPath) -> Result<ServiceConfig> {
         },
         response_classifier,
         profiles,
+        objectives: super::objective::objectives(raw.objectives, &p.key("objectives"))?,
     })
 }
 

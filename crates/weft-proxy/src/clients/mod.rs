@@ -286,9 +286,19 @@ impl Clients {
     /// Explains how `path` binds under the router's dtab extended by `local` (as an
     /// `l5d-dtab` header would), waiting at most the binding timeout for namers.
     pub(crate) async fn delegate(&self, path: &Path, local: &Dtab) -> DelegateTree {
-        let dtab = self.dtab.concat(local);
+        self.delegate_under(&self.dtab.concat(local), path).await
+    }
+
+    /// The balancer state of the bound client `id`, if this router has built it.
+    pub(crate) fn client_state(&self, id: &Path) -> Option<crate::endpoint::ClientState> {
+        self.balancers.get(id).map(|b| b.state())
+    }
+
+    /// Explains how `path` would bind under `dtab` in place of the router's (the dtab
+    /// playground); the router keeps its dtab and no client is built.
+    pub(crate) async fn delegate_under(&self, dtab: &Dtab, path: &Path) -> DelegateTree {
         self.interpreter
-            .delegate(&dtab, path, self.binding_timeout)
+            .delegate(dtab, path, self.binding_timeout)
             .await
     }
 

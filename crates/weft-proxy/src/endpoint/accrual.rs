@@ -44,6 +44,7 @@ struct State {
 enum Phase {
     Alive,
     Ejected {
+        since: Instant,
         until: Instant,
     },
     /// Half-open: one probe request is in flight.
@@ -74,7 +75,7 @@ impl Accrual {
         }
         match self.lock().phase {
             Phase::Alive => true,
-            Phase::Ejected { until } => now >= until,
+            Phase::Ejected { until, .. } => now >= until,
             Phase::Probing => false,
         }
     }
@@ -91,7 +92,7 @@ impl Accrual {
             return;
         }
         let mut state = self.lock();
-        if let Phase::Ejected { until } = state.phase {
+        if let Phase::Ejected { until, .. } = state.phase {
             if now >= until {
                 state.phase = Phase::Probing;
             }
@@ -102,8 +103,22 @@ impl Accrual {
     #[cfg(test)]
     pub(crate) fn ejected_until(&self) -> Option<Instant> {
         match self.lock().phase {
-            Phase::Ejected { until } => Some(until),
+            Phase::Ejected { until, .. } => Some(until),
             _ => None,
+        }
+    }
+
+    /// The state for people (the dashboard): `alive`, `ejected` (since when, and when the
+    /// next probe may go) or `probing` (half-open: one probe in flight). An alive endpoint
+    /// takes no lock.
+    pub(crate) fn view(&self) -> (&'static str, Option<(Instant, Instant)>) {
+        if self.alive.load(Ordering::Relaxed) {
+            return ("alive", None);
+        }
+        match self.lock().phase {
+            Phase::Alive => ("alive", None),
+            Phase::Ejected { since, until } => ("ejected", Some((since, until))),
+            Phase::Probing => ("probing", None),
         }
     }
 
@@ -127,8 +142,10 @@ impl Accrual {
                 }
                 let backoff = self.backoff(state.ejections)?;
                 state.ejections = state.ejections.saturating_add(1);
+                let since = now();
                 state.phase = Phase::Ejected {
-                    until: now() + backoff,
+                    since,
+                    until: since + backoff,
                 };
                 return Some(Transition::Ejected);
             }
@@ -168,8 +185,10 @@ impl Accrual {
         let backoff = backoff?;
         let mut state = self.lock();
         state.ejections = state.ejections.saturating_add(1);
+        let since = now();
         state.phase = Phase::Ejected {
-            until: now() + backoff,
+            since,
+            until: since + backoff,
         };
         self.alive.store(false, Ordering::Relaxed);
         state.consecutive_failures = 0;

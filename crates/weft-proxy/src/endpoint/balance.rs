@@ -21,6 +21,7 @@ use super::accrual::{Accrual, Transition};
 use super::load::InFlight;
 use super::load::{Load, NOISE_BAND, NOMINAL_RTT_NS};
 use super::pool::Pool;
+use super::state::{ClientState, EndpointState};
 use super::{Connector, Endpoint};
 use crate::error::{ErrorKind, ProxyError};
 use crate::tls::{ClientIo, ClientTls};
@@ -235,6 +236,22 @@ impl Balancer {
             .filter(|e| e.accrual.is_ejected())
             .count();
         self.metrics.set_ejected(ejected);
+    }
+
+    /// The state of every endpoint now, for people (the dashboard).
+    pub(crate) fn state(&self) -> ClientState {
+        let now = Instant::now();
+        let mut endpoints: Vec<EndpointState> = self
+            .snapshot()
+            .endpoints
+            .iter()
+            .map(|e| e.state(now))
+            .collect();
+        endpoints.sort_by_key(|e| e.addr);
+        ClientState {
+            tls: self.tls.as_ref().map(ClientTls::describe),
+            endpoints,
+        }
     }
 
     fn snapshot(&self) -> Arc<EndpointSet> {
@@ -557,6 +574,30 @@ mod tests {
             e.addr, endpoints[1].addr,
             "avoids what it was asked to avoid"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn state_shows_load_and_ejection_times() {
+        let (b, endpoints) = balancer(2, Duration::from_secs(10));
+        endpoints[0]
+            .load
+            .observe(Duration::from_millis(3), Instant::now());
+        let _in_flight = endpoints[0].load.start();
+        for _ in 0..5 {
+            b.record(&endpoints[1], false);
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        let state = b.state();
+        assert_eq!(state.tls, None);
+        let [alive, ejected] = &state.endpoints[..] else {
+            panic!("two endpoints: {state:?}");
+        };
+        assert_eq!((alive.accrual, alive.pending), ("alive", 1));
+        assert!((alive.latency_ewma_secs.unwrap() - 0.003).abs() < 1e-9);
+        assert_eq!(ejected.accrual, "ejected");
+        assert_eq!(ejected.ejected_for_secs, Some(1.0));
+        assert!(ejected.next_probe_in_secs.unwrap() > 0.0);
+        assert_eq!(ejected.latency_ewma_secs, None);
     }
 
     #[test]

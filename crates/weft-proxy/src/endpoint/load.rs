@@ -92,6 +92,11 @@ impl Load {
         ns * (pending + 1.0)
     }
 
+    /// Requests in flight now.
+    pub(crate) fn pending(&self) -> u32 {
+        self.pending.load(Ordering::Relaxed)
+    }
+
     /// The latency estimate in nanoseconds, if one is recent (updated within `decay`).
     pub(crate) fn estimate(&self, now: Instant) -> Option<f64> {
         lock(&self.estimate)

@@ -11,6 +11,7 @@ mod mark;
 mod pool;
 mod preface;
 mod replay;
+mod state;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub(crate) use balance::{Balancer, Pick};
 pub(crate) use connect::Connector;
 pub(crate) use pool::origin_form;
 pub(crate) use replay::{BodyState, ReplayBody};
+pub use state::{ClientState, EndpointState};
 
 #[cfg(test)]
 pub(crate) use connect::memory;

@@ -164,6 +164,20 @@ impl Router {
         self.clients.delegate(path, local).await
     }
 
+    /// What the balancer of the bound client `id` (e.g. `/#/fs/books`) knows now: each
+    /// endpoint's peak-EWMA estimate, requests in flight and failure accrual state, and the
+    /// TLS towards them. `None` until a request has built that client.
+    pub fn client_state(&self, id: &Path) -> Option<crate::ClientState> {
+        self.clients.client_state(id)
+    }
+
+    /// Explains how `path` would bind under `base` in place of the router's dtab, extended by
+    /// `local`, with the router's namers: for trying an edited dtab. Nothing is applied: the
+    /// router keeps its dtab and no binding is cached.
+    pub async fn delegate_under(&self, base: &Dtab, path: &Path, local: &Dtab) -> DelegateTree {
+        self.clients.delegate_under(&base.concat(local), path).await
+    }
+
     /// Handles one request end to end; never fails: proxy errors become responses carrying
     /// `l5d-proxy-error`.
     pub(crate) async fn handle(

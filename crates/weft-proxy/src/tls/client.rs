@@ -44,6 +44,18 @@ impl std::fmt::Debug for ClientTls {
 }
 
 impl ClientTls {
+    /// For people: `mesh` or `origin`, and the name the endpoints' certificates must carry.
+    pub(crate) fn describe(&self) -> String {
+        let kind = match self.kind {
+            Kind::Mesh(_) => "mesh",
+            Kind::Origin(_) => "origin",
+        };
+        match &self.server_name {
+            Some(name) => format!("{kind}: {}", name.to_str()),
+            None => format!("{kind}: each endpoint's IP address"),
+        }
+    }
+
     /// Mutual TLS to endpoints that must present `expected` (a SPIFFE ID). `None` if the ID
     /// cannot be turned into an SNI name.
     pub(crate) fn mesh(identity: &Identity, expected: &str) -> Option<ClientTls> {

@@ -300,3 +300,19 @@ pub(crate) fn assert_spelled_as_sent(head: &str) {
     assert!(head.contains("\r\nX-Blah-Token: def\r\n"), "{head}");
     assert!(head.contains("\r\nx-lower: 1\r\n"), "{head}");
 }
+
+/// A port nothing listens on right now (for a child process to bind).
+pub(crate) fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// Percent-encodes everything but unreserved characters (for query strings).
+pub(crate) fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
