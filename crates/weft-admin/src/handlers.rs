@@ -45,7 +45,7 @@ pub(crate) async fn handle<B>(state: &AdminState, peer: SocketAddr, req: Request
                 .unwrap_or_default();
             text_owned(StatusCode::OK, format!("{level}\n"))
         }
-        (&Method::PUT | &Method::POST, "/logging") => set_log_level(state, query),
+        (&Method::PUT | &Method::POST, "/logging") => set_log_level(state, peer, query),
         (
             _,
             "/metrics" | "/ready" | "/live" | "/config.json" | "/delegator.json" | "/namers.json"
@@ -167,7 +167,16 @@ fn tap(state: &AdminState, query: &str) -> Rsp {
 
 /// `PUT /logging?level=<filter>`: changes the log filter at run time, e.g. `debug` or
 /// `info,weft_proxy=trace` (tracing-subscriber `EnvFilter` syntax).
-fn set_log_level(state: &AdminState, query: &str) -> Rsp {
+fn set_log_level(state: &AdminState, peer: SocketAddr, query: &str) -> Rsp {
+    // Debug logging from anywhere would let a caller fill the disk and read request details
+    // in the logs: like `/shutdown`, loopback only.
+    if !peer.ip().is_loopback() {
+        tracing::warn!(%peer, "log level change refused: not from loopback");
+        return text(
+            StatusCode::FORBIDDEN,
+            "changing the log level is allowed from loopback only\n",
+        );
+    }
     let Some(control) = &state.log_control else {
         return text(StatusCode::NOT_FOUND, "log control is not available\n");
     };

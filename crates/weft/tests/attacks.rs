@@ -484,3 +484,87 @@ async fn http2_frame_level_conformance() {
     );
     assert_serves_others(&weft, "the conformance cases").await;
 }
+
+/// This machine's first IPv4 address that is not loopback (`ip -4 -o addr show scope
+/// global`), to reach the admin server as another host would.
+fn non_loopback_ip() -> std::net::IpAddr {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .expect("ip (iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next()?.parse().ok())
+        .expect("this test needs a non-loopback IPv4 address")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_server_refuses_changes_from_other_hosts_and_tap_shows_no_secrets() {
+    let books = Upstream::start("books", Behaviour::new().echo()).await;
+    let config = format!(
+        "admin: {{ip: 0.0.0.0, port: 0}}\nrouters:\n{}",
+        router(
+            "outbound",
+            &format!("/svc => /$/inet/127.0.0.1/{};", books.port()),
+            &[]
+        )
+    );
+    let weft = Weft::start(bin(), &config).await;
+    let local = SocketAddr::new([127, 0, 0, 1].into(), weft.admin().port());
+    let remote = SocketAddr::new(non_loopback_ip(), weft.admin().port());
+
+    for (path, what) in [
+        ("/logging?level=trace", "log level"),
+        ("/shutdown", "shutdown"),
+    ] {
+        let method = if path == "/shutdown" { "POST" } else { "PUT" };
+        let req = format!("{method} {path} HTTP/1.1\r\nHost: admin\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        let got = raw::exchange(remote, req.as_bytes(), Duration::from_secs(10)).await;
+        let got = String::from_utf8_lossy(&got);
+        assert!(
+            got.starts_with("HTTP/1.1 403"),
+            "{what} from another host: {got}"
+        );
+    }
+    // Reads stay open to other hosts (what Prometheus does), and the proxy still runs.
+    let metrics = raw::exchange(
+        remote,
+        b"GET /metrics HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&metrics).starts_with("HTTP/1.1 200"));
+    let level = raw::exchange(
+        local,
+        b"GET /logging HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n",
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        !String::from_utf8_lossy(&level).contains("trace"),
+        "the level changed"
+    );
+
+    // Tap carries what a request is (method, authority, path, status, timing), never header
+    // values: credentials and cookies do not leave the proxy through it.
+    let tap = weft_test::tap::TapStream::open(weft.admin(), "").await;
+    let r = weft
+        .http1("outbound")
+        .get_with(
+            "books",
+            "/tapped",
+            &[
+                ("authorization", "Bearer s3cret-token"),
+                ("cookie", "session=s3cret-cookie"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    tap.ended("/svc/books", Duration::from_secs(10)).await;
+    let seen = serde_json::to_string(&tap.events()).unwrap();
+    assert!(seen.contains("/tapped"), "{seen}");
+    assert!(!seen.contains("s3cret"), "a secret reached tap: {seen}");
+}
