@@ -23,6 +23,7 @@ pub mod access_log;
 mod export_metrics;
 mod namers;
 mod process;
+pub mod scrape;
 pub mod statsd;
 pub mod tap;
 mod text;

@@ -62,7 +62,7 @@ where
 }
 
 /// A verdict from the bytes so far, or `None` if more are needed.
-fn classify(buf: &[u8]) -> Option<Detected> {
+pub(crate) fn classify(buf: &[u8]) -> Option<Detected> {
     let first = *buf.first()?;
     if first == 0x16 {
         // TLS record type 22 (handshake); a ClientHello follows.
@@ -88,7 +88,7 @@ fn classify(buf: &[u8]) -> Option<Detected> {
 }
 
 /// The verdict when no more bytes will come in time.
-fn classify_partial(buf: &[u8]) -> Detected {
+pub(crate) fn classify_partial(buf: &[u8]) -> Detected {
     classify(buf).unwrap_or(Detected::Tcp)
 }
 

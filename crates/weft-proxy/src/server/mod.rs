@@ -36,7 +36,7 @@ use crate::RouterSlot;
 use detect::{detect, Detected, Rewind};
 use keep_alive::{Guarded, Limits, Phase, Timed};
 
-mod detect;
+pub(crate) mod detect;
 mod inherited;
 mod keep_alive;
 
