@@ -14,6 +14,8 @@
 
 pub mod consul;
 pub mod dnssrv;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod http;
 pub mod k8s;
 pub mod marathon;

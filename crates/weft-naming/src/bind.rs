@@ -264,3 +264,7 @@ fn error_at(path: &Path, message: String) -> (Outcome, DelegateNode) {
 #[cfg(test)]
 #[path = "bind_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "bind_props.rs"]
+mod props;

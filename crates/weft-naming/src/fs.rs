@@ -105,6 +105,15 @@ impl FsNamer {
     pub fn errors(&self) -> Vec<String> {
         self.inner.lock().errors.values().cloned().collect()
     }
+
+    /// Parses the contents of one service file (the format is described on [`FsNamer`]):
+    /// its addresses in file order, duplicates kept.
+    ///
+    /// # Errors
+    /// The first bad line: its number (1-based) and what is wrong with it.
+    pub fn parse_service_file(bytes: &[u8]) -> Result<Vec<Address>, (usize, String)> {
+        parse_addrs(bytes)
+    }
 }
 
 impl Namer for FsNamer {

@@ -32,6 +32,8 @@ mod namer;
 mod parse;
 mod path;
 mod status;
+#[cfg(test)]
+mod strategies;
 mod transform;
 mod tree;
 

@@ -558,3 +558,7 @@ mod tests {
         assert_eq!(Dtab::read("/a=>1.").unwrap_err().expected(), "a digit");
     }
 }
+
+#[cfg(test)]
+#[path = "parse_props.rs"]
+mod props;

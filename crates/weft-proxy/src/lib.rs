@@ -59,6 +59,8 @@ mod clients;
 mod dispatch;
 mod endpoint;
 mod error;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod headers;
 mod identity;
 mod namers;

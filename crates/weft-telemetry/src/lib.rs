@@ -25,6 +25,7 @@ mod export_metrics;
 pub mod history;
 mod namers;
 mod process;
+pub mod scrape;
 pub mod slo;
 pub mod statsd;
 pub mod tap;

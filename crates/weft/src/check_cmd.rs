@@ -588,7 +588,7 @@ fn version_checks(admins: &[String], scrapes: &[Scrape]) -> Vec<Check> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prom::Page;
+    use weft_telemetry::scrape::Page;
 
     fn scrape(text: &str) -> Scrape {
         Scrape {

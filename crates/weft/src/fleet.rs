@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::prom::{Page, Sample};
+use weft_telemetry::scrape::{Page, Sample};
 
 /// The admin address used when neither `--admin` nor `--fleet` is given (DESIGN.md's default).
 pub(crate) const DEFAULT_ADMIN: &str = "127.0.0.1:9990";

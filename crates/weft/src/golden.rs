@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::fleet::ProxyWindow;
-use crate::prom::{Sample, Traffic};
 use crate::table;
+use weft_telemetry::scrape::{Sample, Traffic};
 
 /// One row's numbers over the window.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -132,7 +132,7 @@ pub(crate) fn label(s: &Sample, name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prom::parse;
+    use weft_telemetry::scrape::parse;
 
     /// A page with `ok`/`failed` responses of `/svc/books` on `outbound`, `fast` of them
     /// within 1ms and the rest within 10ms, plus a quiet `inbound` router.

@@ -14,7 +14,6 @@ mod golden;
 mod identity_cmd;
 mod logging;
 mod output;
-mod prom;
 mod proxy_cmd;
 mod reload;
 mod routes_cmd;

@@ -205,6 +205,33 @@ impl Inner {
     }
 }
 
+/// For [`crate::fuzz_support`]: a `/v1/health/service` body read and converted as the watch
+/// does (passing instances only, `preferServiceAddress`, a `canary` tag weighted 0.5).
+pub(crate) fn health_body(body: &[u8]) -> Result<(Vec<weft_naming::Address>, usize), String> {
+    let entries: Vec<api::ServiceEntry> =
+        serde_json::from_slice(body).map_err(|e| format!("malformed answer: {e}"))?;
+    let statuses = ["passing".to_string()];
+    let weights = [weft_config::TagWeight {
+        tag: "canary".into(),
+        weight: 0.5,
+    }];
+    let settings = api::Settings {
+        health_statuses: &statuses,
+        prefer_service_address: true,
+        weights: &weights,
+        authority: Some("web.service.dc1.consul"),
+    };
+    Ok(api::addresses(&entries, &settings))
+}
+
+/// For [`crate::fuzz_support`]: a `/v1/catalog/services` body read as the watch does; the
+/// number of services.
+pub(crate) fn catalog_body(body: &[u8]) -> Result<usize, String> {
+    let services: api::CatalogServices =
+        serde_json::from_slice(body).map_err(|e| format!("malformed answer: {e}"))?;
+    Ok(services.len())
+}
+
 /// A receiver that always holds `r`.
 fn fixed(r: Resolution) -> chan::Receiver<Resolution> {
     chan::channel(r).1

@@ -205,6 +205,18 @@ fn resolution(state: &ServiceState, id: &Path, port: &PortSel) -> Resolution {
     }
 }
 
+/// For [`crate::fuzz_support`]: one EndpointSlice (JSON) checked and converted as the watch
+/// does, and the addresses it gives for the port label `port`.
+pub(crate) fn slice_body(body: &[u8], port: &str) -> Result<Vec<weft_naming::Address>, String> {
+    let slice: EndpointSlice =
+        serde_json::from_slice(body).map_err(|e| format!("malformed EndpointSlice: {e}"))?;
+    let slice = endpoints::parse(&slice)?;
+    Ok(endpoints::addresses(
+        std::iter::once(&slice),
+        &PortSel::parse(port),
+    ))
+}
+
 /// Keeps `tx` up to date with the EndpointSlices of one service until nobody watches it.
 async fn watch_service(shared: Arc<Shared>, key: ServiceKey, tx: watch::Sender<ServiceState>) {
     let _watching = shared.status.watching();

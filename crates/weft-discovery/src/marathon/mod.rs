@@ -311,6 +311,36 @@ fn resolution(
     )
 }
 
+/// For [`crate::fuzz_support`]: a `/v2/apps` body parsed as the namer does, and the
+/// resolution of each app (task hosts that are not IP addresses stay unresolved).
+pub(crate) fn apps_body(body: &[u8], use_health_check: bool) -> Result<Vec<Resolution>, String> {
+    let apps = api::parse_apps(body, use_health_check)?;
+    let id = Path::from_labels(["#", "marathon"]);
+    let hosts = HashMap::new();
+    Ok(apps
+        .keys()
+        .map(|app| resolution(&id, app, &apps, &hosts).0)
+        .collect())
+}
+
+/// For [`crate::fuzz_support`]: an event stream cut into `chunks`, parsed as the namer reads
+/// it; for each event, its type and whether it prompts a new read of the apps.
+pub(crate) fn event_chunks(chunks: &[&[u8]]) -> Result<Vec<(String, bool)>, String> {
+    let mut parser = SseParser::default();
+    let mut out = Vec::new();
+    for chunk in chunks {
+        let events = parser
+            .feed(chunk)
+            .map_err(|_| format!("an event over {} bytes", events::MAX_EVENT_BYTES))?;
+        out.extend(
+            events
+                .iter()
+                .map(|ev| (ev.event_type.clone(), relevant(ev))),
+        );
+    }
+    Ok(out)
+}
+
 fn replace_if_changed(cur: &mut Resolution, new: Resolution) -> bool {
     let changed = *cur != new;
     if changed {

@@ -62,7 +62,7 @@ where
 }
 
 /// A verdict from the bytes so far, or `None` if more are needed.
-fn classify(buf: &[u8]) -> Option<Detected> {
+pub(crate) fn classify(buf: &[u8]) -> Option<Detected> {
     let first = *buf.first()?;
     if first == 0x16 {
         // TLS record type 22 (handshake); a ClientHello follows.
@@ -81,14 +81,13 @@ fn classify(buf: &[u8]) -> Option<Detected> {
             _ => return Some(Detected::Tcp),
         }
     }
-    if buf.len() >= MAX_METHOD {
-        return Some(Detected::Tcp);
-    }
+    // Only method characters so far, at most MAX_METHOD of them: the byte after them decides
+    // (a longer token is TCP, in the loop above), whichever read it arrives in.
     None
 }
 
 /// The verdict when no more bytes will come in time.
-fn classify_partial(buf: &[u8]) -> Detected {
+pub(crate) fn classify_partial(buf: &[u8]) -> Detected {
     classify(buf).unwrap_or(Detected::Tcp)
 }
 
@@ -190,6 +189,21 @@ mod tests {
         );
         assert_eq!(classify(b"GE"), None);
         assert_eq!(classify_partial(b"GE"), Detected::Tcp);
+    }
+
+    /// Found by the `detect` fuzz target: 20 method letters without the space after them
+    /// were TCP, with it HTTP/1, so the verdict depended on where a read ended.
+    #[test]
+    fn longest_method_split_before_its_space_is_still_http1() {
+        let line = b"ABCDEFGHIJKLMNOPQRST / HTTP/1.1\r\n";
+        assert_eq!(
+            classify(&line[..MAX_METHOD]),
+            None,
+            "wait for the next byte"
+        );
+        assert_eq!(classify(&line[..MAX_METHOD + 1]), Some(Detected::Http1));
+        assert_eq!(classify(b"ABCDEFGHIJKLMNOPQRSTU"), Some(Detected::Tcp));
+        assert_eq!(classify_partial(&line[..MAX_METHOD]), Detected::Tcp);
     }
 
     #[tokio::test]

@@ -37,7 +37,7 @@ use detect::{detect, Detected, Rewind};
 use keep_alive::{Guarded, Limits, Phase, Timed};
 
 mod conn_error;
-mod detect;
+pub(crate) mod detect;
 mod inherited;
 mod keep_alive;
 

@@ -18,7 +18,7 @@ use super::procs::Procs;
 use super::start::{self, WorkDir};
 use super::stats::{self, Snapshot};
 use super::{table, DemoArgs, Discovery};
-use crate::prom;
+use weft_telemetry::scrape as prom;
 
 /// How long children get to exit after SIGTERM before SIGKILL (sidecars drain up to 5s).
 const STOP_GRACE: Duration = Duration::from_secs(8);

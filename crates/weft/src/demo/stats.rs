@@ -5,7 +5,7 @@ use tokio::time::Instant;
 
 use super::layout::{Layout, Service};
 use super::load::LoadCounts;
-use crate::prom::{Sample, Traffic};
+use weft_telemetry::scrape::{Sample, Traffic};
 
 /// Every sidecar's `/metrics` at one moment, in [`Layout::instances`] order.
 #[derive(Clone, Debug)]
@@ -176,7 +176,7 @@ pub(crate) fn verdict(r: &Report, load: &LoadCounts) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::prom::parse;
+    use weft_telemetry::scrape::parse;
 
     fn rates_text(ok: u32, failed: u32, fast: u32, slow: u32) -> String {
         let all = fast + slow;

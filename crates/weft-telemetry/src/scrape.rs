@@ -1,22 +1,25 @@
-//! A small, tolerant reader of the Prometheus/OpenMetrics text that `GET /metrics` serves,
-//! the histogram quantile math, and [`Traffic`]: the response counters and latency buckets
-//! of some series, differenced between two scrapes. Shared by `weft demo`, `weft stat`,
-//! `weft routes` and `weft top`. Pure: no I/O.
+//! Reading metrics back: a small, tolerant reader of the Prometheus/OpenMetrics text that
+//! `GET /metrics` serves (the scraper's side of [`crate::Metrics`]), the histogram quantile
+//! math, and [`Traffic`]: the response counters and latency buckets of some series,
+//! differenced between two scrapes. Used by the CLI (`weft demo`, `weft stat`, `weft routes`,
+//! `weft top`, `weft check`) on pages from other processes, so the input is untrusted: every
+//! line that does not parse is skipped, never a panic (fuzzed by `fuzz/fuzz_targets/prom.rs`).
+//! Pure: no I/O.
 
 /// One sample line: `name{label="value",...} value`.
 #[derive(Clone, Debug, PartialEq)]
-pub(crate) struct Sample {
+pub struct Sample {
     /// Full series name, suffix included (`weft_responses_total`).
-    pub(crate) name: String,
+    pub name: String,
     /// Labels in the order they appeared.
-    pub(crate) labels: Vec<(String, String)>,
+    pub labels: Vec<(String, String)>,
     /// The value; `+Inf`/`-Inf`/`NaN` are accepted.
-    pub(crate) value: f64,
+    pub value: f64,
 }
 
 impl Sample {
     /// The value of label `key`, if present.
-    pub(crate) fn label(&self, key: &str) -> Option<&str> {
+    pub fn label(&self, key: &str) -> Option<&str> {
         self.labels
             .iter()
             .find(|(k, _)| k == key)
@@ -24,31 +27,31 @@ impl Sample {
     }
 
     /// Whether every `(key, value)` pair of `want` is present.
-    pub(crate) fn matches(&self, want: &[(&str, &str)]) -> bool {
+    pub fn matches(&self, want: &[(&str, &str)]) -> bool {
         want.iter().all(|(k, v)| self.label(k) == Some(*v))
     }
 }
 
 /// Parses an exposition text. Comments, blank lines and any line that does not parse are
 /// skipped: a scrape from a newer proxy with unfamiliar syntax still yields what it can.
-pub(crate) fn parse(text: &str) -> Vec<Sample> {
+pub fn parse(text: &str) -> Vec<Sample> {
     Page::parse(text).samples
 }
 
 /// A parsed `/metrics` page, with what could not be read.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Page {
+pub struct Page {
     /// Every sample that parsed, in page order.
-    pub(crate) samples: Vec<Sample>,
+    pub samples: Vec<Sample>,
     /// How many non-comment lines did not parse.
-    pub(crate) bad_lines: usize,
+    pub bad_lines: usize,
     /// The first of them (1-based line number, text cut to 80 characters), for a report.
-    pub(crate) first_bad: Option<(usize, String)>,
+    pub first_bad: Option<(usize, String)>,
 }
 
 impl Page {
     /// Parses `text` like [`parse`], counting the lines it skips.
-    pub(crate) fn parse(text: &str) -> Page {
+    pub fn parse(text: &str) -> Page {
         let mut page = Page::default();
         for (i, line) in text.lines().enumerate() {
             let line = line.trim();
@@ -70,12 +73,12 @@ impl Page {
 
     /// Whether the page holds any `weft_*` sample: a page without one is not from a weft
     /// proxy, or from a version whose metrics this CLI cannot read.
-    pub(crate) fn has_weft_metrics(&self) -> bool {
+    pub fn has_weft_metrics(&self) -> bool {
         self.samples.iter().any(|s| s.name.starts_with("weft_"))
     }
 
     /// The proxy's version from `weft_build_info{version="..."}`.
-    pub(crate) fn version(&self) -> Option<&str> {
+    pub fn version(&self) -> Option<&str> {
         self.samples
             .iter()
             .find(|s| s.name == "weft_build_info")
@@ -83,7 +86,7 @@ impl Page {
     }
 
     /// A one-line description of the lines that did not parse, if any.
-    pub(crate) fn problem(&self) -> Option<String> {
+    pub fn problem(&self) -> Option<String> {
         let (line, text) = self.first_bad.as_ref()?;
         Some(format!(
             "{} line(s) of /metrics did not parse (first, line {line}: {text:?})",
@@ -153,13 +156,13 @@ fn parse_value(s: &str) -> Option<f64> {
 }
 
 /// Cumulative histogram buckets `(le, count)` sorted by `le`, the last one `+Inf`.
-pub(crate) type Buckets = Vec<(f64, f64)>;
+pub type Buckets = Vec<(f64, f64)>;
 
 /// The `q`-quantile (0..=1) of a cumulative histogram, the way Prometheus'
 /// `histogram_quantile` computes it: find the bucket holding the rank and interpolate
 /// linearly inside it (the first bucket's lower bound is 0). A rank in the `+Inf` bucket
 /// yields the highest finite bound. `None` when the histogram is empty.
-pub(crate) fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
+pub fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
     let total = buckets.last()?.1;
     if total.is_nan() || total <= 0.0 {
         return None;
@@ -184,19 +187,19 @@ pub(crate) fn quantile(q: f64, buckets: &[(f64, f64)]) -> Option<f64> {
 /// Response counts and latency buckets of some series (one service, one router, a sum of
 /// several), either as scraped or as the difference between two scrapes.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct Traffic {
+pub struct Traffic {
     /// Responses of any classification (`weft_responses_total`).
-    pub(crate) total: f64,
+    pub total: f64,
     /// Responses classified `success`.
-    pub(crate) success: f64,
+    pub success: f64,
     /// Cumulative latency buckets (`weft_response_latency_seconds_bucket`), sorted by `le`.
-    pub(crate) buckets: Buckets,
+    pub buckets: Buckets,
 }
 
 impl Traffic {
     /// Adds `s` if it is a response counter or a latency bucket; other samples are ignored.
     /// The caller picks which series belong together (by their labels).
-    pub(crate) fn record(&mut self, s: &Sample) {
+    pub fn record(&mut self, s: &Sample) {
         match s.name.as_str() {
             "weft_responses_total" => {
                 self.total += s.value;
@@ -215,7 +218,7 @@ impl Traffic {
 
     /// What happened since `earlier`. A counter that went backwards means the proxy
     /// restarted: everything it reports now happened since.
-    pub(crate) fn since(&self, earlier: &Traffic) -> Traffic {
+    pub fn since(&self, earlier: &Traffic) -> Traffic {
         let reset = self.total < earlier.total
             || self
                 .buckets
@@ -236,7 +239,7 @@ impl Traffic {
     }
 
     /// Adds another series' counts (buckets merged by bound).
-    pub(crate) fn add(&mut self, other: &Traffic) {
+    pub fn add(&mut self, other: &Traffic) {
         self.total += other.total;
         self.success += other.success;
         for &(le, n) in &other.buckets {
@@ -245,12 +248,12 @@ impl Traffic {
     }
 
     /// Success ratio 0..=1; `None` without responses.
-    pub(crate) fn success_rate(&self) -> Option<f64> {
+    pub fn success_rate(&self) -> Option<f64> {
         (self.total > 0.0).then(|| self.success / self.total)
     }
 
     /// The `q`-quantile of the latency in seconds (see [`quantile`]).
-    pub(crate) fn latency(&self, q: f64) -> Option<f64> {
+    pub fn latency(&self, q: f64) -> Option<f64> {
         quantile(q, &self.buckets)
     }
 }
