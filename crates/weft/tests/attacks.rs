@@ -329,6 +329,39 @@ async fn request_smuggling_attempts_reach_the_upstream_as_one_request_or_none() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_idle_connections_cost_little_and_block_no_one() {
+    // 10,000 sockets here and as many in weft (each process has its own limit): where this
+    // process's soft descriptor limit is lower, raise it to the hard limit (util-linux
+    // `prlimit`); weft inherits it.
+    let limits = std::fs::read_to_string("/proc/self/limits").expect("limits");
+    let (soft, hard) = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| {
+            let mut n = l.split_whitespace().skip(3);
+            Some((
+                n.next()?.parse::<u64>().ok()?,
+                n.next()?.parse::<u64>().ok()?,
+            ))
+        })
+        .expect("Max open files in /proc/self/limits");
+    assert!(
+        hard >= 12_000,
+        "the hard descriptor limit {hard} is below what this test needs"
+    );
+    if soft < 12_000 {
+        let raised = std::process::Command::new("prlimit")
+            .args([
+                "--pid",
+                &std::process::id().to_string(),
+                &format!("--nofile={hard}:"),
+            ])
+            .status()
+            .expect("prlimit (util-linux)");
+        assert!(
+            raised.success(),
+            "cannot raise the descriptor limit to {hard}"
+        );
+    }
     // Silent connections wait in protocol detection, here for up to a minute (by default
     // one second, after which they are opaque TCP with nowhere to go, and closed).
     let weft = proxy_with(&["detectTimeout: 60s"]).await;
