@@ -12,7 +12,7 @@ use http::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
 use http::{Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
-use crate::handlers::Rsp;
+use crate::respond::Rsp;
 
 const HTML: &str = "text/html; charset=utf-8";
 const JS: &str = "text/javascript; charset=utf-8";
@@ -62,7 +62,7 @@ pub(crate) fn is_asset(path: &str) -> bool {
 /// Serves the dashboard file at `path` (404 for any other path).
 pub(crate) fn asset(path: &str) -> Rsp {
     let Some((_, content_type, body)) = ASSETS.iter().find(|(p, _, _)| *p == path) else {
-        return crate::handlers::respond(
+        return crate::respond::respond(
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
             "not found\n".into(),

@@ -2,19 +2,14 @@
 
 use std::net::SocketAddr;
 
-use std::convert::Infallible;
-
-use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::combinators::BoxBody;
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use weft_naming::{Dtab, Path};
 
+use crate::respond::{bad_request, json, respond, text, text_owned, Rsp};
 use crate::tap::{parse_query, TapBody};
 use crate::{dashboard, views, AdminState};
-
-pub(crate) type Rsp = Response<BoxBody<Bytes, Infallible>>;
 
 /// Prometheus text exposition format 0.0.4.
 const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -209,29 +204,4 @@ fn shutdown(state: &AdminState, peer: SocketAddr) -> Rsp {
     tracing::info!(%peer, "shutdown requested through the admin server");
     state.shutdown.cancel();
     text(StatusCode::ACCEPTED, "shutting down\n")
-}
-
-pub(crate) fn bad_request(msg: &str) -> Rsp {
-    text_owned(StatusCode::BAD_REQUEST, format!("{msg}\n"))
-}
-
-fn text(status: StatusCode, body: &'static str) -> Rsp {
-    respond(status, "text/plain; charset=utf-8", body.to_string())
-}
-
-fn text_owned(status: StatusCode, body: String) -> Rsp {
-    respond(status, "text/plain; charset=utf-8", body)
-}
-
-pub(crate) fn json(status: StatusCode, value: &serde_json::Value) -> Rsp {
-    let body = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("\"{e}\""));
-    respond(status, "application/json", body + "\n")
-}
-
-pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: String) -> Rsp {
-    let mut rsp = Response::new(Full::new(Bytes::from(body)).boxed());
-    *rsp.status_mut() = status;
-    rsp.headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    rsp
 }

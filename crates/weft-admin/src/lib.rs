@@ -7,6 +7,7 @@
 
 mod dashboard;
 mod handlers;
+mod respond;
 mod tap;
 mod views;
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use weft_naming::{DelegateNode, DelegateOutcome, Dtab, Path};
 use weft_telemetry::history::{ClientRow, RouteRow};
 
-use crate::handlers::{bad_request, json, Rsp};
+use crate::respond::{bad_request, json, Rsp};
 use crate::AdminState;
 
 /// `GET /service.json`: one service of one router.

@@ -2,14 +2,14 @@
 //! credentials and namers. Same two stages and the same [`ConfigError`] as the proxy's file.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::{Path as FsPath, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::raw::{RawBackendTls, RawNamer};
 use crate::values::Dur;
-use crate::{BackendTls, ConfigError, NamerConfig};
+use crate::{BackendTls, NamerConfig};
 
 /// A whole, validated `weft control` configuration (`docs/control-plane.md`).
 #[derive(Debug, Clone, PartialEq)]
@@ -121,40 +121,6 @@ impl ControlConfig {
     pub const DEFAULT_GRPC: SocketAddr = loopback(4100);
     /// The default etcd key prefix.
     pub const DEFAULT_ETCD_PREFIX: &'static str = "/weft/dtabs/";
-
-    /// Reads and validates the file at `path`; relative paths in it are taken relative to
-    /// the file's directory.
-    ///
-    /// # Errors
-    /// The file cannot be read, is not valid YAML, or not a valid control configuration;
-    /// the error names the file, line, column and key path.
-    pub fn load(path: &FsPath) -> Result<ControlConfig, ConfigError> {
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(&origin, e))?;
-        Self::parse_at(&text, &origin, path.parent().unwrap_or(FsPath::new("")))
-    }
-
-    /// Validates `text`; `origin` names it in errors and its directory is the base of
-    /// relative paths.
-    ///
-    /// # Errors
-    /// As [`ControlConfig::load`], without I/O errors.
-    pub fn parse(text: &str, origin: &str) -> Result<ControlConfig, ConfigError> {
-        let base = FsPath::new(origin).parent().unwrap_or(FsPath::new(""));
-        Self::parse_at(text, origin, base)
-    }
-
-    fn parse_at(text: &str, origin: &str, base: &FsPath) -> Result<ControlConfig, ConfigError> {
-        let de = serde_yaml_ng::Deserializer::from_str(text);
-        let raw: Option<RawControl> = match serde_path_to_error::deserialize(de) {
-            Ok(raw) => raw,
-            Err(e) => return Err(crate::yaml_error(origin, e)),
-        };
-        crate::validate::control::config(raw.unwrap_or_default(), base).map_err(|inv| {
-            let pos = crate::position(text, &inv);
-            ConfigError::invalid(origin, pos, Some(inv.path.to_string()), inv.message)
-        })
-    }
 }
 
 const fn loopback(port: u16) -> SocketAddr {

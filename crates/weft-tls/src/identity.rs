@@ -1,49 +1,21 @@
 //! [`Identity`]: the current material, the rustls configs that read it, and the file watcher.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use rustls::client::Resumption;
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::UnixTime;
 use rustls::server::NoServerSessionStorage;
 use rustls::{ClientConfig, ServerConfig};
 
-use crate::material::Material;
-use crate::reload::{Reloading, Source};
+use crate::files::{IdentityFiles, State};
+use crate::reload::Reloading;
 use crate::verify::{self, CurrentCert, MeshClientVerifier, SpiffeServerVerifier};
-use crate::TlsError;
+use crate::{IdentityConfig, TlsError};
 
 /// Client configs cached per expected server identity; past this the cache starts over.
 const MAX_CLIENT_CONFIGS: usize = 4096;
 /// ALPN offered and accepted between proxies.
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
-
-/// Where a proxy's identity lives: three PEM files.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct IdentityConfig {
-    /// The certificate chain: the leaf (with the SPIFFE ID as its URI SAN) first, then any
-    /// intermediates (the issuer).
-    pub cert: PathBuf,
-    /// The leaf's private key (PKCS#8, SEC1 or PKCS#1).
-    pub key: PathBuf,
-    /// The trust anchors (one or more self-signed roots) that peers' chains must lead to.
-    pub trust_bundle: PathBuf,
-    /// Other trust domains whose peers are accepted, each with its own anchors (SPIFFE
-    /// federation: a peer's chain must lead to the bundle of the trust domain its SPIFFE ID
-    /// names). Empty: only peers of our own trust domain.
-    pub federation: Vec<FederatedBundle>,
-}
-
-/// A federated trust domain and the file holding its trust anchors (PEM).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FederatedBundle {
-    /// The trust domain, e.g. `cluster-b.example` (the host part of its SPIFFE IDs).
-    pub trust_domain: String,
-    /// PEM file of the trust domain's anchors, watched and reloaded with the identity.
-    pub trust_bundle: PathBuf,
-}
 
 /// A proxy's identity: SPIFFE ID, certificate chain and key, and trust bundle, reloaded live.
 ///
@@ -61,58 +33,6 @@ struct Inner {
     clients: Mutex<HashMap<String, Arc<ClientConfig>>>,
 }
 
-/// The identity's reloading material, shared with the rustls hooks that read it.
-pub(crate) type State = Reloading<IdentityFiles>;
-
-/// The three files of an identity and the provider that validates them.
-pub(crate) struct IdentityFiles {
-    cfg: IdentityConfig,
-    /// cert, key, bundle, then one bundle per federated trust domain.
-    paths: Vec<PathBuf>,
-    pub(crate) provider: Arc<CryptoProvider>,
-}
-
-impl Source for IdentityFiles {
-    type Material = Material;
-    const WHAT: &'static str = "identity";
-
-    fn paths(&self) -> &[PathBuf] {
-        &self.paths
-    }
-
-    fn build(&self, files: &[Vec<u8>], now: UnixTime) -> Result<Material, TlsError> {
-        let [cert, key, bundle, federated @ ..] = files else {
-            return Err(TlsError::new("identity: expected three files"));
-        };
-        Material::build(
-            &self.cfg,
-            [cert, key, bundle],
-            federated,
-            &self.provider,
-            now,
-        )
-    }
-
-    fn applied(&self, m: &Material) {
-        tracing::info!(
-            spiffe_id = %m.spiffe_id,
-            serial = %m.serial_hex,
-            not_after = m.not_after,
-            "identity reloaded"
-        );
-    }
-
-    fn expiry(&self, m: &Material) -> (i64, String) {
-        (m.not_after, m.spiffe_id.clone())
-    }
-}
-
-impl State {
-    pub(crate) fn provider(&self) -> &Arc<CryptoProvider> {
-        &self.source().provider
-    }
-}
-
 // === impl Identity ===
 
 impl Identity {
@@ -122,15 +42,7 @@ impl Identity {
     /// # Errors
     /// A [`TlsError`] naming the file and the problem.
     pub fn load(cfg: &IdentityConfig) -> Result<Identity, TlsError> {
-        let state = Reloading::load(IdentityFiles {
-            cfg: cfg.clone(),
-            paths: [&cfg.cert, &cfg.key, &cfg.trust_bundle]
-                .into_iter()
-                .chain(cfg.federation.iter().map(|f| &f.trust_bundle))
-                .cloned()
-                .collect(),
-            provider: verify::provider(),
-        })?;
+        let state = Reloading::load(IdentityFiles::new(cfg, verify::provider()))?;
         Ok(Identity {
             inner: Arc::new(Inner {
                 state: Arc::new(state),

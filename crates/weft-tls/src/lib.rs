@@ -10,8 +10,10 @@
 //! cryptography.
 
 pub mod ca;
+mod config;
 mod error;
 mod explain;
+mod files;
 mod identity;
 mod ingress;
 mod material;
@@ -20,9 +22,10 @@ mod reload;
 mod spiffe;
 mod verify;
 
+pub use config::{FederatedBundle, IdentityConfig};
 pub use error::TlsError;
 pub use explain::{cert_problem, explain, CertProblem};
-pub use identity::{FederatedBundle, Identity, IdentityConfig};
+pub use identity::Identity;
 pub use ingress::ServerCertificates;
 pub use origin::{Alpn, Origination};
 pub use spiffe::server_name_for;

@@ -12,7 +12,7 @@ use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 
-use crate::identity::State;
+use crate::files::State;
 use crate::spiffe;
 
 // === impl CurrentCert ===

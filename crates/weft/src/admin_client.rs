@@ -38,3 +38,24 @@ pub(crate) async fn get(addr: &str, path_and_query: &str) -> anyhow::Result<Stri
     }
     Ok(text)
 }
+
+/// `?k=v&k=v`, values percent-encoded but for unreserved characters (RFC 3986 section 2.3):
+/// the query of an admin or control API request.
+pub(crate) fn form_query(pairs: &[(&str, &str)]) -> String {
+    let mut out = String::from("?");
+    for (i, (k, v)) in pairs.iter().enumerate() {
+        if i > 0 {
+            out.push('&');
+        }
+        out.push_str(k);
+        out.push('=');
+        for b in v.bytes() {
+            if b.is_ascii_alphanumeric() || b"-_./~".contains(&b) {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+    }
+    out
+}

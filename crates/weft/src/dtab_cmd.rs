@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use weft_config::Config;
 use weft_naming::{Dtab, Path};
 
+use crate::admin_client::form_query;
 use crate::output::Output;
 
 /// `weft dtab` subcommands.
@@ -111,23 +112,4 @@ async fn delegate(args: DelegateArgs) -> anyhow::Result<String> {
         Output::Text => tree.to_string(),
         Output::Json => serde_json::to_string_pretty(&tree)?,
     })
-}
-
-pub(crate) fn form_query(pairs: &[(&str, &str)]) -> String {
-    let mut out = String::from("?");
-    for (i, (k, v)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push('&');
-        }
-        out.push_str(k);
-        out.push('=');
-        for b in v.bytes() {
-            if b.is_ascii_alphanumeric() || b"-_./~".contains(&b) {
-                out.push(b as char);
-            } else {
-                out.push_str(&format!("%{b:02X}"));
-            }
-        }
-    }
-    out
 }

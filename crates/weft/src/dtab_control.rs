@@ -10,8 +10,8 @@ use bytes::Bytes;
 use clap::Args;
 use http::{Method, StatusCode};
 
+use crate::admin_client::form_query;
 use crate::control_client::{request, Answer, ControlOpts};
-use crate::dtab_cmd::form_query;
 use crate::output::{self, Output};
 use crate::table;
 

@@ -21,6 +21,7 @@ mod slo_cmd;
 mod stat_cmd;
 mod table;
 mod tap_cmd;
+mod telemetry_sources;
 mod top_cmd;
 mod upgrade;
 mod version_cmd;

@@ -17,7 +17,7 @@ use weft_proxy::Proxy;
 use weft_telemetry::Metrics;
 
 use crate::busy_poll::BusyPoll;
-use crate::upgrade;
+use crate::{telemetry_sources, upgrade};
 
 /// Arguments of `weft proxy`.
 #[derive(Args, Debug)]
@@ -142,7 +142,9 @@ async fn serve(
     };
     let metrics = Metrics::new(env!("CARGO_PKG_VERSION"));
     let metrics_for_identity = metrics.clone();
-    metrics.history().set_objectives(objectives(&config));
+    metrics
+        .history()
+        .set_objectives(telemetry_sources::objectives(&config));
     metrics.history().spawn();
     let proxy = Proxy::bind_inherited(&config, &metrics, &mut inherited).await?;
     let admin = match inherited.take("admin", config.admin.addr) {
@@ -172,7 +174,7 @@ async fn serve(
             .with_log_control(&log_level, log_control)
             .with_namers(proxy.namer_statuses()),
     );
-    metrics_for_identity.set_namer_source(namer_source(proxy.namer_statuses()));
+    metrics_for_identity.set_namer_source(telemetry_sources::namer_source(proxy.namer_statuses()));
     metrics_for_identity.config_loaded();
     // Signal handlers go in before anyone learns we are up: a SIGTERM sent right after the
     // `listening` line or the first 200 from /ready must drain, not kill (and SIGHUP must
@@ -237,20 +239,6 @@ async fn serve(
     Ok(())
 }
 
-/// Every router's service objectives, with the router's label.
-pub(crate) fn objectives(config: &Config) -> Vec<(String, weft_config::Objective)> {
-    config
-        .routers
-        .iter()
-        .flat_map(|r| {
-            r.service
-                .objectives
-                .iter()
-                .map(|o| (r.label.clone(), o.clone()))
-        })
-        .collect()
-}
-
 /// Serves the upgrade socket until a successor takes over (returned) or `shutdown` fires
 /// (`None`; the socket's path is removed).
 async fn wait_for_successor(
@@ -309,35 +297,6 @@ async fn ignore_hup(hup: Option<tokio::signal::unix::Signal>) {
     while hup.recv().await.is_some() {
         tracing::warn!("SIGHUP: no config file (-c) to reload; the embedded default stays");
     }
-}
-
-/// Reads the namers' health records for the `weft_namer_*` metrics on each scrape.
-pub(crate) fn namer_source(
-    namers: Vec<(weft_naming::Path, weft_naming::NamerStatus)>,
-) -> weft_telemetry::NamerSource {
-    Box::new(move || {
-        namers
-            .iter()
-            .map(|(prefix, status)| {
-                let s = status.snapshot();
-                weft_telemetry::NamerSample {
-                    prefix: prefix.to_string(),
-                    kind: s.kind,
-                    state: match s.state {
-                        weft_naming::NamerState::Pending => "pending",
-                        weft_naming::NamerState::Ok => "ok",
-                        weft_naming::NamerState::Stale => "stale",
-                        weft_naming::NamerState::Error => "error",
-                    },
-                    updates: s.updates,
-                    errors: s.errors,
-                    watched: s.watched,
-                    last_ok_unix: s.last_ok,
-                    failing_since_unix: s.failing_since,
-                }
-            })
-            .collect()
-    })
 }
 
 /// Keeps the identity gauges (certificate expiry, reloads) current.

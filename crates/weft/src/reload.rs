@@ -165,7 +165,7 @@ impl Reload {
             }
         };
         let json = serde_json::to_value(&config).unwrap_or(serde_json::Value::Null);
-        let objectives = crate::proxy_cmd::objectives(&config);
+        let objectives = crate::telemetry_sources::objectives(&config);
         match self.reloader.apply(config) {
             Ok(done) => {
                 self.version = version;
@@ -178,7 +178,9 @@ impl Reload {
                     if *namers {
                         let statuses = self.reloader.namer_statuses();
                         self.metrics
-                            .set_namer_source(crate::proxy_cmd::namer_source(statuses.clone()));
+                            .set_namer_source(crate::telemetry_sources::namer_source(
+                                statuses.clone(),
+                            ));
                         self.state.set_namers(statuses);
                     }
                 }

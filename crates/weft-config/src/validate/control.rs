@@ -8,7 +8,47 @@ use std::time::Duration;
 use super::{discovery, invalid, Result};
 use crate::control::{RawAuth, RawControl, RawListen, RawStorage, StorageKindName};
 use crate::locate::KeyPath;
-use crate::{ControlAuth, ControlConfig, ControlTls, EtcdConfig, EtcdPassword, StorageConfig};
+use crate::{
+    ConfigError, ControlAuth, ControlConfig, ControlTls, EtcdConfig, EtcdPassword, StorageConfig,
+};
+
+// Loading lives here, next to the validation it runs, so that the types in `control.rs`
+// do not depend on their validation.
+impl ControlConfig {
+    /// Reads and validates the file at `path`; relative paths in it are taken relative to
+    /// the file's directory.
+    ///
+    /// # Errors
+    /// The file cannot be read, is not valid YAML, or not a valid control configuration;
+    /// the error names the file, line, column and key path.
+    pub fn load(path: &FsPath) -> std::result::Result<ControlConfig, ConfigError> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::io(&origin, e))?;
+        Self::parse_at(&text, &origin, path.parent().unwrap_or(FsPath::new("")))
+    }
+
+    /// Validates `text`; `origin` names it in errors and its directory is the base of
+    /// relative paths.
+    ///
+    /// # Errors
+    /// As [`ControlConfig::load`], without I/O errors.
+    pub fn parse(text: &str, origin: &str) -> std::result::Result<ControlConfig, ConfigError> {
+        let base = FsPath::new(origin).parent().unwrap_or(FsPath::new(""));
+        Self::parse_at(text, origin, base)
+    }
+
+    fn parse_at(text: &str, origin: &str, base: &FsPath) -> std::result::Result<ControlConfig, ConfigError> {
+        let de = serde_yaml_ng::Deserializer::from_str(text);
+        let raw: Option<RawControl> = match serde_path_to_error::deserialize(de) {
+            Ok(raw) => raw,
+            Err(e) => return Err(crate::yaml_error(origin, e)),
+        };
+        config(raw.unwrap_or_default(), base).map_err(|inv| {
+            let pos = crate::position(text, &inv);
+            ConfigError::invalid(origin, pos, Some(inv.path.to_string()), inv.message)
+        })
+    }
+}
 
 pub(crate) fn config(raw: RawControl, base: &FsPath) -> Result<ControlConfig> {
     let root = KeyPath::default();

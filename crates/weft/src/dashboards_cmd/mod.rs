@@ -35,7 +35,7 @@ pub(crate) fn run(args: DashboardsArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let objectives = crate::proxy_cmd::objectives(&config);
+    let objectives = crate::telemetry_sources::objectives(&config);
     let files = [
         ("weft-rules.yml", rules::render(&objectives)),
         ("weft-dashboard.json", grafana::render(&objectives)),
