@@ -37,7 +37,11 @@ impl ControlConfig {
         Self::parse_at(text, origin, base)
     }
 
-    fn parse_at(text: &str, origin: &str, base: &FsPath) -> std::result::Result<ControlConfig, ConfigError> {
+    fn parse_at(
+        text: &str,
+        origin: &str,
+        base: &FsPath,
+    ) -> std::result::Result<ControlConfig, ConfigError> {
         let de = serde_yaml_ng::Deserializer::from_str(text);
         let raw: Option<RawControl> = match serde_path_to_error::deserialize(de) {
             Ok(raw) => raw,
