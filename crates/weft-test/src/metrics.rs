@@ -14,30 +14,12 @@ pub async fn get_metrics(admin: SocketAddr) -> String {
     r.text()
 }
 
-/// One sample line of the text format.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Sample {
-    /// Metric name (for histograms, including `_bucket`/`_sum`/`_count`).
-    pub name: String,
-    /// Labels in order of appearance, values unescaped.
-    pub labels: Vec<(String, String)>,
-    /// The value.
-    pub value: f64,
-}
+/// One sample line of the text format (the proxy's own reader, `weft_telemetry::scrape`).
+pub use weft_telemetry::scrape::Sample;
 
-impl Sample {
-    /// A label's value.
-    pub fn label(&self, name: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-/// Parses every sample line (comments and blank lines skipped; unparsable lines ignored).
+/// Parses every sample line (comments, blank lines and unparsable lines skipped).
 pub fn samples(text: &str) -> Vec<Sample> {
-    text.lines().filter_map(parse_line).collect()
+    weft_telemetry::scrape::parse(text)
 }
 
 /// The sum of all samples called `name` whose labels include every pair in `labels`
@@ -50,64 +32,8 @@ pub fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 pub fn matching(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<Sample> {
     samples(text)
         .into_iter()
-        .filter(|s| s.name == name && labels.iter().all(|(k, v)| s.label(k) == Some(v)))
+        .filter(|s| s.name == name && s.matches(labels))
         .collect()
-}
-
-fn parse_line(line: &str) -> Option<Sample> {
-    let line = line.trim();
-    if line.is_empty() || line.starts_with('#') {
-        return None;
-    }
-    let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
-    let name = line[..name_end].to_owned();
-    let mut rest = &line[name_end..];
-    let mut labels = Vec::new();
-    if let Some(r) = rest.strip_prefix('{') {
-        let mut chars = r.char_indices();
-        let mut key = String::new();
-        loop {
-            let (i, c) = chars.next()?;
-            match c {
-                '}' => {
-                    rest = &r[i + 1..];
-                    break;
-                }
-                ',' | ' ' => {}
-                '=' => {
-                    let (_, q) = chars.next()?;
-                    if q != '"' {
-                        return None;
-                    }
-                    let mut val = String::new();
-                    loop {
-                        let (_, c) = chars.next()?;
-                        match c {
-                            '"' => break,
-                            '\\' => match chars.next()?.1 {
-                                'n' => val.push('\n'),
-                                o => val.push(o),
-                            },
-                            o => val.push(o),
-                        }
-                    }
-                    labels.push((std::mem::take(&mut key), val));
-                }
-                o => key.push(o),
-            }
-        }
-    }
-    let value = rest.split_whitespace().next()?;
-    let value = match value {
-        "+Inf" => f64::INFINITY,
-        "-Inf" => f64::NEG_INFINITY,
-        v => v.parse().ok()?,
-    };
-    Some(Sample {
-        name,
-        labels,
-        value,
-    })
 }
 
 #[cfg(test)]

@@ -52,10 +52,7 @@ fn interop_dir() -> PathBuf {
 
 /// The interop server on a free port (it binds every address); waits until it listens.
 async fn start_server() -> (tokio::process::Child, u16) {
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    let port = free_port();
     let child = tokio::process::Command::new("ruby")
         .arg(interop_dir().join("server.rb"))
         .arg(format!("--port={port}"))

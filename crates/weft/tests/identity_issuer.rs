@@ -27,12 +27,6 @@ async fn renewed_after(weft: &Weft, after: f64, within: Duration) -> Option<f64>
     .await
 }
 
-/// An address that was free a moment ago: the CA's, fixed so that it can come back there.
-fn free_addr() -> String {
-    let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    probe.local_addr().unwrap().to_string()
-}
-
 /// The `identity:` config of [`BOOKS`] with its files at `files` (cert, key), trusting
 /// `bundle`, asking the CA at `listen` with the token `dir/tokens`.
 fn issuer_identity(files: &(PathBuf, PathBuf), bundle: &Path, listen: &str, dir: &Path) -> String {
@@ -50,7 +44,7 @@ async fn a_proxy_gets_and_renews_its_certificate_from_the_ca_under_load() {
     let pki = Pki::new(TRUST_DOMAIN);
     let dir = tempfile::tempdir().unwrap();
     // A fixed address, so the CA can come back where the proxy looks for it.
-    let listen = free_addr();
+    let listen = format!("127.0.0.1:{}", free_port());
     // One-minute certificates (the shortest the CA issues; back-dated a minute): renewed
     // 8 to 20 s after each issue.
     let ca = CaProcess::start(&pki, dir.path(), &listen, &["--lifetime", "1m"]).await;
@@ -185,7 +179,7 @@ async fn the_trust_anchor_rotates_under_load_with_a_proxy_renewing_from_the_ca()
     let old = Pki::new(TRUST_DOMAIN);
     let new = Pki::new(TRUST_DOMAIN);
     let dir = tempfile::tempdir().unwrap();
-    let listen = free_addr();
+    let listen = format!("127.0.0.1:{}", free_port());
     // Both proxies read their bundle from the old CA's anchor file, rewritten below.
     let bundle = old.bundle();
     let old_anchor = dir.path().join("old-anchor.crt");

@@ -16,12 +16,6 @@ use tokio::io::AsyncReadExt;
 
 const TOOL: &str = "systemd-socket-activate";
 
-/// A port that was free a moment ago (systemd-socket-activate refuses port 0).
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
-
 /// Starts `systemd-socket-activate -l 127.0.0.1:<port> --fdname=<name> weft proxy -c <config>`
 /// and waits until it listens; returns the child and the port.
 async fn activate(name: &str, config: &str, dir: &std::path::Path) -> (tokio::process::Child, u16) {
