@@ -167,6 +167,7 @@ fn set_log_level(state: &AdminState, peer: SocketAddr, query: &str) -> Rsp {
     // in the logs: like `/shutdown`, loopback only.
     if !peer.ip().is_loopback() {
         tracing::warn!(%peer, "log level change refused: not from loopback");
+        state.metrics.admin_refused("/logging");
         return text(
             StatusCode::FORBIDDEN,
             "changing the log level is allowed from loopback only\n",
@@ -196,6 +197,8 @@ fn set_log_level(state: &AdminState, peer: SocketAddr, query: &str) -> Rsp {
 /// `POST /shutdown`: starts a graceful shutdown, for loopback clients only.
 fn shutdown(state: &AdminState, peer: SocketAddr) -> Rsp {
     if !peer.ip().is_loopback() {
+        tracing::warn!(%peer, "shutdown refused: not from loopback");
+        state.metrics.admin_refused("/shutdown");
         return text(
             StatusCode::FORBIDDEN,
             "shutdown is allowed from loopback only\n",

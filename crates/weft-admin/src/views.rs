@@ -31,7 +31,8 @@ struct ClientView {
     client: String,
     endpoints: u64,
     ejected: u64,
-    /// TLS towards the endpoints (`mesh: <name>`, `origin: <name>`), `None` for plaintext.
+    /// TLS towards the endpoints (`mesh: <peer SPIFFE ID>`, `origin: <name>`), `None` for
+    /// plaintext.
     tls: Option<String>,
     endpoint_requests: Vec<EndpointView>,
 }

@@ -34,7 +34,16 @@ pub(crate) fn read(file: &FsPath, namespace: &str) -> io::Result<Option<Loaded>>
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
-    let msg = proto::CacheFile::decode(bytes.as_slice())
+    decode(&bytes, namespace).map(Some)
+}
+
+/// Decodes a cache file's bytes. Entries whose path does not parse or that carry no update
+/// are skipped: a cache is a hint, and the rest of it is still good.
+///
+/// # Errors
+/// Bytes that do not decode as a `CacheFile`, or a file written for another namespace.
+pub(crate) fn decode(bytes: &[u8], namespace: &str) -> io::Result<Loaded> {
+    let msg = proto::CacheFile::decode(bytes)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     if msg.namespace != namespace {
         return Err(io::Error::new(
@@ -49,10 +58,10 @@ pub(crate) fn read(file: &FsPath, namespace: &str) -> io::Result<Option<Loaded>>
         };
         entries.insert((path, e.local_dtab), update);
     }
-    Ok(Some(Loaded {
+    Ok(Loaded {
         written_at: msg.written_at,
         entries,
-    }))
+    })
 }
 
 /// Writes `entries` to `file` atomically: a temporary file beside it, then a rename, so a

@@ -39,6 +39,8 @@
 mod cache;
 mod client;
 mod convert;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod memory;
 mod server;
 

@@ -20,6 +20,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 pub mod access_log;
+mod admin_refusals;
 mod conn_errors;
 mod export_metrics;
 pub mod history;
@@ -121,6 +122,7 @@ struct Inner {
     detections: Family<DetectLabels, Counter>,
     connection_timeouts: Family<TimeoutLabels, Counter>,
     connection_errors: conn_errors::ConnectionErrors,
+    admin_refusals: admin_refusals::AdminRefusals,
     tcp_bytes: Family<TcpLabels, Counter>,
     exporters: export_metrics::ExportMetrics,
     tls_handshakes: Family<HandshakeLabels, Counter>,
@@ -228,6 +230,7 @@ impl Metrics {
         let detections = Family::default();
         let connection_timeouts = Family::default();
         let connection_errors = conn_errors::ConnectionErrors::register(&mut registry);
+        let admin_refusals = admin_refusals::AdminRefusals::register(&mut registry);
         let tcp_bytes = Family::default();
         let tls_handshakes = Family::default();
         let namers = namers::NamerMetrics::register(&mut registry);
@@ -396,6 +399,7 @@ impl Metrics {
                 detections,
                 connection_timeouts,
                 connection_errors,
+                admin_refusals,
                 tcp_bytes,
                 exporters,
                 tls_handshakes,
@@ -445,6 +449,12 @@ impl Metrics {
     /// `weft_config_last_reload_success_timestamp_seconds` to now.
     pub fn config_loaded(&self) {
         self.inner.config_reload_success.set(unix_now());
+    }
+
+    /// Counts one admin request refused because it changes the proxy (`/shutdown`,
+    /// `/logging`) and did not come from loopback, in `weft_admin_refused_total{path}`.
+    pub fn admin_refused(&self, path: &'static str) {
+        self.inner.admin_refusals.inc(path);
     }
 
     /// Counts one config reload in `weft_config_reloads_total`: `ok` when it was applied or

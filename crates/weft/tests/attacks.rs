@@ -472,14 +472,24 @@ async fn recursive_dtabs_huge_dtab_headers_and_backtracking_regexes_are_bounded(
     );
     let weft = Weft::start(bin(), &config).await;
     let client = weft.http1("outbound");
+    let before = rss(&weft).await;
 
     // A binding that recurses ends at the depth limit: 502 binding-failed, at once.
     let r = client.get("loop", "/").await.unwrap();
     assert_proxy_error(&r, 502, "binding-failed");
+    let text = get_metrics(weft.admin()).await;
+    let counted = metrics::sum(
+        &text,
+        "weft_responses_total",
+        &[("error", "binding-failed")],
+    );
+    assert_eq!(counted, 1.0, "the refused binding is counted: {text}");
 
     // An l5d-dtab header of 1 MiB: refused with the head (431), nothing parsed.
     let huge = format!("/svc/books => /#/fs/books;{}", " ".repeat(1 << 20));
     let r = client.get_with("books", "/", &[("l5d-dtab", &huge)]).await;
+    // The client may still be writing its head when the 431 comes and the connection
+    // closes, so it may see the close instead; either way the refusal is counted.
     match r {
         Ok(r) => assert_eq!(r.status, 431, "{}", r.text()),
         Err(e) => assert!(
@@ -487,6 +497,17 @@ async fn recursive_dtabs_huge_dtab_headers_and_backtracking_regexes_are_bounded(
             "{e}"
         ),
     }
+    let text = get_metrics(weft.admin()).await;
+    assert_eq!(
+        connection_errors(&text, "head-too-large"),
+        1.0,
+        "the 1 MiB head is counted: {text}"
+    );
+    let grown = rss(&weft).await - before;
+    assert!(
+        grown < GROWTH_LIMIT,
+        "grew {grown} bytes after the 1 MiB head"
+    );
 
     // 30,000 'a's and a '!' against /(a+)+$: no match, found in linear time.
     let path = format!("/{}!", "a".repeat(30_000));
@@ -535,7 +556,14 @@ fn non_loopback_ip() -> std::net::IpAddr {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_server_refuses_changes_from_other_hosts_and_tap_shows_no_secrets() {
-    let books = Upstream::start("books", Behaviour::new().echo()).await;
+    // The upstream sets a cookie, so tap is shown a secret in each direction.
+    let books = Upstream::start(
+        "books",
+        Behaviour::new()
+            .echo()
+            .header("set-cookie", "session=s3cret-set-cookie"),
+    )
+    .await;
     let config = format!(
         "admin: {{ip: 0.0.0.0, port: 0}}\nrouters:\n{}",
         router(
@@ -560,6 +588,12 @@ async fn the_admin_server_refuses_changes_from_other_hosts_and_tap_shows_no_secr
             got.starts_with("HTTP/1.1 403"),
             "{what} from another host: {got}"
         );
+    }
+    // Each refusal is counted by path, so an operator sees who tried.
+    let text = get_metrics(weft.admin()).await;
+    for path in ["/logging", "/shutdown"] {
+        let refused = metrics::sum(&text, "weft_admin_refused_total", &[("path", path)]);
+        assert_eq!(refused, 1.0, "{path} refusals counted: {text}");
     }
     // Reads stay open to other hosts (what Prometheus does), and the proxy still runs.
     let metrics = raw::exchange(
@@ -596,6 +630,10 @@ async fn the_admin_server_refuses_changes_from_other_hosts_and_tap_shows_no_secr
         .await
         .unwrap();
     assert_eq!(r.status, 200);
+    assert!(
+        r.header("set-cookie").is_some(),
+        "the upstream's cookie reached the client"
+    );
     tap.ended("/svc/books", Duration::from_secs(10)).await;
     let seen = serde_json::to_string(&tap.events()).unwrap();
     assert!(seen.contains("/tapped"), "{seen}");

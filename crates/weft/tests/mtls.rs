@@ -43,6 +43,17 @@ async fn authorized_client_reaches_the_app_over_mutual_tls() {
         1.0,
         "{text}"
     );
+    // The dashboard's service page names the peer identity the connection verified.
+    let admin = m.outbound.admin().to_string();
+    let r = m
+        .outbound
+        .admin_client()
+        .get(&admin, "/service.json?router=outbound&service=/svc/books")
+        .await
+        .expect("service.json");
+    let view: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
+    let tls = view["clients"][0]["tls"].as_str().unwrap_or_default();
+    assert_eq!(tls, format!("mesh: {BOOKS}"), "{view:#}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

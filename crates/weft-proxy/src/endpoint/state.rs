@@ -11,9 +11,9 @@ use super::Endpoint;
 /// One bound client (balancer): its endpoints and how TLS reaches them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ClientState {
-    /// TLS towards the endpoints: `mesh` (mutual TLS to peer proxies) or `origin` (TLS to
-    /// servers outside the mesh) with the name their certificate must carry; `None` for
-    /// plaintext.
+    /// TLS towards the endpoints: `mesh: <SPIFFE ID>` (mutual TLS to peer proxies, which must
+    /// present that identity) or `origin: <name>` (TLS to servers outside the mesh, whose
+    /// certificate must carry the name); `None` for plaintext.
     pub tls: Option<String>,
     /// The endpoints, sorted by address.
     pub endpoints: Vec<EndpointState>,

@@ -24,8 +24,9 @@ pub(crate) struct ClientTls {
 
 #[derive(Clone)]
 enum Kind {
-    /// Mutual TLS to peer proxies: one config, offering `h2` and `http/1.1`.
-    Mesh(TlsConnector),
+    /// Mutual TLS to peer proxies: one config, offering `h2` and `http/1.1`, and the SPIFFE
+    /// ID every peer must present (a handshake succeeds only if it does).
+    Mesh(TlsConnector, std::sync::Arc<str>),
     /// TLS to servers outside the mesh: a config per ALPN offer.
     Origin(Origination),
 }
@@ -33,7 +34,7 @@ enum Kind {
 impl std::fmt::Debug for ClientTls {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let kind = match self.kind {
-            Kind::Mesh(_) => "mesh",
+            Kind::Mesh(..) => "mesh",
             Kind::Origin(_) => "origin",
         };
         f.debug_struct("ClientTls")
@@ -45,9 +46,11 @@ impl std::fmt::Debug for ClientTls {
 
 impl ClientTls {
     /// For people: `mesh` or `origin`, and the name the endpoints' certificates must carry.
+    /// For mutual TLS that is the peer's SPIFFE ID: the identity every connection to these
+    /// endpoints has verified, since a peer presenting another one fails the handshake.
     pub(crate) fn describe(&self) -> String {
-        let kind = match self.kind {
-            Kind::Mesh(_) => "mesh",
+        let kind = match &self.kind {
+            Kind::Mesh(_, expected) => return format!("mesh: {expected}"),
             Kind::Origin(_) => "origin",
         };
         match &self.server_name {
@@ -62,7 +65,10 @@ impl ClientTls {
         let name = weft_tls::server_name_for(expected).ok()?;
         let server_name = ServerName::try_from(name).ok()?;
         Some(ClientTls {
-            kind: Kind::Mesh(TlsConnector::from(identity.client_config(expected))),
+            kind: Kind::Mesh(
+                TlsConnector::from(identity.client_config(expected)),
+                expected.into(),
+            ),
             server_name: Some(server_name),
         })
     }
@@ -98,7 +104,7 @@ impl ClientTls {
             },
         };
         let connector = match &self.kind {
-            Kind::Mesh(c) => c.clone(),
+            Kind::Mesh(c, _) => c.clone(),
             Kind::Origin(o) => TlsConnector::from(o.client_config(alpn)),
         };
         let shown = name.to_str().into_owned();

@@ -50,7 +50,9 @@ def main():
         page.on("pageerror", lambda e: errors.append(str(e)))
         expect.set_options(timeout=20_000)
 
-        # Overview: every service, numbers equal to /metrics.
+        # Overview: every service, numbers equal to /metrics; a request to a name with no
+        # binding first, so the proxy-errors table has a row to check.
+        send("nothing", "/")
         page.goto(BASE + "/#/overview")
         metrics = urllib.request.urlopen(BASE + "/metrics").read().decode()
         for service in ["/svc/books", "/svc/pay", "/svc/split"]:
@@ -63,6 +65,12 @@ def main():
             expect(row.locator("td.success")).to_have_text(f"{100 * good / total:.2f}%")
             expect(row.locator("svg.spark")).to_have_count(1)
         expect(page.locator('tr.router[data-router="outbound"]')).to_be_visible()
+        reason_row = page.locator("tr[data-reason]").first
+        expect(reason_row).to_be_visible()
+        reason = reason_row.get_attribute("data-reason")
+        count = int(metric_sum(metrics, "weft_responses_total", {"router": "outbound", "error": reason}))
+        assert count > 0, f"no weft_responses_total with error={reason}"
+        expect(reason_row.locator("td").nth(1)).to_have_text(str(count))
         page.screenshot(path=f"{SHOTS}/overview.png", full_page=True)
 
         # Service: routes, binding, clients with endpoint shares.
@@ -96,6 +104,12 @@ def main():
         page.fill("#pg-path", "/svc/nothing")
         page.click("#pg-go")
         expect(page.locator("#pg-out .node[data-type=neg]").first).to_contain_text("no dentry or namer")
+        # The l5d-dtab override field applies on top of the edited dtab, as the header would.
+        page.fill("#pg-dtab", "/svc => /#/fs;")
+        page.fill("#pg-path", "/svc/books")
+        page.fill("#pg-local", "/svc/books => /#/fs/books-v2")
+        page.click("#pg-go")
+        expect(page.locator("#pg-out .node[data-type=bound]").first).to_contain_text("/#/fs/books-v2")
         config = urllib.request.urlopen(BASE + "/config.json").read().decode()
         assert "/svc/split" in config, "the router's dtab is unchanged"
 
@@ -129,6 +143,37 @@ def main():
         assert page.locator('#tap-lines tr[data-path="/while-paused"]').count() == 0
         assert page.locator('#tap-lines tr[data-path="/not-books"]').count() == 0, "filter"
         page.click("#tap-start")
+
+        # The other filters: method, path prefix and status, each leaving out what differs.
+        page.fill("#tap-service", "")
+        page.fill("#tap-method", "GET")
+        page.fill("#tap-path", "/only")
+        page.fill("#tap-status", "200")
+        page.click("#tap-start")
+        expect(page.locator("#tap-info")).to_have_text("Streaming.")
+        send("books", "/other")
+        send("nothing", "/only-unbound")
+        send("books", "/only-books")
+        expect(page.locator('#tap-lines tr[data-path="/only-books"] td.status')).to_have_text("200")
+        assert page.locator('#tap-lines tr[data-path="/other"]').count() == 0, "path filter"
+        # The status filter holds back response events (a request's line shows before its
+        # status is known); the unbound request's response, sent first, must not show.
+        unbound = page.locator('#tap-lines tr[data-path="/only-unbound"] td.status')
+        assert unbound.count() == 0 or unbound.first.inner_text() == "…", "status filter"
+        page.click("#tap-start")
+
+        # Hostile text sent earlier in a Host header reached the overview as a service name
+        # too: it stays text there and on its service page.
+        page.goto(BASE + "/#/overview")
+        expect(page.locator('tr.service[data-service="/svc/books"]')).to_be_visible()
+        hostile_rows = page.locator("tr.service").filter(has_text="img")
+        assert page.locator("main img").count() == 0, "a service name became markup"
+        assert page.title() != "1", "a script from a service name ran"
+        assert hostile_rows.count() == 1, "the hostile Host names a service of its own"
+        hostile_rows.first.locator("a").first.click()
+        expect(page.locator("h2").first).to_be_visible()
+        assert page.locator("main img").count() == 0, "a service name became markup"
+        assert page.title() != "1", "a script from a service name ran"
 
         # Objectives: pay (5% failures) has exhausted a 99.9% budget; books is ok.
         page.goto(BASE + "/#/objectives")
