@@ -3,8 +3,10 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub(crate) mod control;
 pub(crate) mod grpc;
 pub(crate) mod pki;
+pub(crate) mod traffic;
 
 use std::future::Future;
 use std::time::Duration;
