@@ -64,6 +64,43 @@ impl Controls {
             .collect()
     }
 
+    /// Waits until the instances' `/metrics` (summed over them) show both proxies connected
+    /// with one resolve stream each (`/svc/books`) and at least `updates` updates sent on
+    /// them; asserts that each instance's `/live` answers 200.
+    async fn assert_serving_both_proxies(&self, updates: f64) {
+        let totals = || async {
+            let mut totals = [0.0; 3];
+            for c in &self.running {
+                let text = get_metrics(c.admin()).await;
+                for (total, name) in totals.iter_mut().zip([
+                    "weft_control_proxies_connected",
+                    "weft_control_resolve_streams",
+                    "weft_control_resolve_updates_sent_total",
+                ]) {
+                    *total += metrics::sum(&text, name, &[]);
+                }
+            }
+            totals
+        };
+        let seen = eventually(Duration::from_secs(20), || async {
+            let [proxies, streams, sent] = totals().await;
+            (proxies == 2.0 && streams == 2.0 && sent >= updates).then_some(())
+        })
+        .await;
+        assert!(
+            seen.is_some(),
+            "proxies connected, resolve streams, updates sent: {:?} (wanted 2, 2, >= {updates})",
+            totals().await
+        );
+        for c in &self.running {
+            let live = Client::http1(c.admin())
+                .get("admin", "/live")
+                .await
+                .expect("GET /live");
+            assert_eq!(live.status, 200, "{}", live.text());
+        }
+    }
+
     /// `weft dtab update default -` with `dtab` on stdin, through instance `i`'s HTTP API.
     async fn update(&self, i: usize, dtab: &str) {
         self.dtab_cli("update", i, dtab).await;
@@ -131,6 +168,8 @@ async fn a_weighted_shift_through_two_controls_on_etcd_reaches_both_proxies_and_
         .update(0, "/svc/books => 0 * /#/fs/v1 & 1 * /#/fs/v2;")
         .await;
     both_settle(&traffic, 1.0..=1.0, "0/100").await;
+    // Each stream got its first state, then the two changes.
+    controls.assert_serving_both_proxies(6.0).await;
 
     // Every control instance goes away while requests flow: nothing fails, nothing moves.
     controls.kill_all().await;
@@ -160,6 +199,8 @@ async fn a_weighted_shift_through_two_controls_on_etcd_reaches_both_proxies_and_
     both_settle(&traffic, 0.0..=0.0, "after control returned").await;
     wait_state(&p1, "ok").await;
     wait_state(&p2, "ok").await;
+    // The instances that came back serve both proxies: at least a first state per stream.
+    controls.assert_serving_both_proxies(2.0).await;
     for t in traffic {
         t.finish_without_failures().await;
     }
