@@ -142,8 +142,10 @@ impl Control {
     }
 
     /// Serves the resolution service (gRPC `weft.resolve.v1.Resolver`, h2c) to proxies on
-    /// `listener` until `stop` fires. Its counters are read on each scrape of `/metrics`
-    /// (`weft_control_proxies_connected`, `weft_control_resolve_*`).
+    /// `listener` until `stop` fires. Connections from peers that `readAccess` does not
+    /// allow (by default, any but loopback) are answered `PERMISSION_DENIED`. Its counters
+    /// are read on each scrape of `/metrics` (`weft_control_proxies_connected`,
+    /// `weft_control_resolve_*`).
     ///
     /// # Errors
     /// The listener fails.
@@ -152,7 +154,18 @@ impl Control {
         listener: TcpListener,
         stop: CancellationToken,
     ) -> std::io::Result<()> {
-        self.inner.resolution.clone().serve(listener, stop).await
+        let this = self.clone();
+        let admit = move |peer: std::net::SocketAddr| {
+            this.inner
+                .auth
+                .check_read(peer)
+                .map_err(auth::Denied::into_reason)
+        };
+        self.inner
+            .resolution
+            .clone()
+            .serve_admitting(listener, stop, admit)
+            .await
     }
 
     /// Serves the admin endpoints (`/metrics`, `/ready`, `/live`) on `listener` until

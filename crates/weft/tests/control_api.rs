@@ -10,7 +10,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
-use support::control::{etcd_storage, fs_namers, proxy_config, start_control, weft_cli, TOKEN};
+use support::control::{
+    control_config, control_status, etcd_storage, fs_namers, proxy_config, start_control, weft_cli,
+    TOKEN,
+};
 use support::*;
 use weft_test::Etcd;
 
@@ -825,4 +828,64 @@ async fn a_dtab_update_through_weft_control_reaches_the_proxy_even_when_one_inst
     .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
     assert!(reaches("v1").await, "no failover to B: {}", proxy.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolution_service_answers_other_hosts_only_with_read_access_any() {
+    let v1 = Upstream::ok("v1").await;
+    let disco = Disco::new();
+    disco.write("v1", &v1.fs_line());
+    for read_access in ["loopback", "any"] {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = format!("readAccess: {read_access}\n{}", fs_namers(&disco.path()));
+        let config = control_config(dir.path(), "{kind: memory}", "0.0.0.0:0", &extra);
+        let control = Weft::start_control(bin(), &config).await;
+        let r = create(
+            control.router("httpApi"),
+            "default",
+            "/svc/books => /#/fs/v1;",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+        // The proxy dials the machine's own non-loopback address: its connection comes from
+        // that address, as another host's would.
+        let remote = SocketAddr::new(non_loopback_ip(), control.router("grpc").port());
+        let state = tempfile::tempdir().unwrap();
+        let config = proxy_config(&[remote.to_string()], &state.path().join("cache"));
+        let proxy = Weft::start(bin(), &format!("{config}    bindingTimeout: 2s\n")).await;
+        let r = proxy
+            .http1("outbound")
+            .get("books", "/")
+            .await
+            .expect("request");
+        if read_access == "any" {
+            let status = control_status(&proxy).await;
+            assert_eq!(
+                (r.status.as_u16(), r.upstream()),
+                (200, Some("v1")),
+                "{status:#}"
+            );
+            continue;
+        }
+        assert_eq!(
+            (r.status.as_u16(), r.upstream()),
+            (503, None),
+            "{}",
+            r.text()
+        );
+        let refused = eventually(Duration::from_secs(10), || async {
+            let status = control_status(&proxy).await;
+            let error = status["lastError"].as_str().unwrap_or_default();
+            error
+                .contains("reads are allowed from loopback only (readAccess: loopback)")
+                .then_some(())
+        })
+        .await;
+        assert!(refused.is_some(), "{:#}", control_status(&proxy).await);
+        let metrics = get_metrics(control.admin()).await;
+        assert!(
+            metrics.contains("weft_control_proxies_connected 0"),
+            "a refused connection counts as a proxy: {metrics}"
+        );
+    }
 }

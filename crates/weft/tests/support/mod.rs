@@ -318,3 +318,18 @@ pub(crate) fn urlencode(s: &str) -> String {
         })
         .collect()
 }
+
+/// This machine's first IPv4 address that is not loopback (`ip -4 -o addr show scope
+/// global`), to reach a server as another host would.
+pub(crate) fn non_loopback_ip() -> std::net::IpAddr {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .expect("ip (iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next()?.parse().ok())
+        .expect("this test needs a non-loopback IPv4 address")
+}
