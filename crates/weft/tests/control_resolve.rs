@@ -129,12 +129,15 @@ async fn control_stopping_while_traffic_flows_fails_nothing_then_a_change_after_
         .output()
         .await
         .expect("run weft check");
+    // A warning: listed with its hint, but the check passes.
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("/$/control/outbound")
-            && text.contains("control plane")
-            && text.contains("unreachable"),
+        text.contains("WARN namer")
+            && text.contains("/$/control/outbound: control plane")
+            && text.contains("unreachable for")
+            && text.contains("routing on the last state since")
+            && text.contains("(1 warning)"),
         "{text}"
     );
 
