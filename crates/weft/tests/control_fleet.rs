@@ -36,7 +36,7 @@ impl Controls {
         let mut controls = Controls {
             configs,
             running: Vec::new(),
-            dirs: dirs,
+            dirs,
         };
         controls.start_all().await;
         controls
