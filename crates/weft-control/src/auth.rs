@@ -32,6 +32,15 @@ pub(crate) enum Denied {
     Forbidden(String),
 }
 
+impl Denied {
+    /// The reason, for a gRPC status message.
+    pub(crate) fn into_reason(self) -> String {
+        match self {
+            Denied::Unauthorized(r) | Denied::Forbidden(r) => r,
+        }
+    }
+}
+
 impl Auth {
     pub(crate) fn new(config: &ControlAuth, read_access: ReadAccess) -> Auth {
         Auth {
@@ -42,7 +51,8 @@ impl Auth {
         }
     }
 
-    /// Reads: anyone with `readAccess: any`, else loopback clients only.
+    /// Reads (of the HTTP API and of the resolution service): anyone with
+    /// `readAccess: any`, else loopback clients only.
     pub(crate) fn check_read(&self, peer: SocketAddr) -> Result<(), Denied> {
         if self.read_access == ReadAccess::Any || peer.ip().is_loopback() {
             return Ok(());

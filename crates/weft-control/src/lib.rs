@@ -98,12 +98,12 @@ impl Control {
         );
         Ok(Control {
             inner: Arc::new(Inner {
-                resolution,
                 store,
                 interpreter,
-                metrics: ControlMetrics::new(),
+                metrics: ControlMetrics::new(&resolution),
                 auth: auth::Auth::new(&config.auth, config.read_access),
                 tls,
+                resolution,
             }),
         })
     }
@@ -142,7 +142,10 @@ impl Control {
     }
 
     /// Serves the resolution service (gRPC `weft.resolve.v1.Resolver`, h2c) to proxies on
-    /// `listener` until `stop` fires, keeping `weft_control_proxies_connected` current.
+    /// `listener` until `stop` fires. Connections from peers that `readAccess` does not
+    /// allow (by default, any but loopback) are answered `PERMISSION_DENIED`. Its counters
+    /// are read on each scrape of `/metrics` (`weft_control_proxies_connected`,
+    /// `weft_control_resolve_*`).
     ///
     /// # Errors
     /// The listener fails.
@@ -151,22 +154,18 @@ impl Control {
         listener: TcpListener,
         stop: CancellationToken,
     ) -> std::io::Result<()> {
-        let service = self.inner.resolution.clone();
-        let gauge = self.inner.metrics.proxies_connected().clone();
-        let stats = service.clone();
-        let ticker = stop.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
-            loop {
-                tokio::select! {
-                    _ = tick.tick() => {
-                        gauge.set(i64::try_from(stats.stats().connections).unwrap_or(i64::MAX));
-                    }
-                    () = ticker.cancelled() => break,
-                }
-            }
-        });
-        service.serve(listener, stop).await
+        let this = self.clone();
+        let admit = move |peer: std::net::SocketAddr| {
+            this.inner
+                .auth
+                .check_read(peer)
+                .map_err(auth::Denied::into_reason)
+        };
+        self.inner
+            .resolution
+            .clone()
+            .serve_admitting(listener, stop, admit)
+            .await
     }
 
     /// Serves the admin endpoints (`/metrics`, `/ready`, `/live`) on `listener` until

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::registry::Registry;
+use weft_resolve::ResolveService;
 
 /// The control plane's metrics, registered in one registry; cheap to clone.
 ///
@@ -18,8 +20,13 @@ use prometheus_client::registry::Registry;
 /// - `weft_control_watches`: open API watches (`?watch=true`);
 /// - `weft_control_updates_sent_total`: versions sent to API watches;
 /// - `weft_control_watch_dropped_total`: API watches closed because the client did not read;
-/// - `weft_control_proxies_connected`: proxies connected to the resolution service (set by
-///   that service through [`ControlMetrics::proxies_connected`]).
+/// - `weft_control_proxies_connected`: proxies connected to the resolution service;
+/// - `weft_control_resolve_streams`: resolve streams open on the resolution service (one per
+///   name and local dtab a proxy routes);
+/// - `weft_control_resolve_updates_sent_total`: updates sent on those streams.
+///
+/// The last three are read from the resolution service's [`weft_resolve::ServiceStats`] on
+/// each scrape.
 #[derive(Clone)]
 pub struct ControlMetrics {
     registry: Arc<Registry>,
@@ -28,8 +35,10 @@ pub struct ControlMetrics {
     watches: Gauge,
     updates_sent: Counter,
     watch_dropped: Counter,
-    proxies_connected: Gauge,
 }
+
+/// Reads the resolution service's counters on each scrape.
+struct ResolutionCollector(ResolveService);
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabel {
@@ -42,15 +51,15 @@ struct ResultLabel {
 }
 
 impl ControlMetrics {
-    /// Creates the metrics and their registry.
-    pub fn new() -> ControlMetrics {
+    /// Creates the metrics and their registry; the resolution service's are read from
+    /// `resolution` on each scrape.
+    pub fn new(resolution: &ResolveService) -> ControlMetrics {
         let mut registry = Registry::default();
         let store_errors = Family::<OpLabel, Counter>::default();
         let writes = Family::<ResultLabel, Counter>::default();
         let watches = Gauge::default();
         let updates_sent = Counter::default();
         let watch_dropped = Counter::default();
-        let proxies_connected = Gauge::default();
         registry.register(
             "weft_control_store_errors",
             "Store operations that failed (backend unavailable or broken), by operation",
@@ -76,11 +85,7 @@ impl ControlMetrics {
             "HTTP API watches closed because the client did not read",
             watch_dropped.clone(),
         );
-        registry.register(
-            "weft_control_proxies_connected",
-            "Proxies connected to the resolution service",
-            proxies_connected.clone(),
-        );
+        registry.register_collector(Box::new(ResolutionCollector(resolution.clone())));
         ControlMetrics {
             registry: Arc::new(registry),
             store_errors,
@@ -88,7 +93,6 @@ impl ControlMetrics {
             watches,
             updates_sent,
             watch_dropped,
-            proxies_connected,
         }
     }
 
@@ -98,11 +102,6 @@ impl ControlMetrics {
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
         out
-    }
-
-    /// The gauge of proxies connected to the resolution service.
-    pub fn proxies_connected(&self) -> &Gauge {
-        &self.proxies_connected
     }
 
     pub(crate) fn store_error(&self, op: &'static str) {
@@ -126,8 +125,39 @@ impl ControlMetrics {
     }
 }
 
-impl Default for ControlMetrics {
-    fn default() -> Self {
-        ControlMetrics::new()
+impl Collector for ResolutionCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let stats = self.0.stats();
+        let gauge = |n: u64| ConstGauge::new(i64::try_from(n).unwrap_or(i64::MAX));
+        for (name, help, value) in [
+            (
+                "weft_control_proxies_connected",
+                "Proxies connected to the resolution service",
+                stats.connections,
+            ),
+            (
+                "weft_control_resolve_streams",
+                "Resolve streams open on the resolution service",
+                stats.streams,
+            ),
+        ] {
+            let g = gauge(value);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        let sent = ConstCounter::new(stats.updates_sent_total);
+        sent.encode(encoder.encode_descriptor(
+            "weft_control_resolve_updates_sent",
+            "Updates sent on the resolution service's resolve streams",
+            None,
+            sent.metric_type(),
+        )?)
+    }
+}
+
+impl std::fmt::Debug for ResolutionCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ResolutionCollector")
+            .field(&self.0.stats())
+            .finish()
     }
 }

@@ -23,7 +23,7 @@
 //! let store = Arc::new(MemoryDtabs::new()); // or the control plane's own DtabSource
 //! store.set("default", weft_naming::Dtab::read("/svc => /#/fs").unwrap());
 //! let service = ResolveService::new(store, namers);
-//! let listener = tokio::net::TcpListener::bind("127.0.0.1:4321").await?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:4100").await?;
 //! let shutdown = tokio_util::sync::CancellationToken::new();
 //! tokio::spawn(service.clone().serve(listener, shutdown.clone()));
 //! for name in service.watched() {

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -190,6 +191,25 @@ impl ResolveService {
     /// # Errors
     /// None today; accept errors (out of file descriptors) are logged and retried.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> io::Result<()> {
+        self.serve_admitting(listener, shutdown, |_| Ok(())).await
+    }
+
+    /// Like [`ResolveService::serve`], asking `admit` about the peer address of each
+    /// connection first: a connection it refuses (`Err(reason)`) is answered on every call
+    /// with gRPC `PERMISSION_DENIED` and `reason` as the message, and is not counted in
+    /// [`ServiceStats::connections`]. The control plane's `readAccess` is applied this way.
+    ///
+    /// # Errors
+    /// None today; accept errors (out of file descriptors) are logged and retried.
+    pub async fn serve_admitting<A>(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+        admit: A,
+    ) -> io::Result<()>
+    where
+        A: Fn(SocketAddr) -> Result<(), String> + Send + Sync + 'static,
+    {
         let server = self.clone().into_server();
         let mut conns = tokio::task::JoinSet::new();
         loop {
@@ -206,6 +226,11 @@ impl ResolveService {
                         }
                     };
                     let _ = io.set_nodelay(true);
+                    if let Err(reason) = admit(peer) {
+                        tracing::debug!(%peer, %reason, "resolve: connection refused");
+                        conns.spawn(refuse(io, peer, reason));
+                        continue;
+                    }
                     let server = server.clone();
                     let guard = Counted::new(self.shared.clone(), |s| &s.connections);
                     conns.spawn(async move {
@@ -213,15 +238,7 @@ impl ResolveService {
                         let svc = hyper::service::service_fn(move |req| {
                             tower::ServiceExt::oneshot(server.clone(), req)
                         });
-                        let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
-                        // A proxy opens one stream per name it routes, all on one
-                        // connection: hyper's default of 200 concurrent streams would leave
-                        // the 201st name waiting forever.
-                        h2.max_concurrent_streams(MAX_STREAMS_PER_PROXY)
-                            .keep_alive_interval(Some(Duration::from_secs(20)))
-                            .keep_alive_timeout(Duration::from_secs(10))
-                            .timer(hyper_util::rt::TokioTimer::new());
-                        if let Err(e) = h2.serve_connection(TokioIo::new(io), svc).await {
+                        if let Err(e) = h2_builder().serve_connection(TokioIo::new(io), svc).await {
                             tracing::debug!(%peer, error = %e, "resolve: connection ended");
                         }
                     });
@@ -231,6 +248,29 @@ impl ResolveService {
         conns.abort_all();
         while conns.join_next().await.is_some() {}
         Ok(())
+    }
+}
+
+/// The HTTP/2 server settings of every connection.
+fn h2_builder() -> hyper::server::conn::http2::Builder<TokioExecutor> {
+    let mut h2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    // A proxy opens one stream per name it routes, all on one connection: hyper's default
+    // of 200 concurrent streams would leave the 201st name waiting forever.
+    h2.max_concurrent_streams(MAX_STREAMS_PER_PROXY)
+        .keep_alive_interval(Some(Duration::from_secs(20)))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .timer(hyper_util::rt::TokioTimer::new());
+    h2
+}
+
+/// Answers every call on a refused connection with `PERMISSION_DENIED` and `reason`.
+async fn refuse(io: tokio::net::TcpStream, peer: SocketAddr, reason: String) {
+    let svc = hyper::service::service_fn(move |_req| {
+        let status = Status::permission_denied(reason.clone());
+        async move { Ok::<_, std::convert::Infallible>(status.into_http::<tonic::body::Body>()) }
+    });
+    if let Err(e) = h2_builder().serve_connection(TokioIo::new(io), svc).await {
+        tracing::debug!(%peer, error = %e, "resolve: refused connection ended");
     }
 }
 

@@ -1,5 +1,5 @@
 //! `weft check`: runs every check, lists every failure (not only the first), one line per
-//! check with a mark and, on failure, a hint. Offline checks read a config file; online
+//! check with a mark and, on a failure or a warning, a hint. Offline checks read a config file; online
 //! checks talk to one proxy or a fleet.
 
 use std::path::{Path, PathBuf};
@@ -42,10 +42,15 @@ struct Check {
     check: &'static str,
     /// What was checked: a file, a router, a namer prefix, an admin address.
     target: String,
+    /// False for a failure (exit code 1); true for a pass and for a warning.
     ok: bool,
+    /// A warning: something to look at that does not fail the check (a proxy routing on the
+    /// last state control sent).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    warning: bool,
     /// What was found, one line.
     detail: String,
-    /// What to do about a failure.
+    /// What to do about a failure or a warning.
     #[serde(skip_serializing_if = "Option::is_none")]
     hint: Option<String>,
 }
@@ -56,8 +61,23 @@ impl Check {
             check,
             target: target.into(),
             ok: true,
+            warning: false,
             detail: detail.into(),
             hint: None,
+        }
+    }
+
+    /// A warning: printed with its hint, but the check passes (exit code 0).
+    fn warn(
+        check: &'static str,
+        target: impl Into<String>,
+        detail: impl Into<String>,
+        hint: &str,
+    ) -> Check {
+        Check {
+            warning: true,
+            hint: Some(hint.to_owned()),
+            ..Check::pass(check, target, detail)
         }
     }
 
@@ -71,19 +91,23 @@ impl Check {
             check,
             target: target.into(),
             ok: false,
+            warning: false,
             detail: detail.into(),
             hint: Some(hint.to_owned()),
         }
     }
 
-    /// `✔ config weft.yaml: parses ...` on a terminal, `ok   config ...` elsewhere; a
-    /// failure ends with `(hint: ...)`.
+    /// `✔ config weft.yaml: parses ...` on a terminal, `ok   config ...` elsewhere (`⚠`/`WARN`
+    /// for a warning, `✘`/`FAIL` for a failure); a failure or a warning ends with
+    /// `(hint: ...)`.
     fn line(&self, terminal: bool) -> String {
-        let mark = match (self.ok, terminal) {
-            (true, true) => "✔",
-            (false, true) => "✘",
-            (true, false) => "ok  ",
-            (false, false) => "FAIL",
+        let mark = match (self.ok, self.warning, terminal) {
+            (false, _, true) => "✘",
+            (false, _, false) => "FAIL",
+            (true, true, true) => "⚠",
+            (true, true, false) => "WARN",
+            (true, false, true) => "✔",
+            (true, false, false) => "ok  ",
         };
         let mut line = format!("{mark} {} {}: {}", self.check, self.target, self.detail);
         if let Some(h) = &self.hint {
@@ -94,7 +118,7 @@ impl Check {
     }
 }
 
-/// Runs `weft check`: exit 0 when every check passed, 1 when any failed.
+/// Runs `weft check`: exit 0 when every check passed (warnings included), 1 when any failed.
 pub(crate) fn run(args: CheckArgs) -> ExitCode {
     // The fs namer logs bad files at `warn`; here they are check lines instead.
     let _ = crate::logging::init("error");
@@ -110,16 +134,26 @@ pub(crate) fn run(args: CheckArgs) -> ExitCode {
         Output::Text => {
             let terminal = output::stdout_is_terminal();
             let mut text: String = checks.iter().map(|c| c.line(terminal)).collect();
-            let failed = checks.iter().filter(|c| !c.ok).count();
-            text.push_str(&match failed {
-                0 => format!("\nall {} checks passed\n", checks.len()),
-                n => format!("\n{n} of {} checks failed\n", checks.len()),
-            });
+            text.push_str(&summary(&checks));
             text
         }
         Output::Json => output::json(&json!({ "ok": ok, "checks": checks }), false),
     };
     output::exit(output::write_stdout(&text), ok)
+}
+
+/// The last line of the text output: how many checks failed, and how many warned.
+fn summary(checks: &[Check]) -> String {
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    let warnings = match checks.iter().filter(|c| c.warning).count() {
+        0 => String::new(),
+        1 => " (1 warning)".to_owned(),
+        n => format!(" ({n} warnings)"),
+    };
+    match failed {
+        0 => format!("\nall {} checks passed{warnings}\n", checks.len()),
+        n => format!("\n{n} of {} checks failed{warnings}\n", checks.len()),
+    }
 }
 
 async fn checks(args: &CheckArgs) -> Vec<Check> {
@@ -468,7 +502,9 @@ fn reload_check(admin: &str, text: &str) -> Option<Check> {
 }
 
 /// One check per namer on a proxy's `/namers.json`: a backend that is failing fails the
-/// check, naming the backend, since when, and the last error.
+/// check, naming the backend, since when, and the last error. A control plane that is
+/// unreachable while the proxy routes on the last state it sent is a warning: routing goes
+/// on, unchanged, and the issue asks `weft check` to warn rather than fail.
 fn namer_health_checks(admin: &str, text: &str) -> Vec<Check> {
     let Ok(serde_json::Value::Array(namers)) = serde_json::from_str::<serde_json::Value>(text)
     else {
@@ -488,8 +524,8 @@ fn namer_health_checks(admin: &str, text: &str) -> Vec<Check> {
             let backend = n["backend"].as_str().unwrap_or("?");
             let watched = n["watched"].as_u64().unwrap_or(0);
             let error = n["lastError"].as_str().unwrap_or("unknown error");
-            let since = n["failingSince"]
-                .as_f64()
+            let failing_since = n["failingSince"].as_f64();
+            let since = failing_since
                 .map(|t| format!("{}s", (unix_now() as f64 - t).max(0.0) as i64))
                 .unwrap_or_else(|| "?".into());
             match n["state"].as_str() {
@@ -503,11 +539,15 @@ fn namer_health_checks(admin: &str, text: &str) -> Vec<Check> {
                     target,
                     format!("{kind} backend {backend}: no answer needed yet"),
                 ),
-                Some("stale") if kind == "control" => Check::fail(
+                Some("stale") if kind == "control" => Check::warn(
                     "namer",
                     target,
-                    format!("control plane ({backend}) unreachable for {since}: {error}"),
-                    "the proxy keeps routing on the last state control sent (see \
+                    format!(
+                        "control plane ({backend}) unreachable for {since}, routing on the last \
+                         state since {}: {error}",
+                        failing_since.map_or_else(|| "?".to_owned(), utc)
+                    ),
+                    "routing goes on unchanged, but dtab changes do not reach this proxy (see \
                      weft_namer_seconds_since_last_update); are the `weft control` instances up \
                      and reachable from the proxy?",
                 ),
@@ -528,6 +568,12 @@ fn namer_health_checks(admin: &str, text: &str) -> Vec<Check> {
             }
         })
         .collect()
+}
+
+/// Unix seconds as UTC, `2026-12-06T23:01:02Z`.
+fn utc(unix: f64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0.0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 /// An admin error without its leading `admin ADDR: `: the check line names the admin.
@@ -638,6 +684,36 @@ mod tests {
             "{line}"
         );
         assert!(reload_check("a:1", r#"{"routers": []}"#).is_none());
+    }
+
+    #[test]
+    fn an_unreachable_control_plane_warns_and_a_failing_namer_fails() {
+        let namers = r#"[
+            {"prefix": "/$/control/outbound", "kind": "control", "backend": "127.0.0.1:4100",
+             "state": "stale", "failingSince": 1796598062.5, "lastError": "connection refused"},
+            {"prefix": "/#/k8s", "kind": "k8s", "backend": "https://k8s", "state": "stale",
+             "failingSince": 1796598062.5, "lastError": "503"}
+        ]"#;
+        let checks = namer_health_checks("a:1", namers);
+        assert_eq!(
+            checks.iter().map(|c| (c.ok, c.warning)).collect::<Vec<_>>(),
+            [(true, true), (false, false)]
+        );
+        let line = checks[0].line(false);
+        assert!(
+            line.starts_with("WARN namer a:1 /$/control/outbound: control plane (127.0.0.1:4100) unreachable for ")
+                && line.contains("routing on the last state since 2026-12-06T23:01:02Z: connection refused (hint: "),
+            "{line}"
+        );
+        assert!(checks[0].line(true).starts_with("⚠ namer"));
+        assert_eq!(summary(&checks), "\n1 of 2 checks failed (1 warning)\n");
+        assert_eq!(summary(&checks[..1]), "\nall 1 checks passed (1 warning)\n");
+        let json = serde_json::to_value(&checks).expect("json");
+        assert_eq!(
+            (json[0]["ok"].as_bool(), json[0]["warning"].as_bool()),
+            (Some(true), Some(true))
+        );
+        assert_eq!(json[1].get("warning"), None);
     }
 
     #[test]

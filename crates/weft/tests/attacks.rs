@@ -539,21 +539,6 @@ async fn http2_frame_level_conformance() {
     assert_serves_others(&weft, "the conformance cases").await;
 }
 
-/// This machine's first IPv4 address that is not loopback (`ip -4 -o addr show scope
-/// global`), to reach the admin server as another host would.
-fn non_loopback_ip() -> std::net::IpAddr {
-    let out = std::process::Command::new("ip")
-        .args(["-4", "-o", "addr", "show", "scope", "global"])
-        .output()
-        .expect("ip (iproute2)");
-    String::from_utf8_lossy(&out.stdout)
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|cidr| cidr.split('/').next()?.parse().ok())
-        .expect("this test needs a non-loopback IPv4 address")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_server_refuses_changes_from_other_hosts_and_tap_shows_no_secrets() {
     // The upstream sets a cookie, so tap is shown a secret in each direction.

@@ -5,40 +5,17 @@
 mod support;
 
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
+use support::control::{
+    control_config, control_status, etcd_storage, fs_namers, proxy_config, start_control, weft_cli,
+    TOKEN,
+};
 use support::*;
 use weft_test::Etcd;
-
-const TOKEN: &str = "t0ken-for-tests";
-
-/// A control plane with `storage` (a YAML flow mapping), ephemeral ports, and the token file
-/// in `dir`; `extra` is appended as top-level YAML.
-async fn start_control(dir: &Path, storage: &str, extra: &str) -> Weft {
-    let token = dir.join("token");
-    std::fs::write(&token, format!("{TOKEN}\n")).expect("token file");
-    let config = format!(
-        "storage: {storage}\n\
-         httpApi: {{addr: 127.0.0.1:0}}\n\
-         admin: {{addr: 127.0.0.1:0}}\n\
-         grpc: {{addr: 127.0.0.1:0}}\n\
-         auth: {{tokenFile: '{}'}}\n{extra}",
-        token.display()
-    );
-    Weft::start_control(bin(), &config).await
-}
-
-fn etcd_storage(etcd: &Etcd) -> String {
-    format!(
-        "{{kind: etcd, endpoints: [{}], timeout: 2s}}",
-        etcd.endpoints().join(", ")
-    )
-}
 
 /// One API request; `token` adds `Authorization: Bearer`.
 async fn call(
@@ -326,10 +303,7 @@ async fn delegate_and_resolve_use_the_control_planes_namers() {
     let dir = tempfile::tempdir().expect("tempdir");
     let disco = Disco::new();
     disco.write("books", "127.0.0.1 8081\n127.0.0.1 8082 * 3\n");
-    let namers = format!(
-        "namers:\n  - {{kind: fs, prefix: /#/fs, rootDir: '{}'}}\n",
-        disco.path().display()
-    );
+    let namers = fs_namers(&disco.path());
     let control = start_control(dir.path(), "{kind: memory}", &namers).await;
     let api = control.router("httpApi");
     create(api, "web", "/svc => /#/fs;").await;
@@ -388,35 +362,6 @@ async fn delegate_and_resolve_use_the_control_planes_namers() {
     .await;
     assert!(out.0, "{out:?}");
     assert!(out.1.contains("/#/fs/books"), "{out:?}");
-}
-
-/// Runs `weft <args>` with `stdin`; returns (success, stdout, stderr).
-async fn weft_cli(args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new(bin())
-        .args(args)
-        .env_remove("WEFT_CONTROL")
-        .env_remove("WEFT_CONTROL_TOKEN_FILE")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn weft");
-    if let Some(mut input) = child.stdin.take() {
-        if let Some(text) = stdin {
-            input.write_all(text.as_bytes()).await.expect("stdin");
-        }
-    }
-    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
-        .await
-        .expect("weft exits")
-        .expect("output");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -789,10 +734,7 @@ async fn a_dtab_update_through_weft_control_reaches_the_proxy_even_when_one_inst
     let disco = Disco::new();
     disco.write("v1", &v1.fs_line());
     disco.write("v2", &v2.fs_line());
-    let namers = format!(
-        "namers:\n  - {{kind: fs, prefix: /#/fs, rootDir: '{}'}}\n",
-        disco.path().display()
-    );
+    let namers = fs_namers(&disco.path());
     let etcd = Etcd::start().await;
     let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut a = start_control(da.path(), &etcd_storage(&etcd), &namers).await;
@@ -801,16 +743,10 @@ async fn a_dtab_update_through_weft_control_reaches_the_proxy_even_when_one_inst
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
 
     let state = tempfile::tempdir().unwrap();
+    let addresses = [a.router("grpc").to_string(), b.router("grpc").to_string()];
     let proxy = Weft::start(
         bin(),
-        &format!(
-            "admin: {{ip: 127.0.0.1, port: 0}}\n\
-             routers:\n  - label: outbound\n    servers: [{{ip: 127.0.0.1, port: 0}}]\n    \
-             interpreter: {{kind: control, addresses: ['{}', '{}'], namespace: default, cacheFile: '{}'}}\n",
-            a.router("grpc"),
-            b.router("grpc"),
-            state.path().join("cache").display()
-        ),
+        &proxy_config(&addresses, &state.path().join("cache")),
     )
     .await;
     let client = proxy.http1("outbound");
@@ -892,4 +828,64 @@ async fn a_dtab_update_through_weft_control_reaches_the_proxy_even_when_one_inst
     .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
     assert!(reaches("v1").await, "no failover to B: {}", proxy.stderr());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolution_service_answers_other_hosts_only_with_read_access_any() {
+    let v1 = Upstream::ok("v1").await;
+    let disco = Disco::new();
+    disco.write("v1", &v1.fs_line());
+    for read_access in ["loopback", "any"] {
+        let dir = tempfile::tempdir().unwrap();
+        let extra = format!("readAccess: {read_access}\n{}", fs_namers(&disco.path()));
+        let config = control_config(dir.path(), "{kind: memory}", "0.0.0.0:0", &extra);
+        let control = Weft::start_control(bin(), &config).await;
+        let r = create(
+            control.router("httpApi"),
+            "default",
+            "/svc/books => /#/fs/v1;",
+        )
+        .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+        // The proxy dials the machine's own non-loopback address: its connection comes from
+        // that address, as another host's would.
+        let remote = SocketAddr::new(non_loopback_ip(), control.router("grpc").port());
+        let state = tempfile::tempdir().unwrap();
+        let config = proxy_config(&[remote.to_string()], &state.path().join("cache"));
+        let proxy = Weft::start(bin(), &format!("{config}    bindingTimeout: 2s\n")).await;
+        let r = proxy
+            .http1("outbound")
+            .get("books", "/")
+            .await
+            .expect("request");
+        if read_access == "any" {
+            let status = control_status(&proxy).await;
+            assert_eq!(
+                (r.status.as_u16(), r.upstream()),
+                (200, Some("v1")),
+                "{status:#}"
+            );
+            continue;
+        }
+        assert_eq!(
+            (r.status.as_u16(), r.upstream()),
+            (503, None),
+            "{}",
+            r.text()
+        );
+        let refused = eventually(Duration::from_secs(10), || async {
+            let status = control_status(&proxy).await;
+            let error = status["lastError"].as_str().unwrap_or_default();
+            error
+                .contains("reads are allowed from loopback only (readAccess: loopback)")
+                .then_some(())
+        })
+        .await;
+        assert!(refused.is_some(), "{:#}", control_status(&proxy).await);
+        let metrics = get_metrics(control.admin()).await;
+        assert!(
+            metrics.contains("weft_control_proxies_connected 0"),
+            "a refused connection counts as a proxy: {metrics}"
+        );
+    }
 }

@@ -6,10 +6,10 @@ mod support;
 
 use std::path::Path as FsPath;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use support::control::{control_status, proxy_config, wait_state};
+use support::traffic::{settles, Traffic};
 use support::*;
 use weft_test::ControlStub;
 
@@ -18,12 +18,7 @@ const PATIENCE: Duration = Duration::from_secs(20);
 /// A proxy config: router `outbound` binding through control at `control` (namespace
 /// `default`), keeping its cache in `cache`.
 fn control_config(control: std::net::SocketAddr, cache: &FsPath) -> String {
-    format!(
-        "admin: {{ip: 127.0.0.1, port: 0, shutdownGrace: 1s}}\n\
-         routers:\n  - label: outbound\n    servers: [{{ip: 127.0.0.1, port: 0}}]\n    \
-         interpreter: {{kind: control, addresses: ['{control}'], namespace: default, cacheFile: '{}'}}\n",
-        cache.display()
-    )
+    proxy_config(&[control.to_string()], cache)
 }
 
 /// Upstreams `v1` and `v2` listed in a discovery directory for the stub's fs namer.
@@ -60,133 +55,6 @@ impl Setup {
             weft,
         }
     }
-}
-
-/// Requests to Host `books` in a loop until stopped: the upstream of each, and every failure.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    served: Arc<Mutex<Vec<String>>>,
-    failures: Arc<Mutex<Vec<String>>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(client: Client, workers: usize) -> Traffic {
-        let stop = Arc::new(AtomicBool::new(false));
-        let served = Arc::new(Mutex::new(Vec::new()));
-        let failures = Arc::new(Mutex::new(Vec::new()));
-        let tasks = (0..workers)
-            .map(|_| {
-                let (client, stop) = (client.clone(), stop.clone());
-                let (served, failures) = (served.clone(), failures.clone());
-                tokio::spawn(async move {
-                    while !stop.load(Ordering::SeqCst) {
-                        match client.get("books", "/").await {
-                            Ok(r) if r.status == 200 => served
-                                .lock()
-                                .unwrap()
-                                .push(r.upstream().unwrap_or("?").to_owned()),
-                            Ok(r) => failures.lock().unwrap().push(format!(
-                                "{} {:?} {}",
-                                r.status,
-                                r.proxy_error(),
-                                r.text()
-                            )),
-                            Err(e) => failures.lock().unwrap().push(e.to_string()),
-                        }
-                    }
-                })
-            })
-            .collect();
-        Traffic {
-            stop,
-            served,
-            failures,
-            tasks,
-        }
-    }
-
-    /// How many requests were served so far.
-    fn count(&self) -> usize {
-        self.served.lock().unwrap().len()
-    }
-
-    /// The share of `v2` among the next `n` requests served (waits for them).
-    async fn v2_share(&self, n: usize) -> f64 {
-        let from = self.count();
-        let served = self.served.clone();
-        eventually(PATIENCE, || {
-            let served = served.clone();
-            async move { (served.lock().unwrap().len() >= from + n).then_some(()) }
-        })
-        .await
-        .expect("traffic flows");
-        let served = self.served.lock().unwrap();
-        let batch = &served[from..from + n];
-        batch.iter().filter(|u| *u == "v2").count() as f64 / n as f64
-    }
-
-    /// Stops the loop and asserts that no request failed.
-    async fn finish_without_failures(self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for t in self.tasks {
-            t.await.unwrap();
-        }
-        let failures = self.failures.lock().unwrap();
-        assert!(
-            failures.is_empty(),
-            "{} failed: {:?}",
-            failures.len(),
-            &failures[..failures.len().min(5)]
-        );
-    }
-}
-
-/// Waits until a batch of 200 requests has a share of v2 within `range`, then asserts that
-/// the next 400 do too.
-async fn settles(traffic: &Traffic, range: std::ops::RangeInclusive<f64>, what: &str) {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let share = traffic.v2_share(200).await;
-        if range.contains(&share) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: share of v2 still {share}"
-        );
-    }
-    let share = traffic.v2_share(400).await;
-    assert!(
-        range.contains(&share),
-        "{what}: share of v2 {share} after settling"
-    );
-}
-
-/// The proxy's `/namers.json` entry of the control interpreter of router `outbound`.
-async fn control_status(weft: &Weft) -> serde_json::Value {
-    let r = weft
-        .admin_client()
-        .get("admin", "/namers.json")
-        .await
-        .expect("GET /namers.json");
-    let all: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
-    all.as_array()
-        .and_then(|a| a.iter().find(|n| n["prefix"] == "/$/control/outbound"))
-        .cloned()
-        .unwrap_or_else(|| panic!("no /$/control/outbound on /namers.json: {all:#}"))
-}
-
-async fn wait_state(weft: &Weft, state: &str) {
-    let found = eventually(PATIENCE, || async move {
-        (control_status(weft).await["state"] == state).then_some(())
-    })
-    .await;
-    assert!(
-        found.is_some(),
-        "control status never {state}: {:#}",
-        control_status(weft).await
-    );
 }
 
 /// One request to Host `books`: 200 from `upstream`.
@@ -261,12 +129,15 @@ async fn control_stopping_while_traffic_flows_fails_nothing_then_a_change_after_
         .output()
         .await
         .expect("run weft check");
+    // A warning: listed with its hint, but the check passes.
     let text = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert_eq!(out.status.code(), Some(0), "{text}");
     assert!(
-        text.contains("/$/control/outbound")
-            && text.contains("control plane")
-            && text.contains("unreachable"),
+        text.contains("WARN namer")
+            && text.contains("/$/control/outbound: control plane")
+            && text.contains("unreachable for")
+            && text.contains("routing on the last state since")
+            && text.contains("(1 warning)"),
         "{text}"
     );
 

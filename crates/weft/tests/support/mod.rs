@@ -3,8 +3,10 @@
 // Each test file uses a different subset of these helpers.
 #![allow(dead_code, unused_imports)]
 
+pub(crate) mod control;
 pub(crate) mod grpc;
 pub(crate) mod pki;
+pub(crate) mod traffic;
 
 use std::future::Future;
 use std::time::Duration;
@@ -315,4 +317,19 @@ pub(crate) fn urlencode(s: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// This machine's first IPv4 address that is not loopback (`ip -4 -o addr show scope
+/// global`), to reach a server as another host would.
+pub(crate) fn non_loopback_ip() -> std::net::IpAddr {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "scope", "global"])
+        .output()
+        .expect("ip (iproute2)");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next()?.parse().ok())
+        .expect("this test needs a non-loopback IPv4 address")
 }
