@@ -4,6 +4,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub(crate) mod grpc;
+pub(crate) mod namers;
 pub(crate) mod pki;
 
 use std::future::Future;
