@@ -145,6 +145,10 @@ pub(crate) struct RawNamer {
     pub(crate) tls: Option<RawBackendTls>,
     pub(crate) backoff: Option<RawDiscoveryBackoff>,
     // consul
+    /// Linkerd 1's consul `failFast` (fail fast and failure accrual on the client to the
+    /// agent): weft's client to the agent has neither, so it is accepted and ignored.
+    #[allow(dead_code)]
+    pub(crate) fail_fast: Option<bool>,
     pub(crate) include_tag: Option<bool>,
     pub(crate) health_statuses: Option<Vec<String>>,
     pub(crate) prefer_service_address: Option<bool>,

@@ -327,6 +327,33 @@ async fn agent_down_keeps_the_last_good_set_and_recovers() {
     until_ports(&mut rx, &[9002]).await;
 }
 
+/// An agent that comes back with nothing changed answers a blocking query only after `wait`
+/// (60 s here): the namer must not stay stale that long.
+#[tokio::test]
+async fn an_agent_back_with_no_change_is_ok_without_waiting_out_a_blocking_query() {
+    let consul = FakeConsul::start().await;
+    consul.register(Instance::new("web", "a", addr(9001)));
+    let n = namer(&config(&consul));
+    let mut rx = n.lookup(&p("/dc1/web"));
+    until_ports(&mut rx, &[9001]).await;
+    eventually("ok", || snapshot(&n).state == NamerState::Ok).await;
+
+    consul.stop();
+    eventually("stale while the agent is down", || {
+        snapshot(&n).state == NamerState::Stale
+    })
+    .await;
+    consul.restart().await;
+    eventually("ok again with no change in Consul", || {
+        snapshot(&n).state == NamerState::Ok
+    })
+    .await;
+    until_ports(&mut rx, &[9001]).await;
+    // And changes flow again.
+    consul.register(Instance::new("web", "b", addr(9002)));
+    until_ports(&mut rx, &[9001, 9002]).await;
+}
+
 #[tokio::test]
 async fn malformed_and_error_answers_keep_the_last_good_set() {
     let consul = FakeConsul::start().await;

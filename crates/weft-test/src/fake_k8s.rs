@@ -19,6 +19,11 @@
 //! stored as given, with `metadata.resourceVersion` set on every change. The server can be
 //! stopped (every connection closed) and started again on the same port, and raw lines (a
 //! malformed event) can be sent to the live watches.
+//!
+//! Like the API server it can serve HTTPS ([`FakeKube::start_tls`]) and require a bearer
+//! token ([`FakeKube::require_token`]): a request without `Authorization: Bearer <token>` is
+//! answered `401 Unauthorized` with a `Status` body, as the API server answers a request it
+//! cannot authenticate.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -47,6 +52,7 @@ pub struct FakeKube {
     addr: SocketAddr,
     state: Arc<Mutex<State>>,
     server: Mutex<Option<JoinHandle<()>>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 #[derive(Default)]
@@ -68,6 +74,10 @@ struct State {
     watches: Vec<Watch>,
     /// Every request's path and query, in order.
     requests: Vec<String>,
+    /// The bearer token every request must carry, if any.
+    token: Option<String>,
+    /// Requests refused for a missing or wrong token.
+    unauthorized: usize,
 }
 
 struct Watch {
@@ -81,20 +91,43 @@ type Body = BoxBody<Bytes, Infallible>;
 impl FakeKube {
     /// Starts an empty server on an ephemeral port.
     pub async fn start() -> FakeKube {
+        FakeKube::start_with(None).await
+    }
+
+    /// Starts an empty server on an ephemeral port that speaks HTTPS only, with `config`
+    /// (its certificate should be for the IP address `127.0.0.1`).
+    pub async fn start_tls(config: Arc<rustls::ServerConfig>) -> FakeKube {
+        FakeKube::start_with(Some(tokio_rustls::TlsAcceptor::from(config))).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> FakeKube {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("local addr");
         let fake = FakeKube {
             addr,
             state: Arc::default(),
             server: Mutex::new(None),
+            tls,
         };
         fake.serve(listener);
         fake
     }
 
-    /// `http://127.0.0.1:<port>`, the `url` to configure.
+    /// `http://127.0.0.1:<port>` (`https://` with TLS), the `url` to configure.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// With `Some(token)`, every request must carry `Authorization: Bearer <token>`; others
+    /// are answered 401 (and counted, see [`FakeKube::unauthorized`]).
+    pub fn require_token(&self, token: Option<&str>) {
+        self.lock().token = token.map(str::to_owned);
+    }
+
+    /// Requests refused so far for a missing or wrong bearer token.
+    pub fn unauthorized(&self) -> usize {
+        self.lock().unauthorized
     }
 
     /// Creates or replaces the EndpointSlice `object` (its `metadata.name` is the key) in
@@ -239,13 +272,14 @@ impl FakeKube {
 
     fn serve(&self, listener: TcpListener) {
         let state = self.state.clone();
+        let tls = self.tls.clone();
         let server = tokio::spawn(async move {
             let mut conns = JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let state = state.clone();
+                let (state, tls) = (state.clone(), tls.clone());
                 conns.spawn(async move {
                     let svc = service_fn(move |req| {
                         let state = state.clone();
@@ -260,9 +294,19 @@ impl FakeKube {
                             Ok::<_, Infallible>(handle(&state, req))
                         }
                     });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let builder =
+                        hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(tls) => {
+                            let Ok(stream) = tls.accept(stream).await else {
+                                return;
+                            };
+                            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                    }
                 });
                 while conns.try_join_next().is_some() {}
             }
@@ -315,6 +359,14 @@ fn handle(state: &Mutex<State>, req: Request<Incoming>) -> Response<Body> {
         uri.path_and_query()
             .map_or(String::new(), |p| p.to_string()),
     );
+    if let Some(token) = &s.token {
+        let expected = format!("Bearer {token}");
+        let given = req.headers().get(http::header::AUTHORIZATION);
+        if given.map(|v| v.as_bytes()) != Some(expected.as_bytes()) {
+            s.unauthorized += 1;
+            return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+        }
+    }
     let namespace = uri
         .path()
         .strip_prefix(PREFIX)

@@ -170,3 +170,53 @@ async fn set_host_gives_the_endpoints_the_consul_authority() {
         );
     }
 }
+
+/// The agent goes away while requests flow: none fails (routing continues on the last set),
+/// `/namers.json` says stale and `weft check` fails naming the agent; once the agent is back
+/// the namer is ok, the check passes, and registrations reach the traffic again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consul_outage_keeps_routing_and_check_names_the_agent() {
+    let consul = FakeConsul::start().await;
+    let (a, b) = (Upstream::ok("a").await, Upstream::ok("b").await);
+    consul.register(Instance::new("web", "web-a", a.addr()));
+    let config = format!(
+        "admin: {{ip: 127.0.0.1, port: 0, shutdownGrace: 10s}}\n\
+         namers:\n  - {{kind: consul, prefix: /#/consul, host: 127.0.0.1, port: {}, \
+         backoff: {{min: 100ms, max: 500ms}}}}\n\
+         routers:\n{}",
+        consul.port(),
+        router("outbound", "/svc => /#/consul/.local;", &[])
+    );
+    let weft = Weft::start(bin(), &config).await;
+    assert_ok(
+        &weft.http1("outbound").get("web", "/").await,
+        "first request",
+    );
+    namers::namer_in_state(&weft, "/#/consul", "ok", PATIENCE).await;
+    namers::assert_check_passes(&weft, "/#/consul").await;
+
+    let load = Load::start(&weft, 2);
+    consul.stop();
+    let stale = namers::namer_in_state(&weft, "/#/consul", "stale", PATIENCE).await;
+    assert!(stale["errors"].as_u64() >= Some(1), "{stale:#}");
+    let backend = format!("http://127.0.0.1:{}", consul.port());
+    namers::assert_check_names_backend(&weft, "/#/consul", "consul", &backend).await;
+    let during = a.requests();
+    let flowing = eventually(PATIENCE, || async {
+        (a.requests() >= during + 20).then_some(())
+    })
+    .await;
+    assert!(flowing.is_some(), "traffic stopped during the outage");
+
+    consul.restart().await;
+    namers::namer_in_state(&weft, "/#/consul", "ok", PATIENCE).await;
+    namers::assert_check_passes(&weft, "/#/consul").await;
+    // Changes flow again.
+    consul.register(Instance::new("web", "web-b", b.addr()));
+    let b_served = eventually(PATIENCE, || async { (b.requests() > 0).then_some(()) }).await;
+    assert!(
+        b_served.is_some(),
+        "b got no traffic after the agent came back"
+    );
+    assert!(load.stop().await > 0);
+}

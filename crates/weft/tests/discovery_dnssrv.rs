@@ -131,3 +131,48 @@ async fn traffic_follows_srv_records_added_and_removed() {
     assert_eq!(load.failed.load(Ordering::Relaxed), 0);
     load.stop().await;
 }
+
+/// The DNS server goes away while requests flow: none fails (routing continues on the last
+/// records), `/namers.json` says stale and `weft check` fails naming the server; once it is
+/// back the namer is ok and the check passes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dns_outage_keeps_routing_and_check_names_the_server() {
+    let a = Upstream::ok("a").await;
+    let mut named = Named::start(&format!(
+        "a IN A 127.0.0.1\n_http._tcp.web IN SRV 0 10 {} a\n",
+        a.port()
+    ))
+    .await;
+    let yaml = format!(
+        "admin: {{ip: 127.0.0.1, port: 0, shutdownGrace: 10s}}\n\
+         namers:\n  - {{kind: dnssrv, prefix: /#/dnssrv, dnsHosts: ['{}'], maxTtl: 1s, \
+         backoff: {{min: 100ms, max: 500ms}}}}\n\
+         routers:\n{}",
+        named.addr(),
+        router("outbound", &format!("/svc/web => /#/dnssrv/{WEB};"), &[])
+    );
+    let weft = Weft::start(bin(), &yaml).await;
+    let load = Load::start(&weft, 2);
+    let reached = eventually(WITHIN, || async { (a.requests() > 20).then_some(()) }).await;
+    assert!(reached.is_some(), "no traffic reached a: {}", weft.stderr());
+    namers::namer_in_state(&weft, "/#/dnssrv", "ok", WITHIN).await;
+    namers::assert_check_passes(&weft, "/#/dnssrv").await;
+
+    named.stop().await;
+    let stale = namers::namer_in_state(&weft, "/#/dnssrv", "stale", Duration::from_secs(60)).await;
+    assert!(stale["errors"].as_u64() >= Some(1), "{stale:#}");
+    let backend = format!("dns {}", named.addr());
+    namers::assert_check_names_backend(&weft, "/#/dnssrv", "dnssrv", &backend).await;
+    let during = a.requests();
+    let flowing = eventually(WITHIN, || async {
+        (a.requests() >= during + 20).then_some(())
+    })
+    .await;
+    assert!(flowing.is_some(), "traffic stopped during the outage");
+
+    named.restart().await;
+    namers::namer_in_state(&weft, "/#/dnssrv", "ok", WITHIN).await;
+    namers::assert_check_passes(&weft, "/#/dnssrv").await;
+    assert_eq!(load.failed.load(Ordering::Relaxed), 0);
+    load.stop().await;
+}

@@ -106,3 +106,62 @@ async fn traffic_follows_endpoint_slices_without_failures() {
     }
     assert!(sent.load(Ordering::Relaxed) > 40);
 }
+
+/// The API server goes away while requests flow: none fails (routing continues on the last
+/// set), `/namers.json` says stale and `weft check` fails naming the API server; once it is
+/// back the namer is ok (with no change to the service: a resumed watch is enough), the check
+/// passes, and changes reach the traffic again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_outage_keeps_routing_and_check_names_it() {
+    let first = Upstream::ok("first").await;
+    let second = Upstream::ok("second").await;
+    let fake = FakeKube::start().await;
+    fake.apply("default", slice("web-1", &first));
+    let config = format!(
+        "admin: {{ip: 127.0.0.1, port: 0, shutdownGrace: 10s}}\n\
+         namers:\n  - {{kind: k8s, prefix: /#/k8s, url: '{}', backoff: {{min: 100ms, max: 500ms}}}}\n\
+         routers:\n{}",
+        fake.url(),
+        router("outbound", "/svc => /#/k8s/default/http;", &[])
+    );
+    let weft = Weft::start(bin(), &config).await;
+    let client = weft.http1("outbound");
+    let routed = eventually(WAIT, || async {
+        let r = client.get("web", "/").await.ok()?;
+        (r.status == 200).then_some(())
+    })
+    .await;
+    assert!(routed.is_some(), "weft never routed to the slice");
+    namers::namer_in_state(&weft, "/#/k8s", "ok", WAIT).await;
+    namers::assert_check_passes(&weft, "/#/k8s").await;
+
+    fake.stop();
+    let stale = namers::namer_in_state(&weft, "/#/k8s", "stale", WAIT).await;
+    assert!(stale["errors"].as_u64() >= Some(1), "{stale:#}");
+    namers::assert_check_names_backend(&weft, "/#/k8s", "k8s", &fake.url()).await;
+    for i in 0..20 {
+        let r = client
+            .get("web", "/")
+            .await
+            .expect("request during the outage");
+        assert_eq!(
+            (r.status.as_u16(), r.upstream()),
+            (200, Some("first")),
+            "request {i} during the outage"
+        );
+    }
+
+    fake.restart().await;
+    namers::namer_in_state(&weft, "/#/k8s", "ok", WAIT).await;
+    namers::assert_check_passes(&weft, "/#/k8s").await;
+    fake.apply("default", slice("web-2", &second));
+    let reached = eventually(WAIT, || async {
+        client.get("web", "/").await.ok()?;
+        (second.requests() > 0).then_some(())
+    })
+    .await;
+    assert!(
+        reached.is_some(),
+        "changes did not flow after the API server came back"
+    );
+}

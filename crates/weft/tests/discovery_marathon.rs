@@ -153,6 +153,8 @@ async fn traffic_follows_marathon_tasks_with_no_failed_request() {
         let r = weft.http1("outbound").get("web", "/").await.unwrap();
         assert_eq!((r.status.as_u16(), r.upstream()), (200, Some("b")));
     }
+    let backend = format!("http://127.0.0.1:{}", marathon.port());
+    namers::assert_check_names_backend(&weft, "/#/marathon", "marathon", &backend).await;
     marathon.restart().await;
     let back = eventually(Duration::from_secs(20), || async {
         (namers_json(&weft).await["state"] == "ok").then_some(())
@@ -162,6 +164,7 @@ async fn traffic_follows_marathon_tasks_with_no_failed_request() {
         back.is_some(),
         "the namer is ok again once Marathon is back"
     );
+    namers::assert_check_passes(&weft, "/#/marathon").await;
 
     // The app goes away: the name is Neg, and weft answers with its own error.
     marathon.remove_app("/web");

@@ -107,6 +107,12 @@ fn consul_defaults_and_keys() {
         4,
         "Linkerd 1: every instance, healthy or not"
     );
+    // Linkerd 1's `failFast` is accepted and changes nothing; it is a consul key only.
+    let with = namers("  - {kind: io.l5d.consul, prefix: /#/c, failFast: true}\n");
+    let without = namers("  - {kind: io.l5d.consul, prefix: /#/c}\n");
+    assert_eq!(with, without);
+    let e = namer_err("  - {kind: marathon, prefix: /#/m, failFast: true}\n");
+    assert_eq!(e.key_path(), Some("namers[0].failFast"), "{e}");
     let e = namer_err("  - {kind: consul, prefix: /#/c, healthStatuses: [ok]}\n");
     assert_eq!(e.key_path(), Some("namers[0].healthStatuses[0]"));
     let e = namer_err("  - {kind: consul, prefix: /#/c, token: a, tokenFile: b}\n");

@@ -216,7 +216,7 @@ pub(super) fn namer(raw: RawNamer, p: &KeyPath, base_dir: &FsPath) -> Result<Nam
 /// Refuses every key given that `kind` does not take.
 fn reject_other_keys(raw: &RawNamer, kind: NamerKindName, p: &KeyPath) -> Result<()> {
     use NamerKindName::*;
-    let keys: [(&'static str, bool, &[NamerKindName]); 25] = [
+    let keys: [(&'static str, bool, &[NamerKindName]); 26] = [
         ("rootDir", raw.root_dir.is_some(), &[Fs]),
         ("dnsHosts", raw.dns_hosts.is_some(), &[DnsSrv]),
         ("minTtl", raw.min_ttl.is_some(), &[DnsSrv]),
@@ -234,6 +234,7 @@ fn reject_other_keys(raw: &RawNamer, kind: NamerKindName, p: &KeyPath) -> Result
             raw.backoff.is_some(),
             &[DnsSrv, Consul, K8s, Marathon],
         ),
+        ("failFast", raw.fail_fast.is_some(), &[Consul]),
         ("includeTag", raw.include_tag.is_some(), &[Consul]),
         ("healthStatuses", raw.health_statuses.is_some(), &[Consul]),
         (

@@ -97,6 +97,10 @@ pub(super) async fn service(
                         tracing::warn!(%id, error = %e, keeping_last_good = health.is_some(), "consul query failed");
                         inner.status.failed(&e);
                         error = Some(e.into());
+                        // The next query does not block, so the namer learns as soon as the
+                        // agent answers again: one blocking on an unchanged index would say
+                        // nothing (and the state stay stale) until `wait` ran out.
+                        index = 0;
                         started + backoff.next_wait()
                     }
                 };
@@ -221,6 +225,8 @@ async fn catalog(inner: Arc<Inner>, dc: Option<Box<str>>, tx: chan::Sender<Catal
                     Err(e) => {
                         tracing::warn!(dc = dc.as_deref().unwrap_or(".local"), error = %e, "consul catalog query failed");
                         inner.status.failed(&e);
+                        // Not blocking next time, as for the health query.
+                        index = 0;
                         // With a good answer in hand, the error changes nothing for lookups.
                         tx.send_if_modified(|cur| {
                             let changed = cur.services.is_none();

@@ -5,6 +5,7 @@
 
 pub(crate) mod control;
 pub(crate) mod grpc;
+pub(crate) mod namers;
 pub(crate) mod pki;
 pub(crate) mod traffic;
 
