@@ -270,14 +270,28 @@ impl Proxy {
         self.tap.clone()
     }
 
-    /// Serves until `shutdown` fires, then stops accepting and drains connections for at
-    /// most `grace`. Returns true if every connection finished in time.
-    pub async fn serve(self, shutdown: CancellationToken, grace: Duration) -> bool {
+    /// Serves until `shutdown` fires, then drains: HTTP/1 responses carry `Connection:
+    /// close`, HTTP/2 connections get GOAWAY, connections accepted from then on included.
+    /// When `close` fires (at once after `shutdown` for a handed-over listener; after
+    /// `admin.drainAnnounce` on a signal) the listeners stop accepting; connections get at
+    /// most `grace` from `shutdown`. Returns true if every connection finished in time.
+    pub async fn serve(
+        self,
+        shutdown: CancellationToken,
+        close: CancellationToken,
+        grace: Duration,
+    ) -> bool {
         let tasks: Vec<_> = self
             .listeners
             .into_iter()
             .map(|(slot, listener)| {
-                tokio::spawn(server::serve(listener, slot, shutdown.clone(), grace))
+                tokio::spawn(server::serve(
+                    listener,
+                    slot,
+                    shutdown.clone(),
+                    close.clone(),
+                    grace,
+                ))
             })
             .collect();
         let mut clean = true;

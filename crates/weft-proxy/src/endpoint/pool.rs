@@ -65,6 +65,8 @@ struct Shared {
     /// Set when the endpoint closed a connection of the pool (it may be draining), cleared
     /// by the next successful connect or after [`DRAINING_FOR`].
     draining: Mark,
+    /// When the endpoint last showed it is draining (closed a connection, refused a stream).
+    drain_seen: Mutex<Option<Instant>>,
     /// The last connection attempt failed at connect (refused, reset: nothing listens
     /// there, as while a peer proxy restarts); cleared by the next successful connect.
     refusing: AtomicBool,
@@ -103,6 +105,7 @@ impl Pool {
                 h2_connecting: tokio::sync::Mutex::new(()),
                 reaper: AtomicBool::new(false),
                 draining: Mark::default(),
+                drain_seen: Mutex::new(None),
                 refusing: AtomicBool::new(false),
             }),
         }
@@ -215,10 +218,34 @@ impl Shared {
     /// (the balancer prefers other endpoints meanwhile) and, if it was not marked, probes it
     /// in the background until a connection succeeds, which clears the mark.
     fn closed_by_endpoint(self: &Arc<Self>) {
+        *self
+            .drain_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         if !self.draining.set_for(DRAINING_FOR) {
             return;
         }
         tracing::debug!(endpoint = %self.connector.addr(), "endpoint closed a connection; preferring others while it may be draining");
+        self.probe_while_draining();
+    }
+
+    /// A connection failed at connect. Within [`DRAINING_FOR`] of the endpoint's last sign of
+    /// a drain, that is the drain's listener closing, even if a connection succeeded in
+    /// between (a draining weft peer accepts connections for its announce window,
+    /// `admin.drainAnnounce`, and serves them as draining ones): the endpoint is marked
+    /// draining again for the rest of that time, so the refusal is not counted as a failure.
+    fn refused_after_drain(self: &Arc<Self>) {
+        let seen = *self
+            .drain_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(left) = seen.and_then(|at| DRAINING_FOR.checked_sub(at.elapsed())) else {
+            return;
+        };
+        if left.is_zero() || !self.draining.set_for(left) {
+            return;
+        }
+        tracing::debug!(endpoint = %self.connector.addr(), "draining endpoint refused a connection; preferring others until it accepts again");
         self.probe_while_draining();
     }
 
@@ -270,8 +297,9 @@ impl Shared {
         self.open(alpn).await.map_err(SendError::Connect)
     }
 
-    /// Every connection to the endpoint is made here: a success clears the draining mark,
-    /// and whether it failed at connect is kept ([`Pool::refuses_connections`]).
+    /// Every connection to the endpoint is made here: a success clears the draining mark, a
+    /// refusal soon after a drain sets it again, and whether it failed at connect is kept
+    /// ([`Pool::refuses_connections`]).
     async fn open(self: &Arc<Self>, alpn: Alpn) -> Result<ClientIo, ProxyError> {
         match self.connector.connect(alpn).await {
             Ok(io) => {
@@ -287,6 +315,9 @@ impl Shared {
                     ErrorKind::ConnectionRefused | ErrorKind::ConnectFailed
                 );
                 self.refusing.store(refused, Ordering::Relaxed);
+                if refused {
+                    self.refused_after_drain();
+                }
                 Err(e)
             }
         }
