@@ -90,7 +90,7 @@ pub use identity::identity_config;
 pub use namers::interpreter;
 pub use reload::{ReloadError, Reloaded, Reloader, Routers};
 pub use router::Router;
-pub use server::Inherited;
+pub use server::{AcceptMark, Inherited};
 
 /// All routers of one configuration with their listeners bound, ready to serve.
 pub struct Proxy {
@@ -100,6 +100,7 @@ pub struct Proxy {
     /// Each listener with the slot of its router (swapped by a reload).
     listeners: Vec<(RouterSlot, server::Listener)>,
     reloader: Reloader,
+    accepts: AcceptMark,
 }
 
 /// Where a router lives while it serves: a reload swaps a new [`Router`] in; each request
@@ -208,7 +209,14 @@ impl Proxy {
             listeners,
             identity,
             reloader,
+            accepts: AcceptMark::default(),
         })
+    }
+
+    /// The handle that logs the next connection accepted on any listener (see
+    /// [`AcceptMark`]); a successor arms it once its predecessor stopped accepting.
+    pub fn accept_mark(&self) -> AcceptMark {
+        self.accepts.clone()
     }
 
     /// Every router with the addresses its servers actually listen on (port 0 resolved).
@@ -291,6 +299,7 @@ impl Proxy {
                     shutdown.clone(),
                     close.clone(),
                     grace,
+                    self.accepts.clone(),
                 ))
             })
             .collect();

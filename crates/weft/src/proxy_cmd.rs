@@ -213,13 +213,17 @@ async fn serve(
     // Fired when the listeners stop accepting: after the drain's announce window, or at once
     // when a successor took them over.
     let close = CancellationToken::new();
+    let accepts = proxy.accept_mark();
     let serving = tokio::spawn(proxy.serve(shutdown.clone(), close.clone(), grace));
     state.set_ready(true);
     tracing::info!("ready");
     if let Some(successor) = successor {
         // We serve on the sockets; the predecessor stops accepting once told.
-        if let Err(e) = successor.ready().await {
-            tracing::warn!(error = %e, "upgrade: the predecessor did not confirm");
+        match successor.ready().await {
+            // The first connection accepted from now on is logged, for the accept gap of an
+            // upgrade (bench/upgrade).
+            Ok(()) => accepts.arm(),
+            Err(e) => tracing::warn!(error = %e, "upgrade: the predecessor did not confirm"),
         }
     }
     if let Some(handed) = wait_for_successor(&config, handoff, &shutdown).await {

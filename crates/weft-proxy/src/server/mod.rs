@@ -39,11 +39,13 @@ use crate::RouterSlot;
 use detect::{detect, Detected, Rewind};
 use keep_alive::{Guarded, Limits, Phase, Timed};
 
+mod accepts;
 mod conn_error;
 pub(crate) mod detect;
 mod inherited;
 mod keep_alive;
 
+pub use accepts::AcceptMark;
 pub use inherited::Inherited;
 
 /// hyper refuses read buffers smaller than this (it must hold a typical request head).
@@ -82,6 +84,7 @@ pub(crate) async fn serve(
     shutdown: CancellationToken,
     close: CancellationToken,
     grace: Duration,
+    accepts: AcceptMark,
 ) -> bool {
     let router = slot.load_full();
     let mut builder = Arc::new(HttpBuilders::new(router.config(), router.reaches_peers()));
@@ -92,8 +95,13 @@ pub(crate) async fn serve(
     drop(router);
     let linger = DRAIN_LINGER.min(grace / 2);
     let connections = TaskTracker::new();
-    let port = listener.local_addr().map_or(0, |a| a.port());
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let port = local.port();
+    let label = slot.load().label().to_owned();
     let mut start = |stream: TcpStream, peer: SocketAddr| {
+        accepts.accepted(&label, local, peer);
         // Small interactive messages: send them without Nagle delays.
         let _ = stream.set_nodelay(true);
         let router = slot.load_full();
@@ -139,7 +147,9 @@ pub(crate) async fn serve(
     // Connections already in the accept queue were completed by the kernel, and their clients
     // may have sent a request on them: closing the listener would reset them. Take them (as
     // draining ones) before it closes; new connections are then refused, not left waiting.
-    for (stream, peer) in accept_queued(listener) {
+    let queued = accept_queued(listener);
+    accepts::stopped(&label, local, queued.len());
+    for (stream, peer) in queued {
         start(stream, peer);
     }
     connections.close();
