@@ -365,3 +365,92 @@ async fn a_websocket_open_across_an_upgrade_runs_on_the_old_process_until_it_clo
     assert!(status.success(), "{status:?}\n{}", old.stderr());
     assert_eq!(new.ready_status().await, Some(200));
 }
+
+/// What a stranger does on the upgrade socket: connects, says a valid hello, and reports what
+/// came back (`argv[1]`: the socket's path).
+const STRANGER: &str = r#"
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+got = b""
+try:
+    s.sendall(b'{"hello":"weft-upgrade/1","pid":1}\n')
+    while chunk := s.recv(4096):
+        got += chunk
+except ConnectionError:
+    pass
+print(json.dumps({"connected": True, "received": got.decode(errors="replace")}))
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_of_another_user_on_the_upgrade_socket_gets_nothing_and_changes_nothing() {
+    if !rustix::process::getuid().is_root() {
+        eprintln!("skipped: acting as another user (setpriv) needs root");
+        return;
+    }
+    let proxy = Upgradable::start().await;
+    let (config, socket, mut weft) = (&proxy.config, &proxy.socket, proxy.weft);
+    let socket_ref = &socket;
+    eventually(Duration::from_secs(5), || async move {
+        socket_ref.exists().then_some(())
+    })
+    .await
+    .expect("the upgrade socket never appeared");
+    // Open the way for uid 65534 as a careless deployment might (a shared directory, a
+    // socket writable by all): only the peer credential check is left to turn it away.
+    use std::os::unix::fs::PermissionsExt;
+    let dir = socket.parent().expect("the socket's directory");
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o777)).unwrap();
+
+    // The system's python, which another user can run (a version manager's shim under
+    // /root may not be).
+    let python = if Path::new("/usr/bin/python3").exists() {
+        "/usr/bin/python3"
+    } else {
+        "python3"
+    };
+    let out = tokio::process::Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            python,
+            "-c",
+        ])
+        .arg(STRANGER)
+        .arg(socket)
+        .output()
+        .await
+        .expect("run setpriv (util-linux)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the stranger could not run: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim()).expect("a JSON report");
+    assert_eq!(report["connected"], true, "{report}");
+    assert_eq!(
+        report["received"], "",
+        "the stranger got an answer: {report}"
+    );
+    let weft_ref = &weft;
+    let noticed = eventually(Duration::from_secs(5), || async move {
+        weft_ref
+            .stderr()
+            .contains("a process of another user connected")
+            .then_some(())
+    })
+    .await;
+    assert!(noticed.is_some(), "{}", weft.stderr());
+
+    // Nothing changed: the proxy serves, and a real upgrade goes through.
+    assert!(weft.is_running());
+    let r = weft.http1("outbound").get("books", "/").await.unwrap();
+    assert_eq!(r.status, 200);
+    let next = Weft::start_with_args(bin(), &["--upgrade"], config).await;
+    assert!(weft.wait_exit(Duration::from_secs(30)).await.success());
+    assert_eq!(next.ready_status().await, Some(200));
+}
