@@ -120,6 +120,7 @@ pub(crate) struct RawAdmin {
     pub(crate) ip: Option<Ip>,
     pub(crate) port: Option<Port>,
     pub(crate) shutdown_grace: Option<Dur>,
+    pub(crate) drain_announce: Option<Dur>,
 }
 
 #[derive(Debug, Default, Deserialize)]

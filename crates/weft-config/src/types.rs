@@ -37,8 +37,17 @@ pub struct AdminConfig {
     /// address unless configured.
     pub addr: SocketAddr,
     /// How long a graceful shutdown waits for in-flight requests to finish (yaml
-    /// `shutdownGrace`, a duration); default 10s.
+    /// `shutdownGrace`, a duration); default 10s. Counted from the start of the drain, so
+    /// it includes the announce window.
     pub shutdown_grace: Duration,
+    /// On `SIGTERM` (or `POST /shutdown`), how long the proxy keeps accepting connections
+    /// while it announces the drain (`Connection: close` on HTTP/1 responses, GOAWAY on
+    /// HTTP/2, `/ready` 503) before it closes its listeners (yaml `drainAnnounce`, a
+    /// duration); default 500ms, at most `shutdown_grace` (a longer one is cut to it). Peers
+    /// take the proxy out of their balancers before its listener closes: the window the
+    /// Kubernetes `preStop` convention gives endpoint removal to propagate. Not applied when
+    /// a successor took the listeners over (`--upgrade`).
+    pub drain_announce: Duration,
 }
 
 impl AdminConfig {
@@ -46,6 +55,8 @@ impl AdminConfig {
     pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9990);
     /// The default shutdown grace, 10 seconds.
     pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+    /// The default drain announce window, 500 milliseconds.
+    pub const DEFAULT_DRAIN_ANNOUNCE: Duration = Duration::from_millis(500);
 }
 
 impl Default for AdminConfig {
@@ -53,6 +64,7 @@ impl Default for AdminConfig {
         AdminConfig {
             addr: Self::DEFAULT_ADDR,
             shutdown_grace: Self::DEFAULT_SHUTDOWN_GRACE,
+            drain_announce: Self::DEFAULT_DRAIN_ANNOUNCE,
         }
     }
 }
@@ -66,11 +78,14 @@ impl Serialize for AdminConfig {
             port: u16,
             #[serde(serialize_with = "ser_duration")]
             shutdown_grace: Duration,
+            #[serde(serialize_with = "ser_duration")]
+            drain_announce: Duration,
         }
         let out = Out {
             ip: self.addr.ip(),
             port: self.addr.port(),
             shutdown_grace: self.shutdown_grace,
+            drain_announce: self.drain_announce,
         };
         out.serialize(s)
     }

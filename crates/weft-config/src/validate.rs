@@ -141,17 +141,26 @@ fn upgrade(raw: RawUpgrade, admin: &AdminConfig, base_dir: &FsPath) -> UpgradeCo
 
 fn admin(raw: RawAdmin, p: &KeyPath) -> Result<AdminConfig> {
     let d = AdminConfig::default();
+    let shutdown_grace = dur(
+        raw.shutdown_grace,
+        d.shutdown_grace,
+        false,
+        &p.key("shutdownGrace"),
+    )?;
+    let drain_announce = dur(
+        raw.drain_announce,
+        d.drain_announce,
+        false,
+        &p.key("drainAnnounce"),
+    )?;
     Ok(AdminConfig {
         addr: SocketAddr::new(
             raw.ip.map_or(d.addr.ip(), |ip| ip.0),
             raw.port.map_or(d.addr.port(), |port| port.0),
         ),
-        shutdown_grace: dur(
-            raw.shutdown_grace,
-            d.shutdown_grace,
-            false,
-            &p.key("shutdownGrace"),
-        )?,
+        shutdown_grace,
+        // Part of the grace: a drain never takes longer than `shutdownGrace`.
+        drain_announce: drain_announce.min(shutdown_grace),
     })
 }
 

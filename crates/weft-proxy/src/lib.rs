@@ -90,7 +90,7 @@ pub use identity::identity_config;
 pub use namers::interpreter;
 pub use reload::{ReloadError, Reloaded, Reloader, Routers};
 pub use router::Router;
-pub use server::Inherited;
+pub use server::{AcceptMark, Inherited};
 
 /// All routers of one configuration with their listeners bound, ready to serve.
 pub struct Proxy {
@@ -100,6 +100,7 @@ pub struct Proxy {
     /// Each listener with the slot of its router (swapped by a reload).
     listeners: Vec<(RouterSlot, server::Listener)>,
     reloader: Reloader,
+    accepts: AcceptMark,
 }
 
 /// Where a router lives while it serves: a reload swaps a new [`Router`] in; each request
@@ -208,7 +209,14 @@ impl Proxy {
             listeners,
             identity,
             reloader,
+            accepts: AcceptMark::default(),
         })
+    }
+
+    /// The handle that logs the next connection accepted on any listener (see
+    /// [`AcceptMark`]); a successor arms it once its predecessor stopped accepting.
+    pub fn accept_mark(&self) -> AcceptMark {
+        self.accepts.clone()
     }
 
     /// Every router with the addresses its servers actually listen on (port 0 resolved).
@@ -270,14 +278,29 @@ impl Proxy {
         self.tap.clone()
     }
 
-    /// Serves until `shutdown` fires, then stops accepting and drains connections for at
-    /// most `grace`. Returns true if every connection finished in time.
-    pub async fn serve(self, shutdown: CancellationToken, grace: Duration) -> bool {
+    /// Serves until `shutdown` fires, then drains: HTTP/1 responses carry `Connection:
+    /// close`, HTTP/2 connections get GOAWAY, connections accepted from then on included.
+    /// When `close` fires (at once after `shutdown` for a handed-over listener; after
+    /// `admin.drainAnnounce` on a signal) the listeners stop accepting; connections get at
+    /// most `grace` from `shutdown`. Returns true if every connection finished in time.
+    pub async fn serve(
+        self,
+        shutdown: CancellationToken,
+        close: CancellationToken,
+        grace: Duration,
+    ) -> bool {
         let tasks: Vec<_> = self
             .listeners
             .into_iter()
             .map(|(slot, listener)| {
-                tokio::spawn(server::serve(listener, slot, shutdown.clone(), grace))
+                tokio::spawn(server::serve(
+                    listener,
+                    slot,
+                    shutdown.clone(),
+                    close.clone(),
+                    grace,
+                    self.accepts.clone(),
+                ))
             })
             .collect();
         let mut clean = true;

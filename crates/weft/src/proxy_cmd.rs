@@ -210,13 +210,20 @@ async fn serve(
     let admin_task = tokio::spawn(weft_admin::serve(admin, state.clone(), admin_stop.clone()));
     tokio::spawn(signals.watch(shutdown.clone()));
     let grace = config.admin.shutdown_grace;
-    let serving = tokio::spawn(proxy.serve(shutdown.clone(), grace));
+    // Fired when the listeners stop accepting: after the drain's announce window, or at once
+    // when a successor took them over.
+    let close = CancellationToken::new();
+    let accepts = proxy.accept_mark();
+    let serving = tokio::spawn(proxy.serve(shutdown.clone(), close.clone(), grace));
     state.set_ready(true);
     tracing::info!("ready");
     if let Some(successor) = successor {
         // We serve on the sockets; the predecessor stops accepting once told.
-        if let Err(e) = successor.ready().await {
-            tracing::warn!(error = %e, "upgrade: the predecessor did not confirm");
+        match successor.ready().await {
+            // The first connection accepted from now on is logged, for the accept gap of an
+            // upgrade (bench/upgrade).
+            Ok(()) => accepts.arm(),
+            Err(e) => tracing::warn!(error = %e, "upgrade: the predecessor did not confirm"),
         }
     }
     if let Some(handed) = wait_for_successor(&config, handoff, &shutdown).await {
@@ -224,11 +231,21 @@ async fn serve(
         // checks reach the new process), then drain what is in flight.
         tracing::info!(successor = handed.pid, "upgrade: handed over; draining");
         shutdown.cancel();
+        close.cancel();
         admin_stop.cancel();
         handed.confirm().await;
+        state.set_ready(false);
+        tracing::info!(grace = ?grace, "draining");
+    } else {
+        // A signal or `POST /shutdown`: announce the drain (`/ready` 503, `Connection:
+        // close`, GOAWAY) while still accepting, so peers and load balancers take this
+        // proxy out before its listeners close (`admin.drainAnnounce`).
+        state.set_ready(false);
+        let announce = config.admin.drain_announce;
+        tracing::info!(grace = ?grace, announce = ?announce, "draining");
+        tokio::time::sleep(announce).await;
+        close.cancel();
     }
-    state.set_ready(false);
-    tracing::info!(grace = ?grace, "draining");
     let clean = serving.await.unwrap_or(false);
     if !clean {
         tracing::warn!("shutdown grace expired with requests still in flight");

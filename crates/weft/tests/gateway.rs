@@ -2,8 +2,8 @@
 //! example's own files. Two clusters on loopback, each with its own CA and trust domain; a
 //! call from cluster A to a service of cluster B goes internal(A) → gateway(A) → gateway(B) →
 //! internal(B) → app, with mutual TLS on every proxy-to-proxy hop, and back the other way.
-//! Under load, with a gRPC stream open, both gateways are replaced by `weft proxy --upgrade`
-//! and renew their certificates from their CA: no request fails.
+//! Under load, with a gRPC stream open each way, both gateways are replaced by
+//! `weft proxy --upgrade` and renew their certificates from their CA: no request fails.
 //!
 //! The example lists cluster A on 127.0.1.x and cluster B on 127.0.2.x; each test runs a
 //! copy on 127.K.1.x and 127.K.2.x with K random, so tests never share an address.
@@ -290,6 +290,8 @@ async fn both_gateways_upgrade_and_renew_their_certificates_under_load_without_a
     let web = Upstream::start("web", Behaviour::new().echo()).await;
     let (_grpc_server, grpc_port) = start_echo_server().await;
     let grpc_addr = std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port));
+    let (_grpc_server_a, grpc_port_a) = start_echo_server().await;
+    let grpc_addr_a = std::net::SocketAddr::from(([127, 0, 0, 1], grpc_port_a));
     // One-minute certificates (the shortest the CA issues, back-dated a minute): each proxy
     // renews its own 8 to 20 s after it got it.
     let mut chain = Chain::start(
@@ -298,6 +300,7 @@ async fn both_gateways_upgrade_and_renew_their_certificates_under_load_without_a
             (1, "books", books.addr()),
             (0, "web", web.addr()),
             (1, "echo", grpc_addr),
+            (0, "chat", grpc_addr_a),
         ],
     )
     .await;
@@ -324,10 +327,20 @@ async fn both_gateways_upgrade_and_renew_their_certificates_under_load_without_a
             failures.clone(),
         ),
     ];
-    // A gRPC stream from cluster A to echo in cluster B, open across both upgrades: it
-    // stays on the old gateways, which exit once it has ended.
+    // A gRPC stream from cluster A to echo in cluster B, and one back from cluster B to chat
+    // in cluster A, open across both upgrades: they stay on the old gateways, which exit
+    // once they have ended.
     const STREAM_SECS: u64 = 20;
-    let stream = ChatClient::spawn(chain.outbound(0), "echo", STREAM_SECS, 0.5);
+    let streams = [
+        (
+            "A to B",
+            ChatClient::spawn(chain.outbound(0), "echo", STREAM_SECS, 0.5),
+        ),
+        (
+            "B to A",
+            ChatClient::spawn(chain.outbound(1), "chat", STREAM_SECS, 0.5),
+        ),
+    ];
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     let first = [
@@ -337,7 +350,10 @@ async fn both_gateways_upgrade_and_renew_their_certificates_under_load_without_a
     let mut old = vec![chain.upgrade_gateway(0).await];
     tokio::time::sleep(Duration::from_secs(2)).await;
     old.push(chain.upgrade_gateway(1).await);
-    let report = stream.report().await;
+    let mut reports = Vec::new();
+    for (direction, stream) in streams {
+        reports.push((direction, stream.report().await));
+    }
     for (i, mut w) in old.into_iter().enumerate() {
         let status = w.wait_exit(Duration::from_secs(30)).await;
         assert!(
@@ -373,17 +389,29 @@ async fn both_gateways_upgrade_and_renew_their_certificates_under_load_without_a
         chain.stderr()
     );
     assert!(served > 100, "only {served} requests served");
-    assert_eq!(
-        report["status"],
-        "OK",
-        "gRPC stream: {report}\n{}",
-        chain.stderr()
-    );
-    assert_eq!(report["received"], report["sent"], "gRPC stream: {report}");
-    assert_eq!(report["out_of_order"], 0, "gRPC stream: {report}");
-    assert!(
-        report["elapsed"].as_f64().unwrap_or(0.0) >= STREAM_SECS as f64,
-        "{report}"
-    );
-    eprintln!("{served} requests and a {STREAM_SECS} s gRPC stream across 2 gateway upgrades and a renewal, none failed");
+    for (direction, report) in &reports {
+        assert_eq!(
+            report["status"],
+            "OK",
+            "gRPC stream {direction}: {report}\n{}",
+            chain.stderr()
+        );
+        assert!(
+            report["sent"].as_u64().unwrap_or(0) > 0,
+            "gRPC stream {direction}: {report}"
+        );
+        assert_eq!(
+            report["received"], report["sent"],
+            "gRPC stream {direction}: {report}"
+        );
+        assert_eq!(
+            report["out_of_order"], 0,
+            "gRPC stream {direction}: {report}"
+        );
+        assert!(
+            report["elapsed"].as_f64().unwrap_or(0.0) >= STREAM_SECS as f64,
+            "gRPC stream {direction}: {report}"
+        );
+    }
+    eprintln!("{served} requests and {STREAM_SECS} s gRPC streams both ways across 2 gateway upgrades and a renewal, none failed");
 }

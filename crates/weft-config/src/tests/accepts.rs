@@ -152,6 +152,7 @@ fn every_key() {
     let c = Config::parse(FULL, "/etc/weft/weft.yaml").unwrap();
     assert_eq!(c.admin.addr, "0.0.0.0:9991".parse::<SocketAddr>().unwrap());
     assert_eq!(c.admin.shutdown_grace, secs(30));
+    assert_eq!(c.admin.drain_announce, secs(2));
 
     assert_eq!(c.namers.len(), 2);
     assert_eq!(c.namers[0].prefix, path("/#/fs"));
@@ -401,6 +402,7 @@ fn serialize_uses_file_keys_and_duration_strings() {
     let c = Config::parse(FULL, "/etc/weft/weft.yaml").unwrap();
     let v = serde_json::to_value(&c).unwrap();
     assert_eq!(v["admin"]["shutdownGrace"], "30s");
+    assert_eq!(v["admin"]["drainAnnounce"], "2s");
     assert_eq!(v["admin"]["port"], 9991);
     assert_eq!(v["routers"][0]["client"]["connectTimeout"], "250ms");
     assert_eq!(v["routers"][0]["client"]["loadBalancer"]["kind"], "ewma");
@@ -414,4 +416,22 @@ fn serialize_uses_file_keys_and_duration_strings() {
     assert_eq!(v["namers"][0]["rootDir"], "/etc/weft/disco");
     assert_eq!(v["namers"][0]["transformers"][0]["kind"], "port");
     assert!(v["routers"][1]["service"].get("totalTimeout").is_none());
+}
+
+#[test]
+fn the_drain_announce_window_is_part_of_the_grace() {
+    let c =
+        parse("admin: {shutdownGrace: 200ms}\nrouters:\n  - label: r\n    servers: [{port: 1}]\n");
+    assert_eq!(
+        c.admin.drain_announce,
+        Duration::from_millis(200),
+        "cut to the grace"
+    );
+    let c = parse("admin: {drainAnnounce: 0s}\nrouters:\n  - label: r\n    servers: [{port: 1}]\n");
+    assert_eq!(
+        c.admin.drain_announce,
+        Duration::ZERO,
+        "zero closes the listeners at once"
+    );
+    assert_eq!(c.admin.shutdown_grace, secs(10));
 }

@@ -70,6 +70,7 @@ admin:
   ip: 0.0.0.0
   port: 9991
   shutdownGrace: 30s
+  drainAnnounce: 2s
 namers:
   - kind: fs
     prefix: /#/fs

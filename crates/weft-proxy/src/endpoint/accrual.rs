@@ -99,6 +99,29 @@ impl Accrual {
         }
     }
 
+    /// True while the endpoint is ejected and its backoff is not over.
+    pub(crate) fn is_backing_off(&self, now: Instant) -> bool {
+        if self.alive.load(Ordering::Relaxed) {
+            return false;
+        }
+        matches!(self.lock().phase, Phase::Ejected { until, .. } if now < until)
+    }
+
+    /// Ends the backoff of an ejected endpoint now: the next pick carries the probe
+    /// (half-open), as if the backoff were over. Returns whether it was backing off. For an
+    /// endpoint ejected because connections to it failed, once a connection succeeds
+    /// (`Endpoint::ejected`): the backoff was the guess of when it would listen again.
+    pub(crate) fn end_backoff(&self, now: Instant) -> bool {
+        let mut state = self.lock();
+        match state.phase {
+            Phase::Ejected { since, until } if now < until => {
+                state.phase = Phase::Ejected { since, until: now };
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// When the next ejected endpoint's backoff ends, if it is ejected.
     #[cfg(test)]
     pub(crate) fn ejected_until(&self) -> Option<Instant> {
@@ -259,6 +282,23 @@ mod tests {
             until >= t1 + Duration::from_secs(5),
             "second backoff is 5s..10s"
         );
+    }
+
+    #[test]
+    fn an_ended_backoff_lets_the_next_pick_probe() {
+        let a = consecutive(1);
+        let t0 = Instant::now();
+        assert!(!a.end_backoff(t0), "alive: nothing to end");
+        assert_eq!(a.record(false, || t0), Some(Transition::Ejected));
+        let t1 = t0 + Duration::from_millis(100);
+        assert!(a.is_backing_off(t1));
+        assert!(!a.is_available(t1));
+        assert!(a.end_backoff(t1));
+        assert!(!a.is_backing_off(t1));
+        assert!(a.is_available(t1), "the next pick probes it");
+        a.on_pick(t1);
+        assert!(!a.end_backoff(t1), "probing: the probe decides");
+        assert_eq!(a.record(true, || t1), Some(Transition::Revived));
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! updates, and each endpoint's peak-EWMA estimate sits behind its own short lock.
 
 use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -201,10 +202,10 @@ impl Balancer {
     /// As `Connector::connect`.
     pub(crate) async fn connect(
         &self,
-        endpoint: &Endpoint,
+        endpoint: &Arc<Endpoint>,
         alpn: Alpn,
     ) -> Result<ClientIo, ProxyError> {
-        let connected = endpoint.pool.connector().connect(alpn).await;
+        let connected = endpoint.pool.open(alpn).await;
         if let Err(err) = &connected {
             if endpoint.blame(err) {
                 self.record(endpoint, false);
@@ -215,7 +216,7 @@ impl Balancer {
 
     /// Records the result of an exchange with `endpoint` for failure accrual (only results
     /// that are the endpoint's own: see `ProxyError::blames_endpoint`).
-    pub(crate) fn record(&self, endpoint: &Endpoint, success: bool) {
+    pub(crate) fn record(&self, endpoint: &Arc<Endpoint>, success: bool) {
         let Some(transition) = endpoint.accrual.record(success, Instant::now) else {
             return;
         };
@@ -223,6 +224,7 @@ impl Balancer {
             Transition::Ejected => {
                 tracing::info!(endpoint = %endpoint.addr, "failure accrual: endpoint ejected");
                 self.metrics.ejected();
+                endpoint.ejected();
             }
             Transition::Revived => {
                 tracing::info!(endpoint = %endpoint.addr, "failure accrual: endpoint revived");
@@ -353,6 +355,8 @@ impl Balancer {
             requests: self.metrics.endpoint_requests(&addr.to_string()),
             http1_only: super::Mark::default(),
             authority: super::authority_of(a),
+            ejected_refusing: AtomicBool::new(false),
+            reconnecting: AtomicBool::new(false),
         }
     }
 }
@@ -574,6 +578,72 @@ mod tests {
             e.addr, endpoints[1].addr,
             "avoids what it was asked to avoid"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_endpoint_ejected_for_refused_connects_is_probed_as_soon_as_it_listens() {
+        use std::sync::atomic::Ordering;
+        // Endpoint 10.0.0.0 refuses connections until `listening`; 10.0.0.1 always accepts.
+        let listening = Arc::new(AtomicBool::new(false));
+        let dial = {
+            let listening = listening.clone();
+            super::super::memory::Dial(Arc::new(move |addr: SocketAddr| {
+                let refused = addr.ip() == std::net::Ipv4Addr::new(10, 0, 0, 0)
+                    && !listening.load(Ordering::Relaxed);
+                (!refused).then(|| tokio::io::duplex(64).0)
+            }))
+        };
+        let metrics = weft_telemetry::Metrics::new("test")
+            .router("r")
+            .client("/#/test");
+        let b = Balancer::new(
+            &ClientConfig::default(),
+            metrics,
+            false,
+            None,
+            Vec::new().into(),
+        )
+        .with_dial(dial);
+        let addrs: AddrSet = (0..2)
+            .map(|i| weft_naming::Address::new(SocketAddr::from(([10, 0, 0, i], 80))))
+            .collect::<Vec<_>>()
+            .into();
+        b.update(&addrs);
+        let endpoints = b.snapshot().endpoints.clone();
+        let (restarting, answering) = (&endpoints[0], &endpoints[1]);
+
+        // Five refused connects eject the first (default policy: backoff 2.5 s to 5 s); five
+        // failed responses eject the second, which accepts connections all along.
+        for _ in 0..5 {
+            assert!(b.connect(restarting, Alpn::None).await.is_err());
+            b.record(answering, false);
+        }
+        assert!(restarting.accrual.is_ejected() && answering.accrual.is_ejected());
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(
+            !restarting.accrual.is_available(Instant::now()),
+            "still refusing: it stays out"
+        );
+
+        // It listens again: within a few probe intervals it may carry the probe, long
+        // before its backoff (at least 2.5 s) would have ended.
+        listening.store(true, Ordering::Relaxed);
+        tokio::time::sleep(3 * super::super::pool::PROBE_EVERY).await;
+        assert!(restarting.accrual.is_available(Instant::now()));
+        assert!(
+            restarting.accrual.is_ejected(),
+            "not revived yet: one request probes it"
+        );
+        assert!(
+            !answering.accrual.is_available(Instant::now()),
+            "an endpoint ejected for its answers waits out its backoff"
+        );
+        let Pick::Endpoint(probe) = b.pick(&[]) else {
+            panic!("an endpoint");
+        };
+        assert_eq!(probe.addr, restarting.addr, "the only available endpoint");
+        b.record(&probe, true);
+        assert!(!restarting.accrual.is_ejected(), "the probe revived it");
     }
 
     #[tokio::test(start_paused = true)]

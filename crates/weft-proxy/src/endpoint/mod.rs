@@ -14,6 +14,8 @@ mod replay;
 mod state;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use http::header::{HeaderValue, HOST};
@@ -67,6 +69,11 @@ pub(crate) struct Endpoint {
     /// The authority requests to this endpoint carry instead of the client's, when its namer
     /// gave one (the consul namer's `setHost`).
     authority: Option<Authority>,
+    /// The last ejection by failure accrual came with connections failing at connect
+    /// (nothing listened: see [`Endpoint::ejected`]).
+    ejected_refusing: AtomicBool,
+    /// A task tries connections during such an ejection's backoff.
+    reconnecting: AtomicBool,
 }
 
 /// The authority a namer asked requests to an endpoint to carry, if it is a valid one.
@@ -182,10 +189,56 @@ impl Endpoint {
         self.pool.is_draining()
     }
 
+    /// Failure accrual just ejected the endpoint. When connections to it were failing at
+    /// connect (refused or reset: nothing listens, as while a peer proxy restarts), its
+    /// backoff is only a guess of when it will listen again: a connection is tried every
+    /// [`pool::PROBE_EVERY`] instead, and the first that succeeds ends the backoff, so the
+    /// next request probes it (half-open) at once. An endpoint ejected for its answers
+    /// (failed responses, resets after a request went out) waits out its backoff as before.
+    pub(crate) fn ejected(self: &Arc<Self>) {
+        let refusing = self.pool.refuses_connections();
+        self.ejected_refusing.store(refusing, Ordering::Relaxed);
+        if refusing && !self.reconnecting.swap(true, Ordering::Relaxed) {
+            tokio::spawn(reconnect(Arc::downgrade(self)));
+        }
+    }
+
+    /// True while the endpoint is ejected for refusing connections and its backoff runs:
+    /// what the reconnect task is for.
+    fn wants_reconnect(&self) -> bool {
+        self.ejected_refusing.load(Ordering::Relaxed) && self.accrual.is_backing_off(Instant::now())
+    }
+
     /// Remembers that the endpoint speaks HTTP/1.1 only, for [`HTTP1_ONLY_FOR`].
     fn set_http1_only(&self) {
         if self.http1_only.set_for(HTTP1_ONLY_FOR) {
             tracing::info!(endpoint = %self.addr, "endpoint speaks HTTP/1.1 only; HTTP/2 requests go to it as HTTP/1.1");
+        }
+    }
+}
+
+/// The task behind [`Endpoint::ejected`]: tries a connection every [`pool::PROBE_EVERY`] while
+/// the endpoint is ejected for refusing connections and backing off, and ends the backoff at
+/// the first that succeeds. Holds the endpoint weakly: it ends when discovery drops it.
+async fn reconnect(weak: Weak<Endpoint>) {
+    loop {
+        tokio::time::sleep(pool::PROBE_EVERY).await;
+        let Some(endpoint) = weak.upgrade() else {
+            return;
+        };
+        if endpoint.wants_reconnect() {
+            if !endpoint.pool.probe().await {
+                continue;
+            }
+            if endpoint.accrual.end_backoff(Instant::now()) {
+                tracing::info!(endpoint = %endpoint.addr, "failure accrual: ejected endpoint accepts connections again; probing it now");
+            }
+        }
+        endpoint.reconnecting.store(false, Ordering::Relaxed);
+        // An ejection that came between the check and the store found the flag still set
+        // and started no task: this one carries on for it.
+        if !endpoint.wants_reconnect() || endpoint.reconnecting.swap(true, Ordering::Relaxed) {
+            return;
         }
     }
 }

@@ -27,6 +27,7 @@ use super::connect::{Connector, SendError};
 use super::mark::Mark;
 use super::preface::{Preface, Sniffed};
 use super::replay::ReplayBody;
+use crate::error::{ErrorKind, ProxyError};
 use crate::tls::ClientIo;
 
 /// HTTP/1 connections pooled per endpoint at most (in use or idle); connections beyond it
@@ -40,9 +41,10 @@ const MAX_POOLED: usize = 256;
 /// failure accrual counts it again.
 pub(crate) const DRAINING_FOR: Duration = Duration::from_secs(30);
 
-/// While an endpoint is draining, how often a connection to it is tried in the background, so
-/// the endpoint is back in the balancer as soon as it (or its successor) accepts again.
-const PROBE_EVERY: Duration = Duration::from_millis(100);
+/// While an endpoint is draining, or ejected by failure accrual after connections to it failed,
+/// how often a connection to it is tried in the background, so the endpoint is back in the
+/// balancer as soon as it (or its successor) accepts again.
+pub(super) const PROBE_EVERY: Duration = Duration::from_millis(100);
 
 /// Sends requests to one endpoint: HTTP/2 requests over one multiplexed connection, others
 /// over a pool of HTTP/1.1 connections.
@@ -63,6 +65,11 @@ struct Shared {
     /// Set when the endpoint closed a connection of the pool (it may be draining), cleared
     /// by the next successful connect or after [`DRAINING_FOR`].
     draining: Mark,
+    /// When the endpoint last showed it is draining (closed a connection, refused a stream).
+    drain_seen: Mutex<Option<Instant>>,
+    /// The last connection attempt failed at connect (refused, reset: nothing listens
+    /// there, as while a peer proxy restarts); cleared by the next successful connect.
+    refusing: AtomicBool,
 }
 
 /// One HTTP/1 connection of the pool.
@@ -98,14 +105,10 @@ impl Pool {
                 h2_connecting: tokio::sync::Mutex::new(()),
                 reaper: AtomicBool::new(false),
                 draining: Mark::default(),
+                drain_seen: Mutex::new(None),
+                refusing: AtomicBool::new(false),
             }),
         }
-    }
-
-    /// The endpoint's connector (for upgrades and opaque streams, which get a connection of
-    /// their own).
-    pub(crate) fn connector(&self) -> &Connector {
-        &self.shared.connector
     }
 
     /// True while the endpoint is taken to be draining: it closed a pooled connection or
@@ -113,6 +116,26 @@ impl Pool {
     /// [`DRAINING_FOR`]). One atomic load when it is not.
     pub(crate) fn is_draining(&self) -> bool {
         self.shared.draining.is_set()
+    }
+
+    /// True when the last connection attempt to the endpoint failed at connect (refused or
+    /// reset): nothing listens there now.
+    pub(crate) fn refuses_connections(&self) -> bool {
+        self.shared.refusing.load(Ordering::Relaxed)
+    }
+
+    /// Opens a connection of its own (opaque TCP, upgrades) offering `alpn`: the pool's
+    /// connect path, so that it too tells whether the endpoint accepts connections.
+    ///
+    /// # Errors
+    /// As `Connector::connect`.
+    pub(crate) async fn open(&self, alpn: Alpn) -> Result<ClientIo, ProxyError> {
+        self.shared.open(alpn).await
+    }
+
+    /// Tries one connection (dropped at once); true if it succeeded.
+    pub(crate) async fn probe(&self) -> bool {
+        self.shared.open(Alpn::Http1).await.is_ok()
     }
 
     /// Marks the endpoint draining, as a closed connection would (unit tests).
@@ -195,10 +218,40 @@ impl Shared {
     /// (the balancer prefers other endpoints meanwhile) and, if it was not marked, probes it
     /// in the background until a connection succeeds, which clears the mark.
     fn closed_by_endpoint(self: &Arc<Self>) {
+        *self
+            .drain_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         if !self.draining.set_for(DRAINING_FOR) {
             return;
         }
         tracing::debug!(endpoint = %self.connector.addr(), "endpoint closed a connection; preferring others while it may be draining");
+        self.probe_while_draining();
+    }
+
+    /// A connection failed at connect. Within [`DRAINING_FOR`] of the endpoint's last sign of
+    /// a drain, that is the drain's listener closing, even if a connection succeeded in
+    /// between (a draining weft peer accepts connections for its announce window,
+    /// `admin.drainAnnounce`, and serves them as draining ones): the endpoint is marked
+    /// draining again for the rest of that time, so the refusal is not counted as a failure.
+    fn refused_after_drain(self: &Arc<Self>) {
+        let seen = *self
+            .drain_seen
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some(left) = seen.and_then(|at| DRAINING_FOR.checked_sub(at.elapsed())) else {
+            return;
+        };
+        if left.is_zero() || !self.draining.set_for(left) {
+            return;
+        }
+        tracing::debug!(endpoint = %self.connector.addr(), "draining endpoint refused a connection; preferring others until it accepts again");
+        self.probe_while_draining();
+    }
+
+    /// Tries a connection every [`PROBE_EVERY`] while the endpoint is marked draining; a
+    /// success clears the mark (in `open`). Holds the pool weakly.
+    fn probe_while_draining(self: &Arc<Self>) {
         let weak: Weak<Shared> = Arc::downgrade(self);
         tokio::spawn(async move {
             loop {
@@ -207,8 +260,8 @@ impl Shared {
                 if !shared.draining.is_set() {
                     return;
                 }
-                // Success clears the mark (in `connect`); the probe's connection is dropped.
-                let _ = shared.connect(Alpn::Http1).await;
+                // Success clears the mark (in `open`); the probe's connection is dropped.
+                let _ = shared.open(Alpn::Http1).await;
             }
         });
     }
@@ -240,16 +293,34 @@ impl Shared {
         Ok(tx)
     }
 
-    async fn connect(&self, alpn: Alpn) -> Result<ClientIo, SendError> {
-        let io = self
-            .connector
-            .connect(alpn)
-            .await
-            .map_err(SendError::Connect)?;
-        if self.draining.clear() {
-            tracing::debug!(endpoint = %self.connector.addr(), "endpoint accepts connections again");
+    async fn connect(self: &Arc<Self>, alpn: Alpn) -> Result<ClientIo, SendError> {
+        self.open(alpn).await.map_err(SendError::Connect)
+    }
+
+    /// Every connection to the endpoint is made here: a success clears the draining mark, a
+    /// refusal soon after a drain sets it again, and whether it failed at connect is kept
+    /// ([`Pool::refuses_connections`]).
+    async fn open(self: &Arc<Self>, alpn: Alpn) -> Result<ClientIo, ProxyError> {
+        match self.connector.connect(alpn).await {
+            Ok(io) => {
+                self.refusing.store(false, Ordering::Relaxed);
+                if self.draining.clear() {
+                    tracing::debug!(endpoint = %self.connector.addr(), "endpoint accepts connections again");
+                }
+                Ok(io)
+            }
+            Err(e) => {
+                let refused = matches!(
+                    e.kind(),
+                    ErrorKind::ConnectionRefused | ErrorKind::ConnectFailed
+                );
+                self.refusing.store(refused, Ordering::Relaxed);
+                if refused {
+                    self.refused_after_drain();
+                }
+                Err(e)
+            }
         }
-        Ok(io)
     }
 
     async fn send_h2(

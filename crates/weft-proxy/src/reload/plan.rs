@@ -45,6 +45,12 @@ pub(crate) fn plan(old: &Config, new: &Config) -> Result<Plan, Vec<String>> {
             old.admin.shutdown_grace
         ));
     }
+    if old.admin.drain_announce != new.admin.drain_announce {
+        refused.push(format!(
+            "admin.drainAnnounce: fixed at start ({:?}); {RESTART}",
+            old.admin.drain_announce
+        ));
+    }
     let labels = |c: &Config| {
         c.routers
             .iter()
@@ -241,8 +247,10 @@ routers:
 
     #[test]
     fn admin_and_process_wide_sections_are_refused_all_together() {
-        let new = BASE.replace("port: 9990}", "port: 9991, shutdownGrace: 3s}")
-            + "statsd: {address: 127.0.0.1:8125}\n";
+        let new = BASE.replace(
+            "port: 9990}",
+            "port: 9991, shutdownGrace: 3s, drainAnnounce: 1s}",
+        ) + "statsd: {address: 127.0.0.1:8125}\n";
         let why = plan_of(&new).unwrap_err();
         let keys: Vec<&str> = why
             .iter()
@@ -251,7 +259,13 @@ routers:
         // The default upgrade socket is named after the admin port, so it moves too.
         assert_eq!(
             keys,
-            ["admin", "admin.shutdownGrace", "statsd", "upgrade"],
+            [
+                "admin",
+                "admin.shutdownGrace",
+                "admin.drainAnnounce",
+                "statsd",
+                "upgrade"
+            ],
             "{why:?}"
         );
     }

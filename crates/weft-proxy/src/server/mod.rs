@@ -3,10 +3,13 @@
 //! opaque TCP. Mesh TLS (told apart by SNI) is terminated with the proxy's identity; an
 //! ingress listener (`servers[].tls`) terminates all TLS with its own certificates. Every
 //! terminated handshake is counted, with a reason when it fails. On shutdown they drain:
-//! listeners close, HTTP/1 responses carry `Connection: close` (an idle connection gets a
-//! moment to send its next request before it is closed, as Envoy's drain does: closing it at
-//! once races a client that is sending), HTTP/2 connections get GOAWAY, requests in flight
-//! and upgraded tunnels finish.
+//! HTTP/1 responses carry `Connection: close` (an idle connection gets a moment to send its
+//! next request before it is closed, as Envoy's drain does: closing it at once races a client
+//! that is sending), HTTP/2 connections get GOAWAY, requests in flight and upgraded tunnels
+//! finish. Listeners keep accepting until they are told to close (after the announce window
+//! of `admin.drainAnnounce`, or at once when a successor took them over): connections
+//! accepted meanwhile are served as draining ones, so peers learn of the drain before the
+//! listener closes.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -36,11 +39,13 @@ use crate::RouterSlot;
 use detect::{detect, Detected, Rewind};
 use keep_alive::{Guarded, Limits, Phase, Timed};
 
+mod accepts;
 mod conn_error;
 pub(crate) mod detect;
 mod inherited;
 mod keep_alive;
 
+pub use accepts::AcceptMark;
 pub use inherited::Inherited;
 
 /// hyper refuses read buffers smaller than this (it must hold a typical request head).
@@ -62,9 +67,9 @@ pub(crate) struct Listener {
     pub(crate) clear_context: bool,
 }
 
-/// Serves `listener` for the router in `slot` until `shutdown` fires, then drains its
-/// connections for at most `grace`. Returns true if every connection finished within the
-/// grace period.
+/// Serves `listener` for the router in `slot`. When `shutdown` fires its connections drain
+/// (new ones included); when `close` fires it stops accepting and waits for its connections
+/// until `grace` after `shutdown` fired. Returns true if every connection finished in time.
 ///
 /// A reload swaps the router in `slot`: a connection takes its connection settings
 /// (detection, TLS, keep-alive and header limits) from the router in force when it was
@@ -77,7 +82,9 @@ pub(crate) async fn serve(
     }: Listener,
     slot: RouterSlot,
     shutdown: CancellationToken,
+    close: CancellationToken,
     grace: Duration,
+    accepts: AcceptMark,
 ) -> bool {
     let router = slot.load_full();
     let mut builder = Arc::new(HttpBuilders::new(router.config(), router.reaches_peers()));
@@ -88,36 +95,41 @@ pub(crate) async fn serve(
     drop(router);
     let linger = DRAIN_LINGER.min(grace / 2);
     let connections = TaskTracker::new();
-    let port = listener.local_addr().map_or(0, |a| a.port());
+    let local = listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let port = local.port();
+    let label = slot.load().label().to_owned();
+    let mut start = |stream: TcpStream, peer: SocketAddr| {
+        accepts.accepted(&label, local, peer);
+        // Small interactive messages: send them without Nagle delays.
+        let _ = stream.set_nodelay(true);
+        let router = slot.load_full();
+        if !std::ptr::eq(built_for.as_ptr(), Arc::as_ptr(&router)) {
+            builder = Arc::new(HttpBuilders::new(router.config(), router.reaches_peers()));
+            built_for = Arc::downgrade(&router);
+        }
+        let span = tracing::debug_span!("conn", router = %router.label(), %peer);
+        let conn = Connection {
+            tunnels: opaque::Tunnels(connections.clone()),
+            linger,
+            router,
+            slot: slot.clone(),
+            builder: builder.clone(),
+            shutdown: shutdown.clone(),
+            peer,
+            port,
+            ingress: ingress.clone(),
+            clear_context,
+        };
+        connections.spawn(conn.run(stream).instrument(span));
+    };
+    // When the drain began: the grace counts from then.
+    let mut drain_began: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    // Small interactive messages: send them without Nagle delays.
-                    let _ = stream.set_nodelay(true);
-                    let router = slot.load_full();
-                    if !std::ptr::eq(built_for.as_ptr(), Arc::as_ptr(&router)) {
-                        builder = Arc::new(HttpBuilders::new(
-                            router.config(),
-                            router.reaches_peers(),
-                        ));
-                        built_for = Arc::downgrade(&router);
-                    }
-                    let span = tracing::debug_span!("conn", router = %router.label(), %peer);
-                    let conn = Connection {
-                        tunnels: opaque::Tunnels(connections.clone()),
-                        linger,
-                        router,
-                        slot: slot.clone(),
-                        builder: builder.clone(),
-                        shutdown: shutdown.clone(),
-                        peer,
-                        port,
-                        ingress: ingress.clone(),
-                        clear_context,
-                    };
-                    connections.spawn(conn.run(stream).instrument(span));
-                }
+                Ok((stream, peer)) => start(stream, peer),
                 Err(error) => {
                     // Out of descriptors (EMFILE, ENFILE) or memory: the connection stays in
                     // the accept queue; wait instead of spinning on the same error.
@@ -126,15 +138,44 @@ pub(crate) async fn serve(
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             },
-            () = shutdown.cancelled() => break,
+            () = shutdown.cancelled(), if drain_began.is_none() => {
+                drain_began = Some(tokio::time::Instant::now());
+            }
+            () = close.cancelled() => break,
         }
     }
-    // Stop accepting before draining, so new connections are refused, not left waiting.
-    drop(listener);
+    // Connections already in the accept queue were completed by the kernel, and their clients
+    // may have sent a request on them: closing the listener would reset them. Take them (as
+    // draining ones) before it closes; new connections are then refused, not left waiting.
+    let queued = accept_queued(listener);
+    accepts::stopped(&label, local, queued.len());
+    for (stream, peer) in queued {
+        start(stream, peer);
+    }
     connections.close();
-    tokio::time::timeout(grace, connections.wait())
+    let deadline = drain_began.unwrap_or_else(tokio::time::Instant::now) + grace;
+    tokio::time::timeout_at(deadline, connections.wait())
         .await
         .is_ok()
+}
+
+/// Closes `listener`, returning the connections waiting in its accept queue.
+fn accept_queued(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
+    let Ok(listener) = listener.into_std() else {
+        return Vec::new();
+    };
+    let mut queued = Vec::new();
+    // Non-blocking (as tokio left it): ends with `WouldBlock` once the queue is empty.
+    while let Ok((stream, peer)) = listener.accept() {
+        let stream = stream
+            .set_nonblocking(true)
+            .and_then(|()| TcpStream::from_std(stream));
+        match stream {
+            Ok(stream) => queued.push((stream, peer)),
+            Err(error) => tracing::debug!(%error, "a queued connection cannot be served"),
+        }
+    }
+    queued
 }
 
 /// One accepted connection.
