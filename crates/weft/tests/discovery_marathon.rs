@@ -57,21 +57,6 @@ impl Load {
     }
 }
 
-/// The marathon namer's entry on the admin server's `/namers.json`.
-async fn namers_json(weft: &Weft) -> serde_json::Value {
-    let r = weft
-        .admin_client()
-        .get("admin", "/namers.json")
-        .await
-        .expect("GET /namers.json");
-    assert_eq!(r.status, 200);
-    let v: serde_json::Value = serde_json::from_slice(&r.body).expect("JSON");
-    v.as_array()
-        .and_then(|a| a.iter().find(|n| n["prefix"] == "/#/marathon"))
-        .cloned()
-        .unwrap_or_else(|| panic!("no /#/marathon on /namers.json: {v:#}"))
-}
-
 /// Polls until `n` consecutive requests are answered by `upstream` alone.
 async fn only(weft: &Weft, upstream: &str, n: usize) -> bool {
     let client = weft.http1("outbound");
@@ -129,7 +114,7 @@ async fn traffic_follows_marathon_tasks_with_no_failed_request() {
     );
 
     // The namer's health is on the admin server.
-    let namer = namers_json(&weft).await;
+    let namer = namers::namer_json(&weft, "/#/marathon").await;
     assert_eq!(
         (namer["kind"].as_str(), namer["state"].as_str()),
         (Some("marathon"), Some("ok")),
@@ -143,7 +128,7 @@ async fn traffic_follows_marathon_tasks_with_no_failed_request() {
     // Marathon goes away: the namer turns stale and weft keeps routing to the last good task.
     marathon.stop();
     let stale = eventually(Duration::from_secs(20), || async {
-        let n = namers_json(&weft).await;
+        let n = namers::namer_json(&weft, "/#/marathon").await;
         (n["state"] == "stale").then_some(n)
     })
     .await
@@ -157,7 +142,7 @@ async fn traffic_follows_marathon_tasks_with_no_failed_request() {
     namers::assert_check_names_backend(&weft, "/#/marathon", "marathon", &backend).await;
     marathon.restart().await;
     let back = eventually(Duration::from_secs(20), || async {
-        (namers_json(&weft).await["state"] == "ok").then_some(())
+        (namers::namer_json(&weft, "/#/marathon").await["state"] == "ok").then_some(())
     })
     .await;
     assert!(

@@ -355,7 +355,6 @@ impl Balancer {
             requests: self.metrics.endpoint_requests(&addr.to_string()),
             http1_only: super::Mark::default(),
             authority: super::authority_of(a),
-            ejected_refusing: AtomicBool::new(false),
             reconnecting: AtomicBool::new(false),
         }
     }

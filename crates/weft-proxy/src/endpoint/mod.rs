@@ -69,9 +69,6 @@ pub(crate) struct Endpoint {
     /// The authority requests to this endpoint carry instead of the client's, when its namer
     /// gave one (the consul namer's `setHost`).
     authority: Option<Authority>,
-    /// The last ejection by failure accrual came with connections failing at connect
-    /// (nothing listened: see [`Endpoint::ejected`]).
-    ejected_refusing: AtomicBool,
     /// A task tries connections during such an ejection's backoff.
     reconnecting: AtomicBool,
 }
@@ -196,17 +193,16 @@ impl Endpoint {
     /// next request probes it (half-open) at once. An endpoint ejected for its answers
     /// (failed responses, resets after a request went out) waits out its backoff as before.
     pub(crate) fn ejected(self: &Arc<Self>) {
-        let refusing = self.pool.refuses_connections();
-        self.ejected_refusing.store(refusing, Ordering::Relaxed);
-        if refusing && !self.reconnecting.swap(true, Ordering::Relaxed) {
+        if self.pool.refuses_connections() && !self.reconnecting.swap(true, Ordering::Relaxed) {
             tokio::spawn(reconnect(Arc::downgrade(self)));
         }
     }
 
-    /// True while the endpoint is ejected for refusing connections and its backoff runs:
-    /// what the reconnect task is for.
+    /// True while the endpoint backs off an ejection and its last connection attempt failed
+    /// at connect (the reconnect task's own attempts included): what the reconnect task is
+    /// for. An attempt that fails otherwise (a timeout) ends it: the backoff then applies.
     fn wants_reconnect(&self) -> bool {
-        self.ejected_refusing.load(Ordering::Relaxed) && self.accrual.is_backing_off(Instant::now())
+        self.pool.refuses_connections() && self.accrual.is_backing_off(Instant::now())
     }
 
     /// Remembers that the endpoint speaks HTTP/1.1 only, for [`HTTP1_ONLY_FOR`].

@@ -159,14 +159,23 @@ pub(crate) async fn serve(
         .is_ok()
 }
 
+/// The most connections taken from a closing listener's accept queue: Linux's default
+/// `net.core.somaxconn` (4096), the longest queue tokio's listeners get by default.
+const MAX_QUEUED: usize = 4096;
+
 /// Closes `listener`, returning the connections waiting in its accept queue.
 fn accept_queued(listener: TcpListener) -> Vec<(TcpStream, SocketAddr)> {
     let Ok(listener) = listener.into_std() else {
         return Vec::new();
     };
     let mut queued = Vec::new();
-    // Non-blocking (as tokio left it): ends with `WouldBlock` once the queue is empty.
-    while let Ok((stream, peer)) = listener.accept() {
+    // Non-blocking (as tokio left it): ends with `WouldBlock` once the queue is empty. At
+    // most a full queue's worth, so clients connecting faster than this loop cannot keep the
+    // listener open.
+    for _ in 0..MAX_QUEUED {
+        let Ok((stream, peer)) = listener.accept() else {
+            break;
+        };
         let stream = stream
             .set_nonblocking(true)
             .and_then(|()| TcpStream::from_std(stream));
